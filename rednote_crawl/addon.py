@@ -1,0 +1,60 @@
+"""Start-up of every crawl in this project (``ADDONS`` in settings.py).
+
+Add-ons run before Scrapy logs or builds anything, so this is where the
+``JUSTONEAPI_*`` settings are validated (a bad value fails the crawl before any
+request), where the token is hidden from every log line, and where
+``JUSTONEAPI_SANDBOX`` starts the offline sandbox and points the crawl at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from rednote_crawl import redaction
+from rednote_crawl.config import DEFAULTS, SANDBOX_TOKEN, ApiConfig, ConfigError
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+# The feed used when the command line names none (-o/-O) and FEEDS is empty.
+DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": {"format": "jsonlines", "encoding": "utf-8"}}
+
+
+class JustOneApiAddon:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.sandbox = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> JustOneApiAddon:
+        return cls(crawler)
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        try:
+            sandbox = settings.getbool("JUSTONEAPI_SANDBOX", DEFAULTS["JUSTONEAPI_SANDBOX"])
+        except ValueError:
+            raise ConfigError(
+                f"JUSTONEAPI_SANDBOX={settings.get('JUSTONEAPI_SANDBOX')!r} is not a boolean; use 1 or 0"
+            ) from None
+        if sandbox:
+            self._start_sandbox(settings)
+        config = ApiConfig.of(self.crawler)
+        redaction.install(config.token)
+        settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
+        if not settings.getdict("FEEDS"):
+            settings.set("FEEDS", DEFAULT_FEEDS, priority="addon")
+        logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
+
+    def _start_sandbox(self, settings: BaseSettings) -> None:
+        from rednote_crawl.sandbox import SandboxServer
+
+        self.sandbox = SandboxServer()
+        url = self.sandbox.start_in_thread()
+        settings.set("JUSTONEAPI_BASE_URL", url, priority="cmdline")
+        if not settings.get("JUSTONEAPI_TOKEN"):
+            settings.set("JUSTONEAPI_TOKEN", SANDBOX_TOKEN, priority="cmdline")
+        logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)

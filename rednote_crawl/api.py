@@ -1,0 +1,472 @@
+"""The wire contract of Just One API's Xiaohongshu note search v2.
+
+Everything the crawler knows about the vendor lives here: the URL and its
+parameters, the filter values, the business codes and what to do about each,
+the response envelope, pagination and the mapping of an API note to an output
+item. This module is plain Python: it knows nothing of Scrapy's engine, so the
+spider, the middlewares, the sandbox and the tests all share one definition.
+See ``DESIGN.md`` ("The API contract") for the facts behind it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
+from urllib.parse import quote, urlencode
+
+import orjson
+
+DEFAULT_BASE_URL = "https://api.justoneapi.com"
+SEARCH_PATH = "/api/xiaohongshu/search-note/v2"
+TOKEN_PARAM = "token"
+EXPLORE_URL = "https://www.xiaohongshu.com/explore/{note_id}?xsec_token={xsec_token}"
+
+# --- filters -----------------------------------------------------------------
+# Each filter maps the values a user may type (the API's own, plus friendly
+# names) to the one value sent on the wire.
+
+SORTS: dict[str, str] = {
+    "general": "general",
+    "popularity_descending": "popularity_descending",
+    "popular": "popularity_descending",
+    "time_descending": "time_descending",
+    "latest": "time_descending",
+    "comment_descending": "comment_descending",
+    "comments": "comment_descending",
+    "collect_descending": "collect_descending",
+    "collects": "collect_descending",
+}
+NOTE_TYPES: dict[str, str] = {
+    "_0": "_0",
+    "all": "_0",
+    "_1": "_1",
+    "video": "_1",
+    "_2": "_2",
+    "normal": "_2",
+    "image": "_2",
+}
+# noteTime is sent in one of two forms: the vendor's OpenAPI enum ("vendor",
+# the default) or the Chinese values of the user's document ("chinese").
+# "any" sends no noteTime at all.
+NOTE_TIME_STYLES: dict[str, dict[str, str]] = {
+    "vendor": {"day": "ONE_DAY", "week": "ONE_WEEK", "half_year": "HALF_YEAR"},
+    "chinese": {"day": "一天内", "week": "一周内", "half_year": "半年内"},
+}
+NOTE_TIMES: dict[str, str] = {"any": "any", "day": "day", "week": "week", "half_year": "half_year"}
+for _style in NOTE_TIME_STYLES.values():
+    NOTE_TIMES.update({wire: name for name, wire in _style.items()})
+
+DEFAULT_SORT = "general"
+DEFAULT_NOTE_TYPE = "_0"
+DEFAULT_NOTE_TIME = "any"
+
+
+def parse_choices(option: str, raw: str | None, choices: Mapping[str, str], default: str) -> list[str]:
+    """Turn ``"video,normal"`` into the canonical values, in order, each once.
+
+    Raises ``ValueError`` naming the option and every accepted value.
+    """
+    if raw is None or not str(raw).strip():
+        return [default]
+    values: list[str] = []
+    for part in str(raw).split(","):
+        key = part.strip()
+        canonical = choices.get(key) or choices.get(key.lower())
+        if canonical is None:
+            accepted = ", ".join(choices)
+            raise ValueError(
+                f"{option}={key!r} is not a valid value; use one of: {accepted} (comma-separated for several)"
+            )
+        if canonical not in values:
+            values.append(canonical)
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One search: a keyword with one value of each filter. Pages are added per request."""
+
+    keyword: str
+    sort: str = DEFAULT_SORT
+    note_type: str = DEFAULT_NOTE_TYPE
+    note_time: str = DEFAULT_NOTE_TIME  # canonical name: any, day, week, half_year
+
+    def params(self, page: int, note_time_style: str = "vendor") -> dict[str, str]:
+        """The query string without the token, in the API's parameter names."""
+        params = {"keyword": self.keyword, "page": str(page), "sort": self.sort, "noteType": self.note_type}
+        if self.note_time != "any":
+            params["noteTime"] = NOTE_TIME_STYLES[note_time_style][self.note_time]
+        return params
+
+    def describe(self) -> str:
+        return f"keyword={self.keyword!r} sort={self.sort} note_type={self.note_type} note_time={self.note_time}"
+
+
+def search_url(base_url: str, params: Mapping[str, str]) -> str:
+    """The search URL; spaces become %20 and every reserved character is escaped."""
+    return f"{base_url.rstrip('/')}{SEARCH_PATH}?{urlencode(params, quote_via=quote, safe='')}"
+
+
+def add_token(url: str, token: str) -> str:
+    """Append the token as the last query parameter (only done on the way out)."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}{TOKEN_PARAM}={quote(token, safe='')}"
+
+
+# --- codes and what to do about them ------------------------------------------
+
+
+class Action(enum.StrEnum):
+    PARSE = "parse"
+    RETRY = "retry"  # transient: retry with backoff, bounded
+    SLOW_DOWN = "slow_down"  # rate limited: slow the token down, retry later
+    DROP_QUERY = "drop_query"  # the parameters are wrong: never retried
+    STOP = "stop"  # nothing later can succeed: stop the whole crawl
+
+
+# The business codes of the vendor (DESIGN.md). ``FATAL`` codes name the
+# finish reason of the crawl they stop.
+CODE_NAMES: dict[int, str] = {
+    0: "success",
+    100: "invalid or inactive token",
+    301: "collection failed, retry",
+    302: "rate limit",
+    303: "daily quota exceeded",
+    400: "invalid parameters",
+    500: "internal error",
+    600: "permission denied",
+    601: "insufficient balance",
+}
+FATAL: dict[int, str] = {
+    100: "justoneapi_invalid_token",
+    303: "justoneapi_quota_exceeded",
+    600: "justoneapi_permission_denied",
+    601: "justoneapi_insufficient_balance",
+}
+RETRY_CODES = frozenset({301, 500, 503})
+RETRY_HTTP_STATUSES = frozenset({408, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one HTTP answer means for the crawl.
+
+    ``label`` names the answer in stats and logs: ``code_0``, ``code_302``,
+    ``http_502_html``, ``http_200_truncated`` ...
+    """
+
+    action: Action
+    label: str
+    code: int | None = None
+    message: str = ""
+    envelope: dict[str, Any] | None = None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return FATAL.get(self.code) if self.code is not None else None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def judge(status: int, body: bytes) -> Answer:
+    """Classify an HTTP answer by its business ``code``, not its HTTP status.
+
+    HTTP 200 may carry an error code and HTTP 4xx/5xx may carry the envelope;
+    an HTML page or a cut-off body is transient. Unknown codes are retried a
+    bounded number of times (the safe default), never a crash.
+    """
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        head = body[:200].lstrip().lower()
+        kind = "html" if head.startswith((b"<!doctype", b"<html", b"<")) else ("empty" if not body else "truncated")
+        return Answer(Action.RETRY, f"http_{status}_{kind}", message=f"unreadable {kind} body ({len(body)} bytes)")
+    code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
+    if code is None:
+        return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code")
+    message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
+    label = f"code_{code}"
+    if code == 0:
+        return Answer(Action.PARSE, label, code, message, envelope)
+    if code == 302 or (status == 429 and code not in FATAL):
+        return Answer(Action.SLOW_DOWN, label, code, message)
+    if code == 400:
+        return Answer(Action.DROP_QUERY, label, code, message)
+    if code in FATAL:
+        return Answer(Action.STOP, label, code, message)
+    return Answer(Action.RETRY, label, code, message)
+
+
+def judge_status_only(status: int) -> bool:
+    """Whether a bare HTTP status (no envelope) is worth retrying."""
+    return status in RETRY_HTTP_STATUSES or status == 429
+
+
+# --- pages and notes ------------------------------------------------------------
+
+
+class UserInfo(TypedDict):
+    user_id: str | None
+    nickname: str | None
+    red_id: str | None
+    avatar: str | None
+
+
+class SearchInfo(TypedDict):
+    sort: str
+    note_type: str
+    note_time: str | None
+
+
+class NoteItem(TypedDict):
+    """One output line. Field order is the output order."""
+
+    note_id: str
+    url: str | None
+    xsec_token: str | None
+    type: str | None
+    title: str | None
+    desc: str | None
+    hashtags: list[str]
+    liked_count: int | None
+    collected_count: int | None
+    comments_count: int | None
+    shared_count: int | None
+    published_at: str | None
+    user: UserInfo
+    images: list[str]
+    cover_url: str | None
+    video_duration: float | None
+    sponsored: bool
+    keyword: str
+    search: SearchInfo
+    page: int
+    rank: int
+    fetched_at: str
+    raw: NotRequired[dict[str, Any]]
+
+
+NOTE_FIELDS: tuple[str, ...] = tuple(NoteItem.__annotations__)
+
+
+@dataclass(slots=True)
+class Page:
+    """The notes of one page and what was skipped on it."""
+
+    notes: list[dict[str, Any]]
+    skipped: Counter[str]
+    size: int  # len(items), notes or not: 0 ends the query
+
+    @property
+    def is_last(self) -> bool:
+        return self.size == 0
+
+
+def read_page(envelope: Mapping[str, Any], keep_ads: bool = False) -> Page:
+    """Split ``data.items`` into API notes and counted non-notes.
+
+    ``ads`` items wrap a sponsored note; they are skipped unless ``keep_ads``.
+    Anything without a note id is counted under its model type.
+    """
+    data = envelope.get("data")
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        items = []
+    notes: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    for item in items:
+        if not isinstance(item, dict):
+            skipped["malformed"] += 1
+            continue
+        model_type = str(item.get("model_type") or "unknown")
+        note = None
+        if model_type == "note":
+            note = item.get("note")
+        elif model_type == "ads" and keep_ads:
+            ads = item.get("ads")
+            note = ads.get("note") if isinstance(ads, dict) else None
+            if isinstance(note, dict):
+                note = {**note, "_sponsored": True}
+        if isinstance(note, dict) and _note_id(note):
+            notes.append(note)
+        else:
+            skipped[model_type if model_type != "note" else "note_without_id"] += 1
+    return Page(notes, skipped, len(items))
+
+
+def _note_id(note: Mapping[str, Any]) -> str | None:
+    note_id = note.get("id")
+    return note_id.strip() if isinstance(note_id, str) and note_id.strip() else None
+
+
+_COUNT_UNITS = {"万": 10_000, "w": 10_000, "W": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000}
+
+
+def parse_count(value: Any) -> int | None:
+    """Counts come as ints, numeric strings or display strings like ``"1.2万"`` / ``"10万+"``."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().rstrip("+").replace(",", "")
+    factor = 1
+    if text and text[-1] in _COUNT_UNITS:
+        factor = _COUNT_UNITS[text[-1]]
+        text = text[:-1]
+    try:
+        return round(float(text) * factor)
+    except ValueError:
+        return None
+
+
+_HASHTAG = re.compile(r"#([^#\s\[\]]+)(?:\[[^\]]*\])?#?")
+
+
+def hashtags(*texts: str | None) -> list[str]:
+    """Hashtags written inline as ``#tag`` or ``#tag[话题]#``, in order, each once."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        if text:
+            for tag in _HASHTAG.findall(text):
+                seen.setdefault(tag, None)
+    return list(seen)
+
+
+def iso_utc(epoch_seconds: Any) -> str | None:
+    seconds = parse_count(epoch_seconds)
+    if seconds is None or seconds <= 0:
+        return None
+    if seconds > 10**11:  # milliseconds
+        seconds //= 1000
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _images(note: Mapping[str, Any]) -> list[str]:
+    urls = []
+    images = note.get("images_list")
+    for image in images if isinstance(images, list) else ():
+        if isinstance(image, dict):
+            url = _str(image.get("url")) or _str(image.get("url_size_large"))
+            if url:
+                urls.append(url)
+    return urls
+
+
+def _video_duration(note: Mapping[str, Any]) -> float | None:
+    context = note.get("widgets_context")
+    if isinstance(context, str) and context:
+        try:
+            context = orjson.loads(context)
+        except orjson.JSONDecodeError:
+            context = None
+    if isinstance(context, dict) and context.get("video_duration") is not None:
+        return _seconds(context.get("video_duration"))
+    video = note.get("video_info_v2")
+    if isinstance(video, dict):
+        capa = video.get("capa")
+        if isinstance(capa, dict) and capa.get("duration") is not None:
+            return _seconds(capa.get("duration"))
+    return None
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def note_item(
+    note: Mapping[str, Any],
+    *,
+    query: Query,
+    note_time_sent: str | None,
+    page: int,
+    rank: int,
+    fetched_at: str,
+    keep_raw: bool = False,
+) -> NoteItem:
+    """Map one API note (``items[].note``) to an output item. Missing or null fields are normal."""
+    note_id = _note_id(note)
+    assert note_id is not None, "read_page() only yields notes with an id"
+    xsec_token = _str(note.get("xsec_token"))
+    title, desc = _str(note.get("title")), _str(note.get("desc"))
+    user = note.get("user") if isinstance(note.get("user"), dict) else {}
+    images = _images(note)
+    cover_index = parse_count(note.get("cover_image_index")) or 0
+    item: NoteItem = {
+        "note_id": note_id,
+        "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
+        "xsec_token": xsec_token,
+        "type": _str(note.get("type")),
+        "title": title,
+        "desc": desc,
+        "hashtags": hashtags(title, desc),
+        "liked_count": parse_count(note.get("liked_count")),
+        "collected_count": parse_count(note.get("collected_count")),
+        "comments_count": parse_count(note.get("comments_count")),
+        "shared_count": parse_count(note.get("shared_count")),
+        "published_at": iso_utc(note.get("timestamp")),
+        "user": {
+            "user_id": _str(user.get("userid")),
+            "nickname": _str(user.get("nickname")),
+            "red_id": _str(user.get("red_id")),
+            "avatar": _str(user.get("images")),
+        },
+        "images": images,
+        "cover_url": images[cover_index] if 0 <= cover_index < len(images) else (images[0] if images else None),
+        "video_duration": _video_duration(note),
+        "sponsored": bool(note.get("_sponsored")),
+        "keyword": query.keyword,
+        "search": {"sort": query.sort, "note_type": query.note_type, "note_time": note_time_sent},
+        "page": page,
+        "rank": rank,
+        "fetched_at": fetched_at,
+    }
+    if keep_raw:
+        item["raw"] = {k: v for k, v in note.items() if k != "_sponsored"}
+    return item
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))

@@ -1,0 +1,53 @@
+"""Adding the token at the last hop.
+
+The API wants the token in the query string. If it were added by a downloader
+middleware it would live in a ``Request`` that Scrapy logs ("Crawled (200)
+<GET ...>"), retries, schedules and, with scrapy-redis or JOBDIR, stores. So
+requests carry no token anywhere in the engine: this download handler signs a
+private copy right before the HTTP client sends it, gives the response back
+under the unsigned URL, and scrubs the token from any error the client raises.
+(scrapy-zyte-api, a plugin for another paid API, also talks to its API from a
+download handler.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scrapy.core.downloader.handlers.base import BaseDownloadHandler
+from scrapy.utils.misc import build_from_crawler, load_object
+
+from rednote_crawl import api
+from rednote_crawl.config import ApiConfig
+from rednote_crawl.middlewares import query_of
+from rednote_crawl.redaction import TokenRedactingFilter
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+
+class TokenAuthDownloadHandler(BaseDownloadHandler):
+    """Wraps Scrapy's own HTTP handler (``DOWNLOAD_HANDLERS_BASE``) for http and https."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._token = ApiConfig.of(crawler).token
+        self._redactor = TokenRedactingFilter(self._token)
+        handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
+        self._inner: BaseDownloadHandler = build_from_crawler(handler_cls, crawler)
+
+    async def download_request(self, request: Request) -> Response:
+        if query_of(request) is None:
+            return await self._inner.download_request(request)
+        signed = request.replace(url=api.add_token(request.url, self._token))
+        try:
+            response = await self._inner.download_request(signed)
+        except Exception as exc:
+            exc.args = tuple(self._redactor.redact(a) if isinstance(a, str) else a for a in exc.args)
+            raise
+        return response.replace(url=request.url)
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,139 @@
+"""The ``JUSTONEAPI_*`` settings, read and validated in one place.
+
+``ApiConfig.of(crawler)`` builds the config once per crawler (the add-on does
+it first, at start-up, so a bad value stops the crawl before any request) and
+hands the same object to every component afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from rednote_crawl import api
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+SANDBOX_TOKEN = "sandbox-demo-token"
+
+# Defaults of the JUSTONEAPI_* settings (the README's settings table lists them).
+DEFAULTS: dict[str, Any] = {
+    "JUSTONEAPI_TOKEN": None,  # better: the JUSTONEAPI_TOKEN environment variable
+    "JUSTONEAPI_BASE_URL": None,  # or the environment variable; else api.DEFAULT_BASE_URL
+    "JUSTONEAPI_TIMEOUT": 60,
+    "JUSTONEAPI_MAX_RPS": 10,
+    "JUSTONEAPI_MAX_REQUESTS": 0,
+    "JUSTONEAPI_MAX_PAGES": 20,
+    "JUSTONEAPI_NOTE_TIME_STYLE": "vendor",
+    "JUSTONEAPI_RETRY_TIMES": 5,
+    "JUSTONEAPI_RATE_LIMIT_RETRIES": 30,
+    "JUSTONEAPI_BACKOFF_BASE": 1.0,
+    "JUSTONEAPI_BACKOFF_MAX": 60.0,
+    "JUSTONEAPI_KEEP_ADS": False,
+    "JUSTONEAPI_KEEP_RAW": False,
+    "JUSTONEAPI_SANDBOX": False,
+}
+
+
+class ConfigError(ValueError):
+    """A setting or argument with a bad value; the message names it and the fix."""
+
+
+def _get(settings: BaseSettings, name: str) -> Any:
+    return settings.get(name, DEFAULTS[name])
+
+
+def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> Any:
+    raw = _get(settings, name)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}; set a number >= {minimum}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} is too small; set a number >= {minimum}")
+    return value
+
+
+def _flag(settings: BaseSettings, name: str) -> bool:
+    try:
+        return settings.getbool(name, DEFAULTS[name])
+    except ValueError:
+        raise ConfigError(f"{name}={_get(settings, name)!r} is not a boolean; use true/false or 1/0") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    token: str = field(repr=False)
+    base_url: str
+    timeout: float
+    max_rps: float  # 0: no fixed ceiling (the limiter still backs off after 302)
+    max_requests: int  # 0: no budget
+    max_pages: int
+    note_time_style: str
+    retry_times: int
+    rate_limit_retries: int
+    backoff_base: float
+    backoff_max: float
+    keep_ads: bool
+    keep_raw: bool
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings, environ: Mapping[str, str] = os.environ) -> ApiConfig:
+        token = str(_get(settings, "JUSTONEAPI_TOKEN") or environ.get("JUSTONEAPI_TOKEN") or "").strip()
+        if not token:
+            raise ConfigError(
+                "no API token: set the JUSTONEAPI_TOKEN environment variable (or setting). "
+                "To try the crawler without a token, run it against the offline sandbox: "
+                "scrapy crawl note_search -a keywords=seeds/brands.txt -s JUSTONEAPI_SANDBOX=1"
+            )
+        base_url = str(
+            _get(settings, "JUSTONEAPI_BASE_URL") or environ.get("JUSTONEAPI_BASE_URL") or api.DEFAULT_BASE_URL
+        )
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigError(
+                f"JUSTONEAPI_BASE_URL={base_url!r} is not an http(s) base URL like {api.DEFAULT_BASE_URL}"
+            )
+        style = str(_get(settings, "JUSTONEAPI_NOTE_TIME_STYLE"))
+        if style not in api.NOTE_TIME_STYLES:
+            raise ConfigError(
+                f"JUSTONEAPI_NOTE_TIME_STYLE={style!r} is not valid; use one of: {', '.join(api.NOTE_TIME_STYLES)}"
+            )
+        backoff_base = _number(settings, "JUSTONEAPI_BACKOFF_BASE", float, 0)
+        backoff_max = _number(settings, "JUSTONEAPI_BACKOFF_MAX", float, 0)
+        if backoff_max < backoff_base:
+            raise ConfigError(
+                f"JUSTONEAPI_BACKOFF_MAX={backoff_max} is below JUSTONEAPI_BACKOFF_BASE={backoff_base}; raise it"
+            )
+        return cls(
+            token=token,
+            base_url=base_url.rstrip("/"),
+            timeout=_number(settings, "JUSTONEAPI_TIMEOUT", float, 1),
+            max_rps=_number(settings, "JUSTONEAPI_MAX_RPS", float, 0),
+            max_requests=_number(settings, "JUSTONEAPI_MAX_REQUESTS", int, 0),
+            max_pages=_number(settings, "JUSTONEAPI_MAX_PAGES", int, 1),
+            note_time_style=style,
+            retry_times=_number(settings, "JUSTONEAPI_RETRY_TIMES", int, 0),
+            rate_limit_retries=_number(settings, "JUSTONEAPI_RATE_LIMIT_RETRIES", int, 0),
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            keep_ads=_flag(settings, "JUSTONEAPI_KEEP_ADS"),
+            keep_raw=_flag(settings, "JUSTONEAPI_KEEP_RAW"),
+        )
+
+    @classmethod
+    def of(cls, crawler: Crawler) -> ApiConfig:
+        """The crawler's config, built and validated on first use."""
+        config = _CACHE.get(crawler)
+        if config is None:
+            config = _CACHE[crawler] = cls.from_settings(crawler.settings)
+        return config
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, ApiConfig] = weakref.WeakKeyDictionary()

@@ -1,0 +1,162 @@
+"""Judging every API answer by its business code (DESIGN.md, "Policy per answer").
+
+| answer                                   | action                                        |
+|------------------------------------------|-----------------------------------------------|
+| code 0                                   | pass to the spider                             |
+| 301, 500, 503, unknown codes, HTTP 5xx,  | retry with exponential backoff and jitter,     |
+| HTML or cut body, timeouts, conn. errors | JUSTONEAPI_RETRY_TIMES at most, then the page  |
+|                                          | is recorded as failed                          |
+| 302, HTTP 429                            | slow the token down and retry, on a separate   |
+|                                          | bound (JUSTONEAPI_RATE_LIMIT_RETRIES)          |
+| 400                                      | drop the query, log its parameters             |
+| 100, 303, 600, 601                       | stop the whole crawl with a named reason       |
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.misc import load_object
+
+from rednote_crawl import api, signals
+from rednote_crawl.config import ApiConfig
+from rednote_crawl.middlewares import NOT_BEFORE_META, PAGE_META, RATE_LIMITED_META, query_of, stop_crawl
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+
+# What to tell the user when a fatal code stops the crawl.
+FATAL_HINTS = {
+    100: "the token is invalid or inactive: check JUSTONEAPI_TOKEN",
+    303: "the token's daily quota is used up: run again tomorrow or raise the quota with the vendor",
+    600: "the token has no permission for note search v2: ask the vendor to enable it",
+    601: "the account balance is used up: top it up, then run again",
+}
+
+
+class ApiPolicyMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.config = ApiConfig.of(crawler)
+        self.stats = crawler.stats
+        self.retry_exceptions = tuple(
+            load_object(x) if isinstance(x, str) else x for x in crawler.settings.getlist("RETRY_EXCEPTIONS")
+        )
+        self.stopping: str | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ApiPolicyMiddleware:
+        return cls(crawler)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if query_of(request) is None:
+            return response
+        answer = api.judge(response.status, response.body)
+        self.stats.inc_value(f"justoneapi/answers/{answer.label}")
+        if answer.action is api.Action.PARSE:
+            self.crawler.signals.send_catch_log(signals.page_paid, request=request)
+            return response
+        if answer.action is api.Action.RETRY:
+            return self._retry(request, answer.label, answer.message)
+        if answer.action is api.Action.SLOW_DOWN:
+            return self._retry_rate_limited(request, response)
+        if answer.action is api.Action.DROP_QUERY:
+            self._reject(request, answer)
+        else:
+            self._stop(answer)
+        raise IgnoreRequest(f"{answer.label}: {answer.message}")
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if query_of(request) is None or not isinstance(exception, self.retry_exceptions):
+            return None
+        label = f"exception_{type(exception).__name__}"
+        self.stats.inc_value(f"justoneapi/answers/{label}")
+        return self._retry(request, label, str(exception))
+
+    def backoff(self, retry_times: int) -> float:
+        """Exponential backoff with jitter: base * 2**(n-1), capped, times 0.5-1.0."""
+        delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (retry_times - 1))
+        return delay * random.uniform(0.5, 1.0)
+
+    def _retry(self, request: Request, label: str, message: str) -> Request:
+        if self.stopping:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        retry = get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=label,
+            max_retry_times=self.config.retry_times,
+            stats_base_key="justoneapi/retry",
+        )
+        if retry is None:
+            self._fail(request, f"{label} ({message}), {self.config.retry_times} retries spent")
+        retry.meta[NOT_BEFORE_META] = time.time() + self.backoff(retry.meta["retry_times"])
+        return retry
+
+    def _retry_rate_limited(self, request: Request, response: Response) -> Request:
+        retry_after = _retry_after(response)
+        self.crawler.signals.send_catch_log(signals.rate_limited, retry_after=retry_after)
+        times = request.meta.get(RATE_LIMITED_META, 0) + 1
+        if times > self.config.rate_limit_retries:
+            self._fail(
+                request, f"rate limited {times} times (JUSTONEAPI_RATE_LIMIT_RETRIES={self.config.rate_limit_retries})"
+            )
+        self.stats.inc_value("justoneapi/ratelimit/retries")
+        retry = request.copy()
+        retry.meta[RATE_LIMITED_META] = times
+        retry.dont_filter = True
+        return retry
+
+    def _fail(self, request: Request, reason: str) -> None:
+        query = query_of(request)
+        page = request.meta.get(PAGE_META)
+        self.stats.inc_value("justoneapi/pages/failed")
+        logger.error(
+            "Page %s of %s failed: %s; its query is incomplete", page, query.describe() if query else "?", reason
+        )
+        self.crawler.signals.send_catch_log(signals.page_failed, request=request, reason=reason)
+        raise IgnoreRequest(reason)
+
+    def _reject(self, request: Request, answer: api.Answer) -> None:
+        query = query_of(request)
+        assert query is not None
+        self.stats.inc_value("justoneapi/queries/rejected")
+        logger.error(
+            "The API rejected query %s page %s as invalid (code %s: %s); dropped, not retried",
+            query.describe(),
+            request.meta.get(PAGE_META),
+            answer.code,
+            answer.message,
+        )
+        self.crawler.signals.send_catch_log(signals.query_rejected, request=request, message=answer.message)
+
+    def _stop(self, answer: api.Answer) -> None:
+        if self.stopping:
+            return
+        reason = answer.finish_reason
+        assert reason is not None and answer.code is not None
+        self.stopping = reason
+        logger.error(
+            "Stopping the crawl: the API answered code %s (%s): %s",
+            answer.code,
+            answer.message,
+            FATAL_HINTS[answer.code],
+        )
+        stop_crawl(self.crawler, reason, answer.message)
+
+
+def _retry_after(response: Response) -> float | None:
+    value = response.headers.get(b"Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,89 @@
+"""The gate every API request passes on its way out.
+
+In order: refuse once the crawl is stopping; wait out the request's retry
+backoff; wait for the token's rate limiter; count the call against
+``JUSTONEAPI_MAX_REQUESTS`` and stop the crawl when the budget is spent.
+Requests wait here, inside the downloader, so the waits are bounded by
+``CONCURRENT_REQUESTS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from scrapy import signals as scrapy_signals
+from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.asyncio import sleep
+
+from rednote_crawl import signals
+from rednote_crawl.config import ApiConfig
+from rednote_crawl.middlewares import NOT_BEFORE_META, query_of, stop_crawl
+from rednote_crawl.ratelimit import AdaptiveRateLimiter
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+BUDGET_SPENT = "justoneapi_budget_spent"
+
+
+class TokenThrottleMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.config = ApiConfig.of(crawler)
+        self.stats = crawler.stats
+        self.limiter = AdaptiveRateLimiter(self.config.max_rps)
+        self.sent = 0
+        self.stopping: str | None = None
+        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
+        crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
+        crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
+        crawler.signals.connect(self._on_spider_closed, signal=scrapy_signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> TokenThrottleMiddleware:
+        return cls(crawler)
+
+    async def process_request(self, request: Request) -> None:
+        if query_of(request) is None:
+            return
+        self._check_open()
+        not_before = request.meta.get(NOT_BEFORE_META)
+        if not_before and (backoff := not_before - time.time()) > 0:
+            self.stats.inc_value("justoneapi/retry/backoff_seconds", backoff)
+            await sleep(backoff)
+        waited = await self.limiter.acquire()
+        if waited:
+            self.stats.inc_value("justoneapi/ratelimit/wait_seconds", waited)
+        self._check_open()
+        if self.config.max_requests and self.sent >= self.config.max_requests:
+            logger.warning(
+                "Stopping the crawl: JUSTONEAPI_MAX_REQUESTS=%d paid calls are spent", self.config.max_requests
+            )
+            stop_crawl(self.crawler, BUDGET_SPENT, "request budget spent")
+            self._check_open()
+        self.sent += 1
+        self.stats.inc_value("justoneapi/requests/sent")
+
+    def _check_open(self) -> None:
+        if self.stopping:
+            self.stats.inc_value("justoneapi/requests/not_sent")
+            raise IgnoreRequest(f"not sent: the crawl is stopping ({self.stopping})")
+
+    def _on_stopping(self, reason: str, message: str) -> None:
+        self.stopping = self.stopping or reason
+
+    def _on_rate_limited(self, retry_after: float | None) -> None:
+        self.limiter.slow_down(retry_after)
+        self.stats.set_value("justoneapi/ratelimit/rate", round(self.limiter.rate, 3))
+
+    def _on_page_paid(self, request: Request) -> None:
+        self.limiter.speed_up()
+
+    def _on_spider_closed(self, reason: str) -> None:
+        # Requests still waiting in process_request must not be sent after the close.
+        self.stopping = self.stopping or reason

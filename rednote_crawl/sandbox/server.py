@@ -1,0 +1,319 @@
+"""An offline replica of ``GET /api/xiaohongshu/search-note/v2``.
+
+It validates parameters like the real endpoint, answers from the
+deterministic :class:`~rednote_crawl.sandbox.corpus.Corpus`, and injects the
+faults the crawler must survive: business codes (301, 302 from a per-token
+token bucket, 303 after a quota, 100, 400, 500, 503, 600, 601), HTML 502
+gateway pages, cut-off bodies, dropped connections and latency.
+
+Every call is written to a request log (``SandboxServer.log`` and
+``GET /__sandbox__/log``) so tests can count what was paid for. The log keeps a
+short hash of the token, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from rednote_crawl import api
+from rednote_crawl.sandbox.corpus import Corpus, stable_hash
+
+# HTTP status that goes with each business code when ``status_style`` is
+# "mapped" (the vendor's OpenAPI lists these statuses for the envelope).
+MAPPED_STATUS = {0: 200, 100: 401, 301: 200, 302: 429, 303: 429, 400: 400, 500: 500, 503: 503, 600: 403, 601: 403}
+ENVELOPE_FAULTS = frozenset({"100", "301", "302", "303", "400", "500", "503", "600", "601"})
+RAW_FAULTS = frozenset({"html502", "cut", "reset", "slow"})
+FAULT_KINDS = ENVELOPE_FAULTS | RAW_FAULTS
+VALID_NOTE_TIMES = {wire: name for style in api.NOTE_TIME_STYLES.values() for name, wire in style.items()}
+HTML_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+@dataclass
+class Fault:
+    """Answer ``kind`` instead of the page, for matching calls.
+
+    ``rate`` is the share of matching calls that fail, decided by a hash of the
+    call (query, page, attempt number): the same crawl meets the same faults
+    every run. ``times`` fails only the first N matching calls of each page.
+    """
+
+    kind: str
+    rate: float = 1.0
+    keyword: str | None = None
+    page: int | None = None
+    times: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; use one of: {', '.join(sorted(FAULT_KINDS))}")
+        if not 0 <= self.rate <= 1:
+            raise ValueError(f"fault rate {self.rate} must be between 0 and 1")
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """``KIND[:RATE][@KEYWORD[#PAGE]][xTIMES]``, e.g. ``301:0.1``, ``html502@Nike#2x2``."""
+        times = None
+        if "x" in text.rsplit("@", 1)[-1].rsplit("#", 1)[-1]:
+            text, _, count = text.rpartition("x")
+            times = int(count)
+        keyword = page = None
+        if "@" in text:
+            text, _, target = text.partition("@")
+            keyword, _, page_text = target.partition("#")
+            page = int(page_text) if page_text else None
+        kind, _, rate = text.partition(":")
+        return cls(kind, float(rate) if rate else 1.0, keyword or None, page, times)
+
+    def hits(self, keyword: str, page: int, attempt: int, seed: int) -> bool:
+        if self.keyword is not None and keyword != self.keyword:
+            return False
+        if self.page is not None and page != self.page:
+            return False
+        if self.times is not None and attempt >= self.times:
+            return False
+        return self.rate >= 1 or stable_hash(seed, self.kind, keyword, page, attempt) % 10_000 < self.rate * 10_000
+
+
+@dataclass
+class SandboxConfig:
+    seed: int = 7
+    latency: float = 0.0  # seconds per call, +-20%
+    rate_limit: float | None = None  # calls per second per token; more get 302
+    quota: int | None = None  # code-0 answers per token; after that 303
+    tokens: frozenset[str] | None = None  # None: any non-empty token is valid
+    token_codes: dict[str, int] = field(default_factory=dict)  # token -> 100/600/601
+    faults: list[Fault] = field(default_factory=list)
+    status_style: str = "mapped"  # "mapped": HTTP status per code; "200": always HTTP 200
+    slow_seconds: float = 5.0  # how long a "slow" fault stalls
+
+
+class TokenBucket:
+    def __init__(self, rate: float) -> None:
+        self.rate, self.capacity = rate, max(1.0, rate)
+        self.tokens, self.stamp = self.capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def token_fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class SandboxServer:
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.corpus = Corpus(seed=self.config.seed)
+        self.log: list[dict[str, Any]] = []
+        self._attempts: dict[tuple[Any, ...], int] = {}
+        self._paid: dict[str, int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._random = random.Random(self.config.seed)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- HTTP ------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(api.SEARCH_PATH, self.search)
+        app.router.add_get("/__sandbox__/log", self.show_log)
+        app.router.add_get("/__sandbox__/health", self.health)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "calls": len(self.log)})
+
+    async def show_log(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.log), content_type="application/json")
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        q = request.rel_url.query
+        token = q.get("token", "")
+        keyword = q.get("keyword", "")
+        page_text = q.get("page", "1")
+        sort = q.get("sort", "general")
+        note_type = q.get("noteType", "_0")
+        note_time = q.get("noteTime")
+        entry: dict[str, Any] = {
+            "time": time.time(),
+            "token": token_fingerprint(token),
+            "keyword": keyword,
+            "page": page_text,
+            "sort": sort,
+            "noteType": note_type,
+            "noteTime": note_time,
+        }
+        if self.config.latency:
+            await asyncio.sleep(self.config.latency * self._random.uniform(0.8, 1.2))
+        answer = self._answer(entry, token, keyword, page_text, sort, note_type, note_time)
+        self.log.append(entry)
+        if answer == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
+        if answer == "slow":
+            await asyncio.sleep(self.config.slow_seconds)
+            return self._envelope(500, "slow")
+        if answer == "html502":
+            return web.Response(status=502, body=HTML_502, content_type="text/html")
+        if isinstance(answer, int):
+            return self._envelope(answer, api.CODE_NAMES.get(answer, "error"))
+        body = self._envelope_bytes(0, "success", answer)
+        if entry.get("fault") == "cut":
+            return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
+        return web.Response(status=200, body=body, content_type="application/json")
+
+    def _answer(
+        self,
+        entry: dict[str, Any],
+        token: str,
+        keyword: str,
+        page_text: str,
+        sort: str,
+        note_type: str,
+        note_time: str | None,
+    ) -> int | str | bytes:
+        """The code, raw fault or page ``data`` for one call; records it in ``entry``."""
+        config = self.config
+        with self._lock:
+            code = self._check_token(token)
+            if code is None:
+                page = int(page_text) if page_text.isdigit() else 0
+                note_time_name = VALID_NOTE_TIMES.get(note_time) if note_time else "any"
+                if (
+                    not keyword.strip()
+                    or page < 1
+                    or sort not in api.SORTS.values()
+                    or note_type not in ("_0", "_1", "_2")
+                    or note_time_name is None
+                ):
+                    code = 400
+            if code is None and config.rate_limit:
+                bucket = self._buckets.setdefault(token, TokenBucket(config.rate_limit))
+                if not bucket.take():
+                    code = 302
+            if code is None and config.quota is not None and self._paid.get(token, 0) >= config.quota:
+                code = 303
+            if code is None:
+                call = (keyword, sort, note_type, note_time, page)
+                attempt = self._attempts.get(call, 0)
+                self._attempts[call] = attempt + 1
+                fault = next((f for f in config.faults if f.hits(keyword, page, attempt, config.seed)), None)
+                if fault is not None:
+                    entry["fault"] = fault.kind
+                    if fault.kind in ENVELOPE_FAULTS:
+                        code = int(fault.kind)
+                    elif fault.kind != "cut":
+                        entry["code"] = None
+                        return fault.kind
+            if code is not None:
+                entry["code"] = code
+                return code
+            entry["code"] = 0
+            if entry.get("fault") != "cut":
+                self._paid[token] = self._paid.get(token, 0) + 1
+            assert note_time_name is not None
+            layout = self.corpus.layout(keyword, sort, note_type, note_time_name)
+            entry["items"] = len(layout[page - 1]) if page <= len(layout) else 0
+        return self.corpus.page_data(keyword, sort, note_type, note_time_name, page)
+
+    def _check_token(self, token: str) -> int | None:
+        if not token:
+            return 100
+        if token in self.config.token_codes:
+            return self.config.token_codes[token]
+        if self.config.tokens is not None and token not in self.config.tokens:
+            return 100
+        return None
+
+    def _envelope_bytes(self, code: int, message: str, data: bytes = b"null") -> bytes:
+        request_id = f"{self._random.getrandbits(64):016x}"
+        record_time = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 8 * 3600))
+        return b"".join(
+            (
+                b'{"code":',
+                str(code).encode(),
+                b',"data":',
+                data,
+                b',"message":',
+                orjson.dumps(message),
+                b',"recordTime":"',
+                record_time.encode(),
+                b'","requestId":"',
+                request_id.encode(),
+                b'"}',
+            )
+        )
+
+    def _envelope(self, code: int, message: str) -> web.Response:
+        status = 200 if self.config.status_style == "200" else MAPPED_STATUS.get(code, 200)
+        return web.Response(status=status, body=self._envelope_bytes(code, message), content_type="application/json")
+
+    # --- queries over the log ----------------------------------------------------
+    def paid_pages(self) -> list[tuple[str, str, str, str | None, str]]:
+        """(keyword, sort, noteType, noteTime, page) of every code-0 answer, in order."""
+        return [
+            (e["keyword"], e["sort"], e["noteType"], e["noteTime"], e["page"])
+            for e in self.log
+            if e.get("code") == 0 and e.get("fault") != "cut"
+        ]
+
+    # --- running -------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        sockets = site._server.sockets if site._server else ()
+        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve from a daemon thread with its own event loop; returns the base URL."""
+        started = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start(host, port))
+            started.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self.stop())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="justoneapi-sandbox", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the sandbox did not start within 10 s")
+        return self.url
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None

@@ -1,0 +1,58 @@
+"""Scrapy settings of rednote_crawl.
+
+The JUSTONEAPI_* settings and their defaults are in ``rednote_crawl/config.py``
+and in the README's settings table. Set the token in the environment
+(JUSTONEAPI_TOKEN), never here.
+"""
+
+BOT_NAME = "rednote_crawl"
+SPIDER_MODULES = ["rednote_crawl.spiders"]
+NEWSPIDER_MODULE = "rednote_crawl.spiders"
+COMMANDS_MODULE = "rednote_crawl.commands"
+
+ADDONS = {"rednote_crawl.addon.JustOneApiAddon": 0}
+
+# An API, not a website.
+ROBOTSTXT_OBEY = False
+COOKIES_ENABLED = False
+# Both let someone run code inside the crawl process, which holds the token.
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+USER_AGENT = "rednote_crawl/0.1 (+https://github.com/rednote-crawl)"
+DEFAULT_REQUEST_HEADERS = {"Accept": "application/json"}
+
+# Throughput comes from running many queries at once; the token's rate is paced
+# by TokenThrottleMiddleware (JUSTONEAPI_MAX_RPS), not by DOWNLOAD_DELAY.
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 16
+DOWNLOAD_DELAY = 0
+AUTOTHROTTLE_ENABLED = False
+
+# Retries follow the API's business codes (ApiPolicyMiddleware), not HTTP statuses.
+RETRY_ENABLED = False
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "rednote_crawl.middlewares.policy.ApiPolicyMiddleware": 550,
+    "rednote_crawl.middlewares.throttle.TokenThrottleMiddleware": 950,
+}
+# The API answers errors with HTTP 4xx/5xx too; the policy middleware judges them.
+HTTPERROR_ALLOW_ALL = True
+# The token is added by this handler at the last hop, never to a Request.
+DOWNLOAD_HANDLERS = {
+    "http": "rednote_crawl.auth.TokenAuthDownloadHandler",
+    "https": "rednote_crawl.auth.TokenAuthDownloadHandler",
+}
+
+ITEM_PIPELINES = {"rednote_crawl.pipelines.NoteDedupePipeline": 100}
+EXTENSIONS = {"rednote_crawl.summary.CrawlSummary": 500}
+
+FEED_EXPORTERS = {
+    "jsonlines": "rednote_crawl.exporters.OrjsonLinesItemExporter",
+    "jsonl": "rednote_crawl.exporters.OrjsonLinesItemExporter",
+    "jl": "rednote_crawl.exporters.OrjsonLinesItemExporter",
+}
+# Without -o/-O, notes go to output/<spider>-<UTC time>.jsonl (DEFAULT_FEEDS in addon.py).
+FEED_EXPORT_ENCODING = "utf-8"
+
+LOG_LEVEL = "INFO"
+DEFAULT_DROPITEM_LOG_LEVEL = "DEBUG"

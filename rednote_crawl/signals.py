@@ -1,0 +1,14 @@
+"""Signals the project's components send each other (``crawler.signals``)."""
+
+# The API asked us to slow down (302 or HTTP 429). kwargs: retry_after (float | None)
+rate_limited = object()
+# A page answered code 0 and was paid for. kwargs: request
+page_paid = object()
+# A page ran out of tries; its query is incomplete. kwargs: request, reason
+page_failed = object()
+# A query was rejected with code 400 and dropped. kwargs: request, message
+query_rejected = object()
+# A query reached its first empty page or its max_pages. kwargs: query, pages, notes, reason
+query_finished = object()
+# A fatal answer or the budget stops the crawl. kwargs: reason, message
+crawl_stopping = object()

@@ -1,0 +1,146 @@
+"""``note_search``: every keyword of a seed file, every filter combination, every page."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import scrapy
+from scrapy.http import Response
+
+from rednote_crawl import api, signals
+from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.middlewares import PAGE_META, QUERY_META
+from rednote_crawl.seeds import read_keywords
+
+logger = logging.getLogger(__name__)
+
+SECRET_ARGUMENTS = frozenset({"token", "justoneapi_token", "JUSTONEAPI_TOKEN"})
+
+
+class NoteSearchSpider(scrapy.Spider):
+    """Spider arguments (``-a name=value``):
+
+    keywords   path of the seed file (one keyword a line)            required
+    sort       general, popularity_descending/popular, time_descending/latest,
+               comment_descending/comments, collect_descending/collects   general
+    note_type  all/_0, video/_1, normal/_2 (image)                    all
+    note_time  any, day, week, half_year (or the API's own values)   any
+    max_pages  the deepest page of one query                         JUSTONEAPI_MAX_PAGES
+    Several values, comma-separated, crawl every combination.
+    """
+
+    name = "note_search"
+
+    def __init__(
+        self,
+        keywords: str | None = None,
+        sort: str | None = None,
+        note_type: str | None = None,
+        note_time: str | None = None,
+        max_pages: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if secret := SECRET_ARGUMENTS & kwargs.keys():
+            raise ConfigError(
+                f"the token must not be a spider argument (-a {sorted(secret)[0]}=...): arguments show up in logs "
+                "and process lists. Set the JUSTONEAPI_TOKEN environment variable instead."
+            )
+        super().__init__(**kwargs)
+        if not keywords:
+            raise ConfigError(
+                "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt)"
+            )
+        self.keywords = read_keywords(keywords)
+        self.sorts = _choices("sort", sort, api.SORTS, api.DEFAULT_SORT)
+        self.note_types = _choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)
+        self.note_times = _choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)
+        self._max_pages = _max_pages(max_pages)
+
+    @property
+    def config(self) -> ApiConfig:
+        # Settings are final only after the spider is built (add-ons run later).
+        return ApiConfig.of(self.crawler)
+
+    @property
+    def max_pages(self) -> int:
+        return self._max_pages or self.config.max_pages
+
+    def queries(self) -> Iterator[api.Query]:
+        for keyword, sort, note_type, note_time in itertools.product(
+            self.keywords, self.sorts, self.note_types, self.note_times
+        ):
+            yield api.Query(keyword, sort, note_type, note_time)
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        count = len(self.keywords) * len(self.sorts) * len(self.note_types) * len(self.note_times)
+        self.crawler.stats.set_value("justoneapi/queries/total", count)
+        logger.info(
+            "Searching %d keywords x %d filter combinations = %d queries, at most %d pages each",
+            len(self.keywords),
+            count // len(self.keywords),
+            count,
+            self.max_pages,
+        )
+        for query in self.queries():
+            yield self.page_request(query, 1, rank_offset=0)
+
+    def page_request(self, query: api.Query, page: int, rank_offset: int) -> scrapy.Request:
+        url = api.search_url(self.config.base_url, query.params(page, self.config.note_time_style))
+        return scrapy.Request(
+            url,
+            callback=self.parse,
+            meta={QUERY_META: query, PAGE_META: page},
+            cb_kwargs={"rank_offset": rank_offset},
+            priority=page,  # finish started queries before opening new ones
+        )
+
+    def parse(self, response: Response, rank_offset: int = 0) -> Iterator[Any]:
+        query: api.Query = response.meta[QUERY_META]
+        page_number: int = response.meta[PAGE_META]
+        envelope = api.judge(response.status, response.body).envelope or {}
+        page = api.read_page(envelope, keep_ads=self.config.keep_ads)
+        stats = self.crawler.stats
+        stats.inc_value("justoneapi/pages/paid")
+        for model_type, count in page.skipped.items():
+            stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
+        note_time_sent = query.params(page_number, self.config.note_time_style).get("noteTime")
+        fetched_at = api.now_iso()
+        for rank, note in enumerate(page.notes, start=rank_offset + 1):
+            yield api.note_item(
+                note,
+                query=query,
+                note_time_sent=note_time_sent,
+                page=page_number,
+                rank=rank,
+                fetched_at=fetched_at,
+                keep_raw=self.config.keep_raw,
+            )
+        stats.inc_value("justoneapi/notes/seen", len(page.notes))
+        if page.is_last or page_number >= self.max_pages:
+            reason = "empty_page" if page.is_last else "max_pages"
+            stats.inc_value(f"justoneapi/queries/finished/{reason}")
+            self.crawler.signals.send_catch_log(signals.query_finished, query=query, pages=page_number, reason=reason)
+            return
+        yield self.page_request(query, page_number + 1, rank_offset + len(page.notes))
+
+
+def _choices(option: str, raw: str | None, choices: dict[str, str], default: str) -> list[str]:
+    try:
+        return api.parse_choices(option, raw, choices, default)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _max_pages(raw: str | int | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"max_pages={raw!r} is not a whole number >= 1; pass e.g. -a max_pages=20")
+    return value

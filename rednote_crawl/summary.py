@@ -1,0 +1,130 @@
+"""Progress while the crawl runs, one readable summary at the end, and the exit status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals as scrapy_signals
+from scrapy.utils.asyncio import create_looping_call
+
+from rednote_crawl import signals
+from rednote_crawl.middlewares import PAGE_META, query_of
+from rednote_crawl.middlewares.throttle import BUDGET_SPENT
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+# Exit status of `scrapy crawl note_search` (README, "Exit status").
+EXIT_FINISHED = 0
+EXIT_ERROR = 1  # crashed, or stopped by Ctrl-C / another close reason
+EXIT_BAD_INPUT = 2  # a bad argument or setting, a missing token or seed file: nothing was sent
+EXIT_INCOMPLETE = 3  # finished, but some pages failed after every retry
+EXIT_STATUS: dict[str, int] = {
+    "justoneapi_invalid_token": 4,
+    "justoneapi_permission_denied": 4,
+    "justoneapi_insufficient_balance": 5,
+    "justoneapi_quota_exceeded": 5,
+    BUDGET_SPENT: 6,
+}
+RESUME_HINTS = {
+    "justoneapi_quota_exceeded": "the daily quota is used up; run the same command again tomorrow",
+    "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
+    BUDGET_SPENT: "raise -s JUSTONEAPI_MAX_REQUESTS=N to go further",
+}
+
+
+def exit_status(finish_reason: str | None, failed_pages: int) -> int:
+    if finish_reason == "finished":
+        return EXIT_INCOMPLETE if failed_pages else EXIT_FINISHED
+    return EXIT_STATUS.get(finish_reason or "", EXIT_ERROR)
+
+
+class CrawlSummary:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.interval = crawler.settings.getfloat("LOGSTATS_INTERVAL")
+        self.rejected: list[str] = []
+        self.failed: list[tuple[str, int, str]] = []  # (query, page, reason)
+        self.started = time.monotonic()
+        self.task: Any = None
+        crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
+        crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
+        crawler.signals.connect(self.page_failed, signal=signals.page_failed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
+        return cls(crawler)
+
+    def spider_opened(self) -> None:
+        self.started = time.monotonic()
+        if self.interval:
+            self.task = create_looping_call(self.log_progress)
+            self.task.start(self.interval, now=False)
+
+    def query_rejected(self, request: Request, message: str) -> None:
+        query = query_of(request)
+        self.rejected.append(f"{query.describe() if query else request.url}: {message}")
+
+    def page_failed(self, request: Request, reason: str) -> None:
+        query = query_of(request)
+        self.failed.append((query.describe() if query else request.url, request.meta.get(PAGE_META, 0), reason))
+
+    def _get(self, key: str) -> Any:
+        return self.stats.get_value(f"justoneapi/{key}", 0)
+
+    def _queries_done(self) -> int:
+        return self._get("queries/finished/empty_page") + self._get("queries/finished/max_pages")
+
+    def log_progress(self) -> None:
+        logger.info(
+            "Progress: %d of %d queries done, %d pages paid, %d unique notes, %d retries, %d rate-limited",
+            self._queries_done(),
+            self._get("queries/total"),
+            self._get("pages/paid"),
+            self._get("notes/unique"),
+            self._get("retry/count"),
+            self._get("ratelimit/retries"),
+        )
+
+    def spider_closed(self, reason: str) -> None:
+        if self.task is not None and self.task.running:
+            self.task.stop()
+        logger.info("%s", self.render(reason))
+
+    def render(self, reason: str) -> str:
+        elapsed = int(time.monotonic() - self.started)
+        answers = {
+            k.rsplit("/", 1)[1]: v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/answers/")
+        }
+        skipped = sum(v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/items/skipped/"))
+        status = exit_status(reason, len(self.failed))
+        lines = [
+            f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {status}, "
+            f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
+            f"  queries:  {self._queries_done()} done, {len(self.rejected)} rejected, "
+            f"{len({query for query, _, _ in self.failed})} incomplete, of {self._get('queries/total')}",
+            f"  pages:    {self._get('pages/paid')} paid, {self._get('pages/failed')} failed; "
+            f"{self._get('requests/sent')} calls sent",
+            f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} duplicates dropped, "
+            f"{skipped} non-note items skipped",
+            "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
+            f"  retries:  {self._get('retry/count')} (backoff {self._get('retry/backoff_seconds'):.1f} s); "
+            f"rate limited {self._get('ratelimit/retries')} times, "
+            f"{self._get('ratelimit/wait_seconds'):.1f} s waiting on the rate limit",
+        ]
+        if self.rejected:
+            lines.append("  rejected queries (code 400, not retried):")
+            lines += [f"    {line}" for line in self.rejected]
+        if self.failed:
+            lines.append("  failed pages (run again to fetch them):")
+            lines += [f"    {query} page {page}: {why}" for query, page, why in self.failed]
+        if reason in RESUME_HINTS:
+            lines.append(f"  to go on: {RESUME_HINTS[reason]}")
+        return "\n".join(lines)
