@@ -37,6 +37,12 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
         self._redactor = TokenRedactingFilter(self._token)
         handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
         self._inner: BaseDownloadHandler = build_from_crawler(handler_cls, crawler)
+        # Twisted's pool silently re-sends a GET once when a reused connection drops before
+        # the answer. Such a call may have been paid for and would bypass the retry policy and
+        # the budget: every re-send must go through ApiPolicyMiddleware instead.
+        pool = getattr(self._inner, "_pool", None)
+        if pool is not None:
+            pool.retryAutomatically = False
 
     async def download_request(self, request: Request) -> Response:
         if query_of(request) is None:

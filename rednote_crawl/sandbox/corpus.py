@@ -23,7 +23,7 @@ import orjson
 from rednote_crawl import api
 
 SANDBOX_NOW = 1795737600  # 2026-11-27T00:00:00Z: results are dated relative to this
-SHARED_POOL = 400  # notes that many keywords find (cross-keyword duplicates)
+SHARED_POOL = 60  # notes that many keywords find (cross-keyword duplicates)
 NO_RESULT_KEYWORDS = frozenset({"empty", "无结果", "no results"})
 DAY = 86400
 NOTE_TIME_WINDOWS = {"day": DAY, "week": 7 * DAY, "half_year": 183 * DAY}

@@ -1,0 +1,114 @@
+"""Fixtures: the sandbox served over loopback, and `scrapy crawl` run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+    servers: list[SandboxServer] = []
+
+    def make(**config: Any) -> SandboxServer:
+        faults = [f if isinstance(f, Fault) else Fault.parse(f) for f in config.pop("faults", [])]
+        server = SandboxServer(SandboxConfig(faults=faults, **config))
+        server.start_in_thread()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop_thread()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: Callable[..., SandboxServer]) -> SandboxServer:
+    return sandbox_factory()
+
+
+@dataclass
+class CrawlResult:
+    returncode: int
+    log: str
+    items: list[dict[str, Any]]
+    lines: list[bytes] = field(default_factory=list)
+    output: bytes = b""
+
+    def note_ids(self) -> list[str]:
+        return [item["note_id"] for item in self.items]
+
+
+def paid_twice(server: SandboxServer) -> dict[tuple[Any, ...], int]:
+    """Pages answered with code 0 more than once: must always be empty."""
+    return {page: n for page, n in Counter(server.paid_pages()).items() if n > 1}
+
+
+# Fast defaults for crawl tests: no fixed rate ceiling, short backoff.
+FAST = {
+    "JUSTONEAPI_MAX_RPS": "0",
+    "JUSTONEAPI_BACKOFF_BASE": "0.05",
+    "JUSTONEAPI_BACKOFF_MAX": "0.2",
+    "LOGSTATS_INTERVAL": "0",
+}
+
+
+@pytest.fixture
+def crawl(tmp_path: Path) -> Callable[..., CrawlResult]:
+    """Run ``scrapy crawl note_search`` in a subprocess, from the project root, like a user."""
+    counter = iter(range(1000))
+
+    def run(
+        server: SandboxServer | None,
+        *args: str,
+        keywords: list[str] | str | None = None,
+        settings: dict[str, str] | None = None,
+        token: str | None = TOKEN,
+        output: bool = True,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> CrawlResult:
+        n = next(counter)
+        cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search"]
+        if isinstance(keywords, list):
+            seed = tmp_path / f"keywords-{n}.txt"
+            seed.write_text("\n".join(keywords) + "\n", encoding="utf-8")
+            cmd += ["-a", f"keywords={seed}"]
+        elif keywords is not None:
+            cmd += ["-a", f"keywords={keywords}"]
+        out = tmp_path / f"notes-{n}.jsonl"
+        if output:
+            cmd += ["-O", str(out)]
+        for name, value in {**FAST, **(settings or {})}.items():
+            cmd += ["-s", f"{name}={value}"]
+        cmd += list(args)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
+        environ["PYTHONWARNINGS"] = "error::DeprecationWarning"
+        if token is not None:
+            environ["JUSTONEAPI_TOKEN"] = token
+        if server is not None:
+            environ["JUSTONEAPI_BASE_URL"] = server.url
+        environ.update(env or {})
+        proc = subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, timeout=timeout, check=False)
+        data = out.read_bytes() if output and out.exists() else b""
+        lines = data.splitlines()
+        return CrawlResult(
+            proc.returncode, proc.stderr.decode() + proc.stdout.decode(), [orjson.loads(x) for x in lines], lines, data
+        )
+
+    return run

@@ -1,0 +1,316 @@
+"""End-to-end: `scrapy crawl note_search` in a subprocess against the sandbox over loopback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from urllib.parse import quote
+
+import pytest
+
+from rednote_crawl import api
+from rednote_crawl.sandbox.corpus import Corpus
+from tests.conftest import ROOT, TOKEN, paid_twice
+
+pytestmark = pytest.mark.crawl
+
+CORPUS = Corpus()
+KEYWORDS = ["海信", "Nike", "小米"]  # share notes with each other through the corpus's shared pool
+
+
+def expected_ids(keywords: list[str], **filters: str) -> set[str]:
+    return {i for k in keywords for i in CORPUS.expected_note_ids(k, **filters)}
+
+
+def test_full_crawl_writes_every_note_once(sandbox, crawl):
+    result = crawl(sandbox, keywords=KEYWORDS)
+    assert result.returncode == 0, result.log
+    ids = result.note_ids()
+    assert len(ids) == len(set(ids)), "a note was exported twice"
+    assert set(ids) == expected_ids(KEYWORDS)
+    assert not paid_twice(sandbox)
+    # Every query went up to its first empty page and not beyond.
+    for keyword in KEYWORDS:
+        pages = [int(e["page"]) for e in sandbox.log if e["keyword"] == keyword]
+        layout = CORPUS.layout(keyword, "general", "_0", "any")
+        assert sorted(pages) == list(range(1, len(layout) + 1))
+    assert "Summary of note_search: finished, exit status 0" in result.log
+    assert f"{len(ids)} unique" in result.log
+
+
+def test_output_lines_have_the_documented_fields(sandbox, crawl):
+    result = crawl(sandbox, keywords=["Nike"])
+    assert result.returncode == 0, result.log
+    assert all(line.startswith(b"{") and line.endswith(b"}") for line in result.lines)
+    required = set(api.NOTE_FIELDS) - {"raw"}
+    for item in result.items:
+        assert required <= item.keys()
+        assert "raw" not in item
+        assert (
+            item["url"]
+            == f"https://www.xiaohongshu.com/explore/{item['note_id']}?xsec_token={quote(item['xsec_token'], safe='')}"
+        )
+        assert item["published_at"].endswith("Z")
+        assert item["keyword"] == "Nike"
+        assert item["search"] == {"sort": "general", "note_type": "_0", "note_time": None}
+    ranks = [(item["page"], item["rank"]) for item in result.items]
+    assert [r for _, r in sorted(ranks)][:3] == [1, 2, 3]
+
+
+def test_notes_found_under_several_keywords_are_exported_once_with_the_first_keyword(sandbox, crawl):
+    result = crawl(sandbox, keywords=KEYWORDS, settings={"CONCURRENT_REQUESTS": "1"})
+    shared = set(CORPUS.expected_note_ids("海信")) & set(CORPUS.expected_note_ids("Nike"))
+    assert shared, "the corpus must share notes between these keywords"
+    by_id = {item["note_id"]: item for item in result.items}
+    assert len(by_id) == len(result.items)
+    assert "duplicates dropped" in result.log
+    # With one request at a time, the first page (in the sandbox's log) that held a note names its keyword.
+    first_keyword: dict[str, str] = {}
+    for entry in sandbox.log:
+        slots = CORPUS.layout(entry["keyword"], "general", "_0", "any")[int(entry["page"]) - 1]
+        for slot in slots:
+            if slot.model_type == "note":
+                first_keyword.setdefault(CORPUS.note(slot.key)["id"], entry["keyword"])
+    assert {i: by_id[i]["keyword"] for i in shared} == {i: first_keyword[i] for i in shared}
+
+
+def test_raw_setting_adds_the_untouched_api_note(sandbox, crawl):
+    result = crawl(sandbox, keywords=["小米"], settings={"JUSTONEAPI_KEEP_RAW": "1"})
+    assert result.items and all(item["raw"]["id"] == item["note_id"] for item in result.items)
+
+
+def test_max_pages_guards_the_depth_of_a_query(sandbox, crawl):
+    result = crawl(sandbox, "-a", "max_pages=2", keywords=["Nike"])
+    assert result.returncode == 0, result.log
+    assert sorted(int(e["page"]) for e in sandbox.log) == [1, 2]
+    assert {item["page"] for item in result.items} == {1, 2}
+
+
+def test_every_filter_combination_is_crawled(sandbox, crawl):
+    result = crawl(
+        sandbox, "-a", "sort=general,latest", "-a", "note_type=video", "-a", "note_time=week,any", keywords=["小米"]
+    )
+    assert result.returncode == 0, result.log
+    combos = {(e["sort"], e["noteType"], e["noteTime"]) for e in sandbox.log}
+    assert combos == {
+        ("general", "_1", "ONE_WEEK"),
+        ("general", "_1", None),
+        ("time_descending", "_1", "ONE_WEEK"),
+        ("time_descending", "_1", None),
+    }
+    assert {item["type"] for item in result.items} == {"video"}
+    assert {item["search"]["note_time"] for item in result.items} == {"ONE_WEEK", None}
+
+
+def test_note_time_style_setting_switches_the_wire_form(sandbox, crawl):
+    result = crawl(
+        sandbox, "-a", "note_time=day", keywords=["小米"], settings={"JUSTONEAPI_NOTE_TIME_STYLE": "chinese"}
+    )
+    assert result.returncode == 0, result.log
+    assert {e["noteTime"] for e in sandbox.log} == {"一天内"}
+
+
+# --- keyword files ------------------------------------------------------------------
+
+
+def test_keywords_reach_the_api_exactly_as_written(sandbox, crawl, tmp_path):
+    keywords = ["Estée Lauder", "AT&T", "C++ 教程", "100% 纯棉", "why?", "L'Oréal", "a+b=c", "tag #1"]
+    seed = tmp_path / "seeds.txt"
+    text = "\ufeff# brands\r\n\r\n" + "\r\n".join(f"  {k}  " for k in keywords) + "\r\n" + keywords[0] + "\r\n"
+    seed.write_bytes(text.encode("utf-8"))
+    result = crawl(sandbox, "-a", "max_pages=1", keywords=str(seed))
+    assert result.returncode == 0, result.log
+    sent = [e["keyword"] for e in sandbox.log]
+    assert sorted(sent) == sorted(keywords), "each keyword once, trimmed, byte for byte"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"", "has no keywords"),
+        (b"# only a comment\n\n   \n", "has no keywords"),
+        (b"\xff\xfe\x00bad", "is not UTF-8"),
+    ],
+)
+def test_unusable_keyword_file_is_a_clear_error_before_any_request(sandbox, crawl, tmp_path, content, message):
+    seed = tmp_path / "seeds.txt"
+    if content is not None:
+        seed.write_bytes(content)
+    result = crawl(sandbox, keywords=str(seed))
+    assert result.returncode == 2
+    assert message in result.log and str(seed) in result.log
+    assert "Traceback" not in result.log
+    assert sandbox.log == []
+
+
+def test_missing_keywords_argument_is_a_clear_error(sandbox, crawl):
+    result = crawl(sandbox)
+    assert result.returncode == 2
+    assert "-a keywords=PATH" in result.log
+    assert sandbox.log == []
+
+
+def test_bad_filter_value_lists_the_valid_ones(sandbox, crawl):
+    result = crawl(sandbox, "-a", "sort=newest", keywords=["Nike"])
+    assert result.returncode == 2
+    assert "sort='newest' is not a valid value" in result.log
+    assert "time_descending" in result.log and "latest" in result.log
+    assert sandbox.log == []
+
+
+def test_bad_setting_names_the_setting(sandbox, crawl):
+    result = crawl(sandbox, keywords=["Nike"], settings={"JUSTONEAPI_TIMEOUT": "soon"})
+    assert result.returncode == 2
+    assert "JUSTONEAPI_TIMEOUT='soon'" in result.log
+    assert sandbox.log == []
+
+
+# --- the policy table, row by row -----------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["301", "500", "503", "html502", "cut", "reset"])
+def test_transient_answers_are_retried_until_the_page_is_paid_once(sandbox_factory, crawl, fault):
+    server = sandbox_factory(faults=[f"{fault}@小米#2x2"])  # page 2 fails twice, then answers
+    result = crawl(server, keywords=["小米"])
+    assert result.returncode == 0, result.log
+    assert set(result.note_ids()) == expected_ids(["小米"])
+    page2 = [e for e in server.log if e["page"] == "2"]
+    assert len(page2) == 3
+    assert not paid_twice(server)
+    assert "retries:  2 " in result.log
+
+
+def test_a_timeout_is_retried(sandbox_factory, crawl):
+    server = sandbox_factory(faults=["slow@小米#1x1"], slow_seconds=3)
+    result = crawl(server, keywords=["小米"], settings={"JUSTONEAPI_TIMEOUT": "1"})
+    assert result.returncode == 0, result.log
+    assert set(result.note_ids()) == expected_ids(["小米"])
+    assert "exception_DownloadTimeoutError=1" in result.log
+    assert TOKEN not in result.log  # the timeout error names the URL: it must be the unsigned one
+
+
+def test_a_page_out_of_tries_is_reported_and_the_exit_status_says_incomplete(sandbox_factory, crawl):
+    server = sandbox_factory(faults=["301@小米#2"])  # page 2 never answers
+    result = crawl(server, keywords=["小米", "Nike"], settings={"JUSTONEAPI_RETRY_TIMES": "2"})
+    assert result.returncode == 3, result.log
+    assert len([e for e in server.log if e["keyword"] == "小米" and e["page"] == "2"]) == 3
+    assert "Page 2 of keyword='小米' sort=general note_type=_0 note_time=any failed" in result.log
+    assert "failed pages (run again to fetch them):" in result.log
+    assert set(CORPUS.expected_note_ids("Nike")) <= set(result.note_ids())
+
+
+def test_rate_limits_slow_down_and_do_not_spend_the_retry_budget(sandbox_factory, crawl):
+    server = sandbox_factory(rate_limit=5)
+    result = crawl(server, keywords=KEYWORDS, settings={"JUSTONEAPI_RETRY_TIMES": "0", "JUSTONEAPI_MAX_RPS": "0"})
+    assert result.returncode == 0, result.log
+    assert set(result.note_ids()) == expected_ids(KEYWORDS)
+    rate_limited = [e for e in server.log if e.get("code") == 302]
+    assert rate_limited, "an unpaced crawl must hit the sandbox's limit"
+    assert not paid_twice(server)
+    assert "code_302=" in result.log
+
+
+@pytest.mark.parametrize("status_style", ["mapped", "200"])
+def test_invalid_parameters_drop_only_that_query(sandbox_factory, crawl, status_style):
+    server = sandbox_factory(faults=["400@Nike#1"], status_style=status_style)
+    result = crawl(server, keywords=["Nike", "小米"])
+    assert result.returncode == 0, result.log
+    assert len([e for e in server.log if e["keyword"] == "Nike"]) == 1, "a 400 is never retried"
+    assert "The API rejected query keyword='Nike' sort=general note_type=_0 note_time=any page 1" in result.log
+    assert "rejected queries (code 400, not retried):" in result.log
+    assert set(result.note_ids()) == expected_ids(["小米"])
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "status"),
+    [
+        (100, "justoneapi_invalid_token", 4),
+        (600, "justoneapi_permission_denied", 4),
+        (601, "justoneapi_insufficient_balance", 5),
+    ],
+)
+def test_fatal_token_answers_stop_the_crawl_at_once(sandbox_factory, crawl, code, reason, status):
+    server = sandbox_factory(token_codes={TOKEN: code})
+    result = crawl(server, keywords=KEYWORDS * 1, settings={"CONCURRENT_REQUESTS": "4"})
+    assert result.returncode == status, result.log
+    assert f"Closing spider ({reason})" in result.log
+    assert f"the API answered code {code}" in result.log
+    assert len(server.log) <= 4, "only the requests already in flight"
+    assert result.items == []
+
+
+def test_quota_exceeded_stops_the_crawl_and_keeps_what_was_paid(sandbox_factory, crawl):
+    server = sandbox_factory(quota=5)
+    result = crawl(server, keywords=KEYWORDS, settings={"CONCURRENT_REQUESTS": "2"})
+    assert result.returncode == 5, result.log
+    assert "Closing spider (justoneapi_quota_exceeded)" in result.log
+    assert "run the same command again tomorrow" in result.log
+    assert len(server.paid_pages()) == 5
+    assert len(server.log) <= 5 + 2
+    # Every note of the five paid pages is in the output.
+    assert len(result.items) > 0 and "Stored jsonl feed" in result.log
+
+
+def test_request_budget_closes_the_crawl_with_a_named_reason(sandbox, crawl):
+    result = crawl(sandbox, keywords=KEYWORDS, settings={"JUSTONEAPI_MAX_REQUESTS": "4"})
+    assert result.returncode == 6, result.log
+    assert "Closing spider (justoneapi_budget_spent)" in result.log
+    assert len(sandbox.log) == 4
+
+
+# --- the token -------------------------------------------------------------------------
+
+
+def test_the_token_never_shows_in_logs_or_output(sandbox_factory, crawl):
+    server = sandbox_factory(tokens=frozenset({TOKEN}), faults=["html502@Nike#1x1", "reset@Nike#2x1"])
+    # The worst case: the token passed as a setting on the command line, and DEBUG logs.
+    result = crawl(server, keywords=["Nike"], token=None, settings={"JUSTONEAPI_TOKEN": TOKEN, "LOG_LEVEL": "DEBUG"})
+    assert result.returncode == 0, result.log
+    assert len(result.items) > 0, "the sandbox accepts only this token, so it was sent"
+    for form in (TOKEN, quote(TOKEN, safe="")):
+        assert form not in result.log
+        assert form.encode() not in result.output
+    assert "tok-…" in result.log  # at most its first 4 characters
+
+
+def test_no_token_is_a_clear_error_pointing_at_the_sandbox(sandbox, crawl):
+    result = crawl(sandbox, keywords=["Nike"], token=None)
+    assert result.returncode == 2
+    assert "no API token" in result.log and "JUSTONEAPI_SANDBOX=1" in result.log
+    assert sandbox.log == []
+
+
+def test_the_token_as_a_spider_argument_is_refused_without_echoing_it(sandbox, crawl):
+    result = crawl(sandbox, "-a", "token=leaked-token-value", keywords=["Nike"])
+    assert result.returncode == 2
+    assert "must not be a spider argument" in result.log
+    assert "leaked-token-value" not in result.log
+    assert sandbox.log == []
+
+
+# --- output and the offline demo ---------------------------------------------------------
+
+
+def test_without_o_the_crawl_writes_the_default_file(sandbox, crawl, tmp_path):
+    result = crawl(
+        sandbox, keywords=["小米"], output=False, cwd=tmp_path, env={"SCRAPY_SETTINGS_MODULE": "rednote_crawl.settings"}
+    )
+    assert result.returncode == 0, result.log
+    files = list((tmp_path / "output").glob("note_search-*.jsonl"))
+    assert len(files) == 1
+    assert len(files[0].read_bytes().splitlines()) == len(expected_ids(["小米"]))
+
+
+def test_the_offline_demo_needs_no_token(crawl):
+    result = crawl(
+        None,
+        "-a",
+        "max_pages=1",
+        keywords=str(ROOT / "seeds" / "brands.txt"),
+        token=None,
+        settings={"JUSTONEAPI_SANDBOX": "1"},
+    )
+    assert result.returncode == 0, result.log
+    assert "crawling the offline sandbox" in result.log
+    assert len(result.items) > 100
+    assert Counter(result.note_ids()).most_common(1)[0][1] == 1
