@@ -31,12 +31,14 @@ if TYPE_CHECKING:
 class TokenAuthDownloadHandler(BaseDownloadHandler):
     """Wraps Scrapy's own HTTP handler (``DOWNLOAD_HANDLERS_BASE``) for http and https."""
 
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, inner: BaseDownloadHandler | None = None) -> None:
         super().__init__(crawler)
         self._token = ApiConfig.of(crawler).token
         self._redactor = TokenRedactingFilter(self._token)
-        handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
-        self._inner: BaseDownloadHandler = build_from_crawler(handler_cls, crawler)
+        if inner is None:
+            handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
+            inner = build_from_crawler(handler_cls, crawler)
+        self._inner = inner
         # Twisted's pool silently re-sends a GET once when a reused connection drops before
         # the answer. Such a call may have been paid for and would bypass the retry policy and
         # the budget: every re-send must go through ApiPolicyMiddleware instead.

@@ -1,0 +1,219 @@
+"""The wire contract: URLs, filters, codes, pages and the item mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from rednote_crawl import api
+
+SAMPLE = orjson.loads((Path(__file__).parent / "data" / "seed-sample-response.json").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "keyword", ["Estée Lauder", "AT&T", "C++", "100%", "why?", "L'Oréal", "a+b=c", "海信 洗衣机", "x#y"]
+)
+def test_keywords_survive_the_url_exactly(keyword):
+    url = api.search_url("https://api.justoneapi.com/", api.Query(keyword).params(1))
+    parts = urlsplit(url)
+    assert parts.path == api.SEARCH_PATH and not parts.fragment
+    assert parse_qs(parts.query)["keyword"] == [keyword]
+    assert " " not in url and "token" not in url
+
+
+def test_params_use_the_api_names_and_the_chosen_note_time_form():
+    query = api.Query("Nike", "time_descending", "_1", "week")
+    assert query.params(3) == {
+        "keyword": "Nike",
+        "page": "3",
+        "sort": "time_descending",
+        "noteType": "_1",
+        "noteTime": "ONE_WEEK",
+    }
+    assert query.params(1, "chinese")["noteTime"] == "一周内"
+    assert "noteTime" not in api.Query("Nike").params(1)
+
+
+def test_add_token_appends_it_encoded():
+    url = api.add_token("http://h/p?keyword=a", "a b&c")
+    assert parse_qs(urlsplit(url).query)["token"] == ["a b&c"]
+
+
+def test_parse_choices_accepts_friendly_and_api_values_in_order_once():
+    assert api.parse_choices("sort", "latest, general,time_descending", api.SORTS, "general") == [
+        "time_descending",
+        "general",
+    ]
+    assert api.parse_choices("note_type", "VIDEO", api.NOTE_TYPES, "_0") == ["_1"]
+    assert api.parse_choices("note_time", "ONE_DAY,一周内,half_year", api.NOTE_TIMES, "any") == [
+        "day",
+        "week",
+        "half_year",
+    ]
+    assert api.parse_choices("sort", None, api.SORTS, "general") == ["general"]
+    with pytest.raises(ValueError, match=r"note_type='gif' is not a valid value; use one of: _0, all, _1, video"):
+        api.parse_choices("note_type", "video,gif", api.NOTE_TYPES, "_0")
+
+
+def envelope(code, **extra) -> bytes:
+    return orjson.dumps({"code": code, "data": None, "message": "m", "recordTime": None, **extra})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "action", "label"),
+    [
+        (200, envelope(0), api.Action.PARSE, "code_0"),
+        (200, envelope("0"), api.Action.PARSE, "code_0"),
+        (200, envelope(301), api.Action.RETRY, "code_301"),
+        (500, envelope(500), api.Action.RETRY, "code_500"),
+        (503, envelope(503), api.Action.RETRY, "code_503"),
+        (200, envelope(302), api.Action.SLOW_DOWN, "code_302"),
+        (429, envelope(302), api.Action.SLOW_DOWN, "code_302"),
+        (429, b"Too Many Requests", api.Action.RETRY, "http_429_truncated"),
+        (400, envelope(400), api.Action.DROP_QUERY, "code_400"),
+        (200, envelope("400"), api.Action.DROP_QUERY, "code_400"),
+        (401, envelope(100), api.Action.STOP, "code_100"),
+        (429, envelope(303), api.Action.STOP, "code_303"),
+        (403, envelope(600), api.Action.STOP, "code_600"),
+        (200, envelope(601), api.Action.STOP, "code_601"),
+        (200, envelope(602), api.Action.RETRY, "code_602"),
+        (200, envelope(101), api.Action.RETRY, "code_101"),
+        (502, b"<html><head><title>502 Bad Gateway</title></head></html>", api.Action.RETRY, "http_502_html"),
+        (200, envelope(0)[:20], api.Action.RETRY, "http_200_truncated"),
+        (200, b"", api.Action.RETRY, "http_200_empty"),
+        (200, b"[1, 2]", api.Action.RETRY, "http_200_no_code"),
+        (200, b'{"code": null}', api.Action.RETRY, "http_200_no_code"),
+        (200, b'{"code": true}', api.Action.RETRY, "http_200_no_code"),
+    ],
+)
+def test_judge_reads_the_business_code_not_the_http_status(status, body, action, label):
+    answer = api.judge(status, body)
+    assert (answer.action, answer.label) == (action, label)
+
+
+def test_fatal_codes_name_their_finish_reason():
+    assert {code: api.judge(200, envelope(code)).finish_reason for code in api.FATAL} == api.FATAL
+    assert api.judge(200, envelope(301)).finish_reason is None
+
+
+def test_read_page_keeps_notes_and_counts_the_rest():
+    items = [
+        {"model_type": "note", "note": {"id": "a" * 24}},
+        {"model_type": "hot_query", "hot_query": {}},
+        {"model_type": "rec_query"},
+        {"model_type": "ads", "ads": {"note": {"id": "b" * 24}}},
+        {"model_type": "note", "note": {"title": "no id"}},
+        {"model_type": "note", "note": None},
+        "not an object",
+        {"model_type": "live_card"},
+    ]
+    page = api.read_page({"code": 0, "data": {"items": items}})
+    assert [n["id"] for n in page.notes] == ["a" * 24]
+    assert dict(page.skipped) == {
+        "hot_query": 1,
+        "rec_query": 1,
+        "ads": 1,
+        "note_without_id": 2,
+        "malformed": 1,
+        "live_card": 1,
+    }
+    assert page.size == 8 and not page.is_last
+    with_ads = api.read_page({"data": {"items": items}}, keep_ads=True)
+    assert [n["id"] for n in with_ads.notes] == ["a" * 24, "b" * 24]
+
+
+@pytest.mark.parametrize("data", [{"items": []}, {}, None, {"items": None}])
+def test_a_page_without_items_ends_the_query(data):
+    assert api.read_page({"code": 0, "data": data}).is_last
+
+
+def test_the_user_sample_maps_to_the_documented_item():
+    page = api.read_page(SAMPLE)
+    [note] = page.notes
+    item = api.note_item(
+        note, query=api.Query("海信"), note_time_sent=None, page=1, rank=1, fetched_at="2026-11-27T00:00:00Z"
+    )
+    assert tuple(item) == tuple(f for f in api.NOTE_FIELDS if f != "raw")
+    assert item["note_id"] == "69abb712000000001600a32a"
+    assert item["url"] == (
+        "https://www.xiaohongshu.com/explore/69abb712000000001600a32a?xsec_token=YBtw6gvZIq7-ULy_Lt2R72ZheGwXy_ackAgZ_tUQf29go%3D"
+    )
+    assert item["type"] == "normal"
+    assert item["title"] is None  # the sample has no title at all
+    assert item["hashtags"] == ["海信洗衣机"]
+    assert (item["liked_count"], item["collected_count"], item["comments_count"], item["shared_count"]) == (
+        15,
+        9,
+        25,
+        14,
+    )
+    assert item["published_at"] == "2026-03-07T05:26:42Z"
+    assert item["user"] == {
+        "user_id": "6276a4d10000000021026c1f",
+        "nickname": "郑州卖海信电视容声冰箱团购处",
+        "red_id": "1527435277",
+        "avatar": note["user"]["images"],
+    }
+    assert item["images"] == [note["images_list"][0]["url"]]
+    assert item["cover_url"] == item["images"][0]
+    assert item["video_duration"] is None and item["sponsored"] is False
+    assert "raw" not in item
+    raw = api.note_item(
+        note, query=api.Query("海信"), note_time_sent=None, page=1, rank=1, fetched_at="", keep_raw=True
+    )
+    assert raw["raw"] == note
+
+
+def test_missing_and_odd_fields_are_normal():
+    note = {
+        "id": "c" * 24,
+        "liked_count": "1.2万",
+        "collected_count": "10万+",
+        "comments_count": "3,456",
+        "user": None,
+        "images_list": [{"url": "", "url_size_large": "L"}, {"url": "S"}, None],
+        "cover_image_index": 7,
+        "widgets_context": '{"video_duration": 61}',
+        "timestamp": "not a time",
+    }
+    item = api.note_item(note, query=api.Query("k"), note_time_sent="ONE_DAY", page=2, rank=21, fetched_at="t")
+    assert (item["liked_count"], item["collected_count"], item["comments_count"]) == (12000, 100000, 3456)
+    assert item["shared_count"] is None and item["url"] is None and item["published_at"] is None
+    assert item["user"] == {"user_id": None, "nickname": None, "red_id": None, "avatar": None}
+    assert item["images"] == ["L", "S"] and item["cover_url"] == "L"
+    assert item["video_duration"] == 61.0
+    assert item["search"]["note_time"] == "ONE_DAY"
+    assert (
+        api.note_item(
+            {"id": "d" * 24, "video_info_v2": {"capa": {"duration": "12.5"}}, "widgets_context": "{bad"},
+            query=api.Query("k"),
+            note_time_sent=None,
+            page=1,
+            rank=1,
+            fetched_at="t",
+        )["video_duration"]
+        == 12.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("texts", "tags"),
+    [
+        (("#海信洗衣机 这是",), ["海信洗衣机"]),
+        (("#好物分享[话题]# #测评[话题]#正文",), ["好物分享", "测评"]),
+        (("#a #b", "#b #c"), ["a", "b", "c"]),
+        ((None, ""), []),
+        (("no tags # here",), []),
+    ],
+)
+def test_hashtags(texts, tags):
+    assert api.hashtags(*texts) == tags
+
+
+def test_iso_utc_accepts_seconds_and_milliseconds():
+    assert api.iso_utc(1772861202) == "2026-03-07T05:26:42Z"
+    assert api.iso_utc(1772963261000) == api.iso_utc(1772963261)
+    assert api.iso_utc(0) is None and api.iso_utc(None) is None and api.iso_utc(10**20) is None

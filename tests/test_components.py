@@ -1,0 +1,316 @@
+"""The middlewares, the download handler, the pipeline and the exporter, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any
+
+import orjson
+import pytest
+from scrapy import Request, Spider
+from scrapy.exceptions import DropItem, IgnoreRequest
+from scrapy.http import TextResponse
+from scrapy.utils.test import get_crawler
+
+from rednote_crawl import api, signals
+from rednote_crawl.auth import TokenAuthDownloadHandler
+from rednote_crawl.exporters import OrjsonLinesItemExporter
+from rednote_crawl.middlewares import NOT_BEFORE_META, PAGE_META, QUERY_META, RATE_LIMITED_META
+from rednote_crawl.middlewares.policy import ApiPolicyMiddleware
+from rednote_crawl.middlewares.throttle import BUDGET_SPENT, TokenThrottleMiddleware
+from rednote_crawl.pipelines import NoteDedupePipeline
+
+TOKEN = "unit-test-token-123"
+URL = "https://api.justoneapi.com/api/xiaohongshu/search-note/v2?keyword=k&page=2&sort=general&noteType=_0"
+
+
+class RecordingEngine:
+    """Stands in for the engine: records the reason the spider is closed with."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+
+    async def close_spider_async(self, *, reason: str) -> None:
+        self.closed.append(reason)
+
+
+def make_crawler(**settings: Any):
+    crawler = get_crawler(Spider, {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BACKOFF_BASE": 2, **settings})
+    crawler.spider = Spider.from_crawler(crawler, name="unit")
+    crawler.engine = RecordingEngine()
+    crawler.stats.open_spider()
+    return crawler
+
+
+def api_request(**meta: Any) -> Request:
+    return Request(URL, meta={QUERY_META: api.Query("k"), PAGE_META: 2, **meta})
+
+
+def answer(request: Request, code: Any = 0, status: int = 200, body: bytes | None = None, **headers: str):
+    if body is None:
+        body = orjson.dumps({"code": code, "data": {"items": []}, "message": "msg", "recordTime": None})
+    return TextResponse(request.url, status=status, body=body, request=request, headers=headers)
+
+
+def collect(crawler, signal) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        kwargs.pop("signal"), kwargs.pop("sender")
+        seen.append(kwargs)
+
+    crawler.signals.connect(receiver, signal=signal, weak=False)
+    return seen
+
+
+# --- ApiPolicyMiddleware -----------------------------------------------------------
+
+
+def test_code_0_passes_and_is_announced_as_paid():
+    crawler = make_crawler()
+    paid = collect(crawler, signals.page_paid)
+    request = api_request()
+    response = answer(request)
+    assert ApiPolicyMiddleware(crawler).process_response(request, response) is response
+    assert len(paid) == 1
+    assert crawler.stats.get_value("justoneapi/answers/code_0") == 1
+
+
+def test_requests_that_are_not_api_calls_are_left_alone():
+    crawler = make_crawler()
+    request = Request("https://example.com/x")
+    response = answer(request, 301)
+    assert ApiPolicyMiddleware(crawler).process_response(request, response) is response
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "body"),
+    [(301, 200, None), (500, 500, None), (503, 503, None), (602, 200, None), (None, 502, b"<html>bad gateway</html>")],
+)
+def test_transient_answers_are_retried_with_backoff(code, status, body):
+    crawler = make_crawler()
+    request = api_request()
+    retry = ApiPolicyMiddleware(crawler).process_response(request, answer(request, code, status, body))
+    assert isinstance(retry, Request) and retry.dont_filter
+    assert retry.meta["retry_times"] == 1
+    assert retry.meta[QUERY_META] == request.meta[QUERY_META]
+
+    assert 1 - 0.1 <= retry.meta[NOT_BEFORE_META] - time.time() <= 2 + 0.1  # base 2 s x 0.5-1.0
+    assert crawler.stats.get_value("justoneapi/retry/count") == 1
+
+
+def test_backoff_grows_and_is_capped():
+    policy = ApiPolicyMiddleware(make_crawler(JUSTONEAPI_BACKOFF_BASE=1, JUSTONEAPI_BACKOFF_MAX=5))
+    delays = [max(policy.backoff(n) for _ in range(200)) for n in range(1, 6)]
+    assert delays[0] <= 1 < delays[1] <= 2 < delays[2] <= 4 < delays[3] <= 5
+    assert delays[4] <= 5
+
+
+def test_a_page_out_of_tries_fails_loudly():
+    crawler = make_crawler(JUSTONEAPI_RETRY_TIMES=2)
+    failed = collect(crawler, signals.page_failed)
+    request = api_request(retry_times=2)
+    with pytest.raises(IgnoreRequest):
+        ApiPolicyMiddleware(crawler).process_response(request, answer(request, 301))
+    assert failed and "2 retries spent" in failed[0]["reason"]
+    assert crawler.stats.get_value("justoneapi/pages/failed") == 1
+
+
+@pytest.mark.parametrize(("code", "status"), [(302, 200), (302, 429), (None, 429)])
+def test_rate_limits_slow_down_without_spending_retries(code, status):
+    crawler = make_crawler()
+    limited = collect(crawler, signals.rate_limited)
+    request = api_request(retry_times=4)
+    body = None if code else b'{"code": 302, "message": "rate limit"}'
+    retry = ApiPolicyMiddleware(crawler).process_response(
+        request, answer(request, code, status, body, **{"Retry-After": "3"})
+    )
+    assert isinstance(retry, Request)
+    assert retry.meta["retry_times"] == 4 and retry.meta[RATE_LIMITED_META] == 1
+    assert limited == [{"retry_after": 3.0}]
+
+
+def test_rate_limits_have_their_own_bound():
+    crawler = make_crawler(JUSTONEAPI_RATE_LIMIT_RETRIES=3)
+    request = api_request(**{RATE_LIMITED_META: 3})
+    with pytest.raises(IgnoreRequest, match="rate limited 4 times"):
+        ApiPolicyMiddleware(crawler).process_response(request, answer(request, 302))
+
+
+def test_invalid_parameters_drop_the_query():
+    crawler = make_crawler()
+    rejected = collect(crawler, signals.query_rejected)
+    request = api_request()
+    with pytest.raises(IgnoreRequest):
+        ApiPolicyMiddleware(crawler).process_response(request, answer(request, 400, 400))
+    assert rejected[0]["message"] == "msg"
+    assert crawler.stats.get_value("justoneapi/queries/rejected") == 1
+    assert crawler.stats.get_value("justoneapi/retry/count") is None
+
+
+@pytest.mark.parametrize("code", sorted(api.FATAL))
+def test_fatal_codes_stop_the_crawl_once(code):
+    async def scenario():
+        crawler = make_crawler()
+        stopping = collect(crawler, signals.crawl_stopping)
+        policy = ApiPolicyMiddleware(crawler)
+        for _ in range(3):
+            request = api_request()
+            with pytest.raises(IgnoreRequest):
+                policy.process_response(request, answer(request, code))
+        # A transient answer arriving after the stop is not retried.
+        with pytest.raises(IgnoreRequest, match="stopping"):
+            policy.process_response(request, answer(request, 301))
+        await asyncio.sleep(0)
+        return crawler, stopping
+
+    crawler, stopping = asyncio.run(scenario())
+    assert crawler.engine.closed == [api.FATAL[code]]
+    assert [s["reason"] for s in stopping] == [api.FATAL[code]]
+
+
+def test_connection_errors_are_retried_and_others_are_not():
+    from twisted.internet.error import ConnectionRefusedError
+
+    crawler = make_crawler()
+    policy = ApiPolicyMiddleware(crawler)
+    assert isinstance(policy.process_exception(api_request(), ConnectionRefusedError()), Request)
+    assert policy.process_exception(api_request(), ValueError("a bug")) is None
+    assert crawler.stats.get_value("justoneapi/answers/exception_ConnectionRefusedError") == 1
+
+
+# --- TokenThrottleMiddleware ---------------------------------------------------------
+
+
+def test_the_budget_stops_the_crawl_before_the_next_call():
+    async def scenario():
+        crawler = make_crawler(JUSTONEAPI_MAX_REQUESTS=2, JUSTONEAPI_MAX_RPS=0)
+        throttle = TokenThrottleMiddleware(crawler)
+        await throttle.process_request(api_request())
+        await throttle.process_request(api_request())
+        with pytest.raises(IgnoreRequest, match=BUDGET_SPENT):
+            await throttle.process_request(api_request())
+        with pytest.raises(IgnoreRequest):
+            await throttle.process_request(api_request())
+        await asyncio.sleep(0)
+        return crawler
+
+    crawler = asyncio.run(scenario())
+    assert crawler.stats.get_value("justoneapi/requests/sent") == 2
+    assert crawler.engine.closed == [BUDGET_SPENT]
+
+
+def test_nothing_is_sent_once_the_crawl_is_stopping():
+    async def scenario():
+        crawler = make_crawler(JUSTONEAPI_MAX_RPS=0)
+        throttle = TokenThrottleMiddleware(crawler)
+        crawler.signals.send_catch_log(signals.crawl_stopping, reason="justoneapi_insufficient_balance", message="m")
+        with pytest.raises(IgnoreRequest, match="justoneapi_insufficient_balance"):
+            await throttle.process_request(api_request())
+        assert await throttle.process_request(Request("https://example.com")) is None  # not an API call
+        return crawler
+
+    assert asyncio.run(scenario()).stats.get_value("justoneapi/requests/not_sent") == 1
+
+
+def test_backoff_and_rate_waits_are_spent_before_sending():
+    async def scenario():
+        crawler = make_crawler(JUSTONEAPI_MAX_RPS=20)
+        throttle = TokenThrottleMiddleware(crawler)
+
+        await throttle.process_request(api_request(**{NOT_BEFORE_META: time.time() + 0.05}))
+        await throttle.process_request(api_request())
+        crawler.signals.send_catch_log(signals.rate_limited, retry_after=None)
+        await throttle.process_request(api_request())
+        return crawler, throttle
+
+    crawler, throttle = asyncio.run(scenario())
+    assert 0 < crawler.stats.get_value("justoneapi/retry/backoff_seconds") <= 0.05
+    assert crawler.stats.get_value("justoneapi/ratelimit/wait_seconds") > 0
+    assert throttle.limiter.rate == 10
+
+
+# --- TokenAuthDownloadHandler ----------------------------------------------------------
+
+
+class RecordingHandler:
+    """Stands in for Scrapy's HTTP client: records what it was asked to fetch."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.urls: list[str] = []
+        self.fail = fail
+
+    async def download_request(self, request: Request):
+        self.urls.append(request.url)
+        if self.fail:
+            raise TimeoutError(f"Getting {request.url} took longer than 60 seconds.")
+        return TextResponse(request.url, body=b"{}", request=request)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_token_is_added_at_the_last_hop_only():
+    async def scenario(fail: bool):
+        inner = RecordingHandler(fail)
+        handler = TokenAuthDownloadHandler(make_crawler(), inner)
+        request = api_request()
+        response = await handler.download_request(request)
+        return request, response, inner
+
+    request, response, inner = asyncio.run(scenario(False))
+    assert inner.urls == [URL + "&token=" + TOKEN]
+    assert request.url == URL and response.url == URL and TOKEN not in repr(response)
+    with pytest.raises(TimeoutError) as excinfo:
+        asyncio.run(scenario(True))
+    assert TOKEN not in str(excinfo.value) and "unit…" in str(excinfo.value)
+
+
+def test_other_requests_get_no_token():
+    async def scenario():
+        inner = RecordingHandler()
+        handler = TokenAuthDownloadHandler(make_crawler(), inner)
+        await handler.download_request(Request("https://example.com/?a=1"))
+        return inner
+
+    assert asyncio.run(scenario()).urls == ["https://example.com/?a=1"]
+
+
+# --- pipeline and exporter -----------------------------------------------------------------
+
+
+def test_dedupe_keeps_the_first_copy_of_each_note():
+    crawler = make_crawler()
+    pipeline = NoteDedupePipeline.from_crawler(crawler)
+    first = {"note_id": "69abb712000000001600a32a", "keyword": "a"}
+
+    async def scenario():
+        assert await pipeline.process_item(first) is first
+        assert await pipeline.process_item({"note_id": "not-hex-id", "keyword": "a"})
+        for item in ({"note_id": "69abb712000000001600a32a", "keyword": "b"}, {"note_id": "not-hex-id"}):
+            with pytest.raises(DropItem) as excinfo:
+                await pipeline.process_item(item)
+            assert excinfo.value.log_level == "DEBUG"
+
+    asyncio.run(scenario())
+    assert crawler.stats.get_value("justoneapi/notes/unique") == 2
+    assert crawler.stats.get_value("justoneapi/notes/duplicate") == 2
+
+
+def test_exporter_writes_one_utf8_object_per_line():
+    out = io.BytesIO()
+    exporter = OrjsonLinesItemExporter(out)
+    exporter.start_exporting()
+    exporter.export_item({"note_id": "a", "title": '海信 "x"\n', "user": {"nickname": "猫"}})
+    exporter.export_item({"note_id": "b", "title": None})
+    exporter.finish_exporting()
+    lines = out.getvalue().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 3
+    assert orjson.loads(lines[0])["title"] == '海信 "x"\n' and "海信".encode() in lines[0]
+    selected = io.BytesIO()
+    OrjsonLinesItemExporter(selected, fields_to_export=["title", "note_id"]).export_item(
+        {"note_id": "a", "title": "t", "x": 1}
+    )
+    assert selected.getvalue() == b'{"title":"t","note_id":"a"}\n'

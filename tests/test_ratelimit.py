@@ -1,0 +1,79 @@
+"""The token's AIMD rate limiter, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rednote_crawl.ratelimit import MIN_RATE, RECOVERY_STEPS, AdaptiveRateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_calls_are_spaced_at_the_rate():
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(4, clock)
+    assert [round(limiter._book(), 3) for _ in range(5)] == [0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_a_rate_limit_halves_the_rate_and_pauses_everyone():
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(10, clock)
+    limiter.slow_down()
+    assert limiter.rate == 5
+    assert limiter._book() == pytest.approx(0.2)
+    limiter.slow_down()  # within the cooldown: the same burst of 302s counts once
+    assert limiter.rate == 5
+    clock.now += 2
+    limiter.slow_down(retry_after=7)
+    assert limiter.rate == 2.5
+    assert limiter._book() == pytest.approx(7)
+    for _ in range(10):
+        clock.now += 2
+        limiter.slow_down()
+    assert limiter.rate == MIN_RATE
+
+
+def test_paid_pages_win_the_rate_back_up_to_the_ceiling():
+    limiter = AdaptiveRateLimiter(10, Clock())
+    limiter.slow_down()
+    for _ in range(RECOVERY_STEPS // 2 - 2):
+        limiter.speed_up()
+    assert 5 < limiter.rate < 10
+    for _ in range(3):
+        limiter.speed_up()
+    assert limiter.rate == 10
+
+
+def test_without_a_ceiling_a_rate_limit_starts_from_the_observed_rate():
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(0, clock)
+    for _ in range(21):
+        assert limiter._book() == 0
+        clock.now += 0.05  # 20 calls per second
+    limiter.slow_down()
+    assert limiter.rate == pytest.approx(10.5, rel=0.01)
+
+
+def test_sleepers_rebook_after_a_slow_down():
+    async def scenario() -> list[float]:
+        limiter = AdaptiveRateLimiter(20)
+        limiter._book()  # the next free slot is 50 ms away
+
+        async def caller() -> float:
+            return await limiter.acquire()
+
+        task = asyncio.ensure_future(caller())
+        await asyncio.sleep(0.01)
+        limiter.slow_down(retry_after=0.3)
+        return [await task]
+
+    [waited] = asyncio.run(scenario())
+    assert waited >= 0.25, "a caller asleep at the 302 waits for the pause, not its old slot"
