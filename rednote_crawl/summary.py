@@ -116,8 +116,8 @@ class CrawlSummary:
             f"{skipped} non-note items skipped",
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get('retry/count')} (backoff {self._get('retry/backoff_seconds'):.1f} s); "
-            f"rate limited {self._get('ratelimit/retries')} times, "
-            f"{self._get('ratelimit/wait_seconds'):.1f} s waiting on the rate limit",
+            f"rate limited {self._get('ratelimit/retries')} times; "
+            f"held by the token's rate limit for {self._get('ratelimit/held_seconds'):.1f} s",
         ]
         if self.rejected:
             lines.append("  rejected queries (code 400, not retried):")

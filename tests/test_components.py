@@ -228,7 +228,7 @@ def test_backoff_and_rate_waits_are_spent_before_sending():
 
     crawler, throttle = asyncio.run(scenario())
     assert 0 < crawler.stats.get_value("justoneapi/retry/backoff_seconds") <= 0.05
-    assert crawler.stats.get_value("justoneapi/ratelimit/wait_seconds") > 0
+    assert crawler.stats.get_value("justoneapi/ratelimit/held_seconds") > 0
     assert throttle.limiter.rate == 10
 
 

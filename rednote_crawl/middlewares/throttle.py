@@ -38,6 +38,8 @@ class TokenThrottleMiddleware:
         self.stats = crawler.stats
         self.limiter = AdaptiveRateLimiter(self.config.max_rps)
         self.sent = 0
+        self._waiting = 0  # requests waiting on the limiter right now
+        self._held_since = 0.0
         self.stopping: str | None = None
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
@@ -56,9 +58,7 @@ class TokenThrottleMiddleware:
         if not_before and (backoff := not_before - time.time()) > 0:
             self.stats.inc_value("justoneapi/retry/backoff_seconds", backoff)
             await sleep(backoff)
-        waited = await self.limiter.acquire()
-        if waited:
-            self.stats.inc_value("justoneapi/ratelimit/wait_seconds", waited)
+        await self._paced()
         self._check_open()
         if self.config.max_requests and self.sent >= self.config.max_requests:
             logger.warning(
@@ -68,6 +68,18 @@ class TokenThrottleMiddleware:
             self._check_open()
         self.sent += 1
         self.stats.inc_value("justoneapi/requests/sent")
+
+    async def _paced(self) -> None:
+        """Wait for the limiter; count the wall-clock time any request was held by it."""
+        if self._waiting == 0:
+            self._held_since = time.monotonic()
+        self._waiting += 1
+        try:
+            await self.limiter.acquire()
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self.stats.inc_value("justoneapi/ratelimit/held_seconds", time.monotonic() - self._held_since)
 
     def _check_open(self) -> None:
         if self.stopping:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
+
+
+_FAULT_SPEC = re.compile(r"(\w+)(?::([\d.]+))?(?:@(.*?)(?:#(\d+))?)?(?:x(\d+))?")
 
 
 @dataclass
@@ -64,17 +68,11 @@ class Fault:
     @classmethod
     def parse(cls, text: str) -> Fault:
         """``KIND[:RATE][@KEYWORD[#PAGE]][xTIMES]``, e.g. ``301:0.1``, ``html502@Nike#2x2``."""
-        times = None
-        if "x" in text.rsplit("@", 1)[-1].rsplit("#", 1)[-1]:
-            text, _, count = text.rpartition("x")
-            times = int(count)
-        keyword = page = None
-        if "@" in text:
-            text, _, target = text.partition("@")
-            keyword, _, page_text = target.partition("#")
-            page = int(page_text) if page_text else None
-        kind, _, rate = text.partition(":")
-        return cls(kind, float(rate) if rate else 1.0, keyword or None, page, times)
+        match = _FAULT_SPEC.fullmatch(text)
+        if match is None:
+            raise ValueError(f"fault {text!r} is not KIND[:RATE][@KEYWORD[#PAGE]][xTIMES], e.g. 301:0.1 or html502@Nike#2x1")
+        kind, rate, keyword, page, times = match.groups()
+        return cls(kind, float(rate) if rate else 1.0, keyword or None, int(page) if page else None, int(times) if times else None)
 
     def hits(self, keyword: str, page: int, attempt: int, seed: int) -> bool:
         if self.keyword is not None and keyword != self.keyword:
