@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -116,7 +117,9 @@ def test_pages_are_like_real_search_results():
     layouts = {k: CORPUS.layout(k, "general", "_0", "any") for k in BRANDS}
     sizes = [len(p) for layout in layouts.values() for p in layout]
     assert all(layout[-1] == () for layout in layouts.values()), "every query ends with an empty page"
-    assert any(layout == ((),) for layout in layouts.values()) or CORPUS.layout("empty", "general", "_0", "any") == ((),)
+    assert any(layout == ((),) for layout in layouts.values()) or CORPUS.layout("empty", "general", "_0", "any") == (
+        (),
+    )
     short_mid = [
         len(p) for layout in layouts.values() for p in layout[:-2] if sum(s.model_type == "note" for s in p) < 19
     ]
@@ -125,7 +128,10 @@ def test_pages_are_like_real_search_results():
     types = Counter(s.model_type for layout in layouts.values() for p in layout for s in p)
     assert types["hot_query"] and types["rec_query"] and types["ads"]
     repeats = sum(
-        1 for layout in layouts.values() for a, b in zip(layout, layout[1:]) if {s.key for s in a if s.key} & {s.key for s in b if s.key}
+        1
+        for layout in layouts.values()
+        for a, b in itertools.pairwise(layout)
+        if {s.key for s in a if s.key} & {s.key for s in b if s.key}
     )
     assert repeats, "notes repeat on consecutive pages"
     overlap = set(CORPUS.expected_note_ids("海信")) & set(CORPUS.expected_note_ids("Nike"))

@@ -70,9 +70,17 @@ class Fault:
         """``KIND[:RATE][@KEYWORD[#PAGE]][xTIMES]``, e.g. ``301:0.1``, ``html502@Nike#2x2``."""
         match = _FAULT_SPEC.fullmatch(text)
         if match is None:
-            raise ValueError(f"fault {text!r} is not KIND[:RATE][@KEYWORD[#PAGE]][xTIMES], e.g. 301:0.1 or html502@Nike#2x1")
+            raise ValueError(
+                f"fault {text!r} is not KIND[:RATE][@KEYWORD[#PAGE]][xTIMES], e.g. 301:0.1 or 301@Nike#2x1"
+            )
         kind, rate, keyword, page, times = match.groups()
-        return cls(kind, float(rate) if rate else 1.0, keyword or None, int(page) if page else None, int(times) if times else None)
+        return cls(
+            kind,
+            float(rate) if rate else 1.0,
+            keyword or None,
+            int(page) if page else None,
+            int(times) if times else None,
+        )
 
     def hits(self, keyword: str, page: int, attempt: int, seed: int) -> bool:
         if self.keyword is not None and keyword != self.keyword:
