@@ -98,7 +98,8 @@ def test_every_filter_combination_is_crawled(sandbox, crawl):
         ("time_descending", "_1", None),
     }
     assert {item["type"] for item in result.items} == {"video"}
-    assert {item["search"]["note_time"] for item in result.items} == {"ONE_WEEK", None}
+    # A note found by both time filters is exported once, under whichever query found it first.
+    assert result.items and {item["search"]["note_time"] for item in result.items} <= {"ONE_WEEK", None}
 
 
 def test_note_time_style_setting_switches_the_wire_form(sandbox, crawl):
