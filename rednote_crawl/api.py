@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
@@ -148,8 +148,6 @@ FATAL: dict[int, str] = {
     600: "justoneapi_permission_denied",
     601: "justoneapi_insufficient_balance",
 }
-RETRY_CODES = frozenset({301, 500, 503})
-RETRY_HTTP_STATUSES = frozenset({408, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +191,8 @@ def judge(status: int, body: bytes) -> Answer:
     except orjson.JSONDecodeError:
         head = body[:200].lstrip().lower()
         kind = "html" if head.startswith((b"<!doctype", b"<html", b"<")) else ("empty" if not body else "truncated")
-        return Answer(Action.RETRY, f"http_{status}_{kind}", message=f"unreadable {kind} body ({len(body)} bytes)")
+        action = Action.SLOW_DOWN if status == 429 else Action.RETRY  # a gateway's own 429 page
+        return Answer(action, f"http_{status}_{kind}", message=f"unreadable {kind} body ({len(body)} bytes)")
     code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
     if code is None:
         return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code")
@@ -208,11 +207,6 @@ def judge(status: int, body: bytes) -> Answer:
     if code in FATAL:
         return Answer(Action.STOP, label, code, message)
     return Answer(Action.RETRY, label, code, message)
-
-
-def judge_status_only(status: int) -> bool:
-    """Whether a bare HTTP status (no envelope) is worth retrying."""
-    return status in RETRY_HTTP_STATUSES or status == 429
 
 
 # --- pages and notes ------------------------------------------------------------
@@ -466,7 +460,3 @@ def note_item(
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))

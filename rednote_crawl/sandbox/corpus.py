@@ -177,7 +177,7 @@ class Corpus:
         self, keyword: str, sort: str = "general", note_type: str = "_0", note_time: str = "any"
     ) -> list[str]:
         """The unique note ids a complete crawl of this query finds: the test oracle."""
-        return api.unique(self.note(k)["id"] for k in self.result_keys(keyword, sort, note_type, note_time))
+        return list(dict.fromkeys(self.note(k)["id"] for k in self.result_keys(keyword, sort, note_type, note_time)))
 
     def __hash__(self) -> int:
         return hash((self.seed, self.now))
