@@ -174,8 +174,11 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and value.strip().isascii():
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
     return None
 
 

@@ -88,6 +88,7 @@ def envelope(code, **extra) -> bytes:
         (200, b"[1, 2]", api.Action.RETRY, "http_200_no_code"),
         (200, b'{"code": null}', api.Action.RETRY, "http_200_no_code"),
         (200, b'{"code": true}', api.Action.RETRY, "http_200_no_code"),
+        (200, '{"code": "²"}'.encode(), api.Action.RETRY, "http_200_no_code"),
     ],
 )
 def test_judge_reads_the_business_code_not_the_http_status(status, body, action, label):

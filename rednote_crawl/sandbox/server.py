@@ -34,6 +34,7 @@ MAPPED_STATUS = {0: 200, 100: 401, 301: 200, 302: 429, 303: 429, 400: 400, 500: 
 ENVELOPE_FAULTS = frozenset({"100", "301", "302", "303", "400", "500", "503", "600", "601"})
 RAW_FAULTS = frozenset({"html502", "cut", "reset", "slow"})
 FAULT_KINDS = ENVELOPE_FAULTS | RAW_FAULTS
+INT32_MAX = 2**31 - 1
 VALID_NOTE_TIMES = {wire: name for style in api.NOTE_TIME_STYLES.values() for name, wire in style.items()}
 HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -205,7 +206,7 @@ class SandboxServer:
         with self._lock:
             code = self._check_token(token)
             if code is None:
-                page = int(page_text) if page_text.isdigit() else 0
+                page = int(page_text) if page_text.isdigit() and int(page_text) <= INT32_MAX else 0  # int32
                 note_time_name = VALID_NOTE_TIMES.get(note_time) if note_time else "any"
                 if (
                     not keyword.strip()
