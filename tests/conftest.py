@@ -20,6 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record",
+        choices=("none", "live", "sandbox"),
+        default="none",
+        help="contract tests: replay cassettes (none), or record them again from the real API (live) or the sandbox",
+    )
+
+
 @pytest.fixture
 def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
     servers: list[SandboxServer] = []

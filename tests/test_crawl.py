@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import quote
 
+import orjson
 import pytest
 
 from rednote_crawl import api
@@ -315,3 +316,25 @@ def test_the_offline_demo_needs_no_token(crawl):
     assert "crawling the offline sandbox" in result.log
     assert len(result.items) > 100
     assert Counter(result.note_ids()).most_common(1)[0][1] == 1
+
+
+def test_a_crawl_runs_offline_on_recorded_cassettes(sandbox_factory, crawl):
+    server = sandbox_factory(cassettes=str(ROOT / "tests" / "cassettes"), replay_only=True)
+    result = crawl(server, keywords=["小米"])
+    assert result.returncode == 0, result.log
+    assert server.log and all(entry["replayed"] for entry in server.log), "every answer came from a recording"
+    recorded = orjson.loads((ROOT / "tests" / "cassettes" / "full_query.json").read_bytes())["http_interactions"]
+    recorded_ids = {
+        item["note"]["id"]
+        for interaction in recorded
+        for item in orjson.loads(interaction["response"]["body"]["string"])["data"]["items"]
+        if item["model_type"] == "note"
+    }
+    assert set(result.note_ids()) == recorded_ids
+
+
+def test_a_call_without_a_recording_is_not_invented(sandbox_factory, crawl):
+    server = sandbox_factory(cassettes=str(ROOT / "tests" / "cassettes"), replay_only=True)
+    result = crawl(server, keywords=["never recorded"], settings={"JUSTONEAPI_RETRY_TIMES": "1"})
+    assert result.returncode == 3, result.log
+    assert [e["code"] for e in server.log] == [404, 404]

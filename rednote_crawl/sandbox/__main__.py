@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "e.g. 301:0.1 or html502@Nike#2x1"
         ),
     )
+    parser.add_argument("--cassettes", metavar="DIR", help="serve the answers recorded in the betamax cassettes of DIR")
+    parser.add_argument(
+        "--replay-only", action="store_true", help="with --cassettes: answer 404 to calls never recorded"
+    )
     parser.add_argument(
         "--status-style",
         choices=("mapped", "200"),
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             token_codes=token_codes,
             faults=[Fault.parse(spec) for spec in args.fault],
             status_style=args.status_style,
+            cassettes=args.cassettes,
+            replay_only=args.replay_only,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,13 +14,16 @@ short hash of the token, never the token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from aiohttp import web
@@ -30,7 +33,19 @@ from rednote_crawl.sandbox.corpus import Corpus, stable_hash
 
 # HTTP status that goes with each business code when ``status_style`` is
 # "mapped" (the vendor's OpenAPI lists these statuses for the envelope).
-MAPPED_STATUS = {0: 200, 100: 401, 301: 200, 302: 429, 303: 429, 400: 400, 500: 500, 503: 503, 600: 403, 601: 403}
+MAPPED_STATUS = {
+    0: 200,
+    404: 404,
+    100: 401,
+    301: 200,
+    302: 429,
+    303: 429,
+    400: 400,
+    500: 500,
+    503: 503,
+    600: 403,
+    601: 403,
+}
 ENVELOPE_FAULTS = frozenset({"100", "301", "302", "303", "400", "500", "503", "600", "601"})
 RAW_FAULTS = frozenset({"html502", "cut", "reset", "slow"})
 FAULT_KINDS = ENVELOPE_FAULTS | RAW_FAULTS
@@ -104,6 +119,8 @@ class SandboxConfig:
     faults: list[Fault] = field(default_factory=list)
     status_style: str = "mapped"  # "mapped": HTTP status per code; "200": always HTTP 200
     slow_seconds: float = 5.0  # how long a "slow" fault stalls
+    cassettes: str | None = None  # a folder of betamax cassettes: their answers are served as recorded
+    replay_only: bool = False  # with cassettes: a call without a recording answers 404
 
 
 class TokenBucket:
@@ -139,6 +156,9 @@ class SandboxServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._recordings: dict[tuple[Any, ...], tuple[int, str, bytes]] = {}
+        if self.config.cassettes:
+            self.load_cassettes(Path(self.config.cassettes))
 
     # --- HTTP ------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -173,6 +193,9 @@ class SandboxServer:
         }
         if self.config.latency:
             await asyncio.sleep(self.config.latency * self._random.uniform(0.8, 1.2))
+        recording = self._recordings.get(self._call_key(q)) if self._recordings else None
+        if recording is not None or self.config.replay_only:
+            return self._replay(entry, token, recording)
         answer = self._answer(entry, token, keyword, page_text, sort, note_type, note_time)
         self.log.append(entry)
         if answer == "reset":
@@ -245,6 +268,27 @@ class SandboxServer:
             entry["items"] = len(layout[page - 1]) if page <= len(layout) else 0
         return self.corpus.page_data(keyword, sort, note_type, note_time_name, page)
 
+    def _replay(self, entry: dict[str, Any], token: str, recording: tuple[int, str, bytes] | None) -> web.Response:
+        with self._lock:
+            code = self._check_token(token)
+            entry["replayed"] = recording is not None
+            if code is None and recording is None:
+                code = 404  # replay_only and no recording of this call
+            if code is not None:
+                entry["code"] = code
+                self.log.append(entry)
+                return self._envelope(
+                    code, "no recording of this call" if code == 404 else api.CODE_NAMES.get(code, "")
+                )
+            assert recording is not None
+            status, content_type, body = recording
+            answer = api.judge(status, body)
+            entry["code"] = answer.code
+            if answer.code == 0:
+                entry["items"] = api.read_page(answer.envelope or {}).size
+            self.log.append(entry)
+        return web.Response(status=status, body=body, content_type=content_type)
+
     def _check_token(self, token: str) -> int | None:
         if not token:
             return 100
@@ -276,6 +320,42 @@ class SandboxServer:
     def _envelope(self, code: int, message: str) -> web.Response:
         status = 200 if self.config.status_style == "200" else MAPPED_STATUS.get(code, 200)
         return web.Response(status=status, body=self._envelope_bytes(code, message), content_type="application/json")
+
+    # --- recorded answers ------------------------------------------------------------
+    @staticmethod
+    def _call_key(params: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            params.get("keyword", ""),
+            str(params.get("page", "1")),
+            params.get("sort", "general"),
+            params.get("noteType", "_0"),
+            params.get("noteTime"),
+        )
+
+    def add_recording(
+        self, params: dict[str, Any], status: int, body: bytes, content_type: str = "application/json"
+    ) -> None:
+        """Answer the call with these parameters (the token aside) exactly like this."""
+        self._recordings[self._call_key(params)] = (status, content_type, body)
+
+    def load_cassettes(self, folder: Path) -> int:
+        """Serve every interaction of the betamax cassettes in ``folder``; returns how many."""
+        count = 0
+        for path in sorted(folder.glob("*.json")):
+            for interaction in orjson.loads(path.read_bytes()).get("http_interactions", []):
+                query = parse_qs(urlsplit(interaction["request"]["uri"]).query)
+                params = {k: v[0] for k, v in query.items() if k != api.TOKEN_PARAM}
+                response = interaction["response"]
+                body = response["body"]
+                raw = (
+                    base64.b64decode(body["base64_string"])
+                    if body.get("base64_string")
+                    else body.get("string", "").encode()
+                )
+                content_type = (response.get("headers", {}).get("Content-Type") or ["application/json"])[0]
+                self.add_recording(params, response["status"]["code"], raw, content_type.split(";")[0])
+                count += 1
+        return count
 
     # --- queries over the log ----------------------------------------------------
     def paid_pages(self) -> list[tuple[str, str, str, str | None, str]]:

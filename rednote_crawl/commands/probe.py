@@ -1,0 +1,79 @@
+"""``scrapy probe KEYWORD``: one live call that checks the token and shows the first page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import ClassVar
+
+import requests
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from rednote_crawl import api, redaction
+from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.probe import ProbeError, fetch, render
+from rednote_crawl.summary import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_STATUS
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
+
+    def syntax(self) -> str:
+        return '[options] "KEYWORD"'
+
+    def short_desc(self) -> str:
+        return "Make one API call for KEYWORD: check the token, show the first page, the code and the latency"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--page", type=int, default=1, help="page number (default 1)")
+        parser.add_argument("--sort", help="a sort value, as for the spider's -a sort=")
+        parser.add_argument("--note-type", help="a note type, as for -a note_type=")
+        parser.add_argument("--note-time", help="a time filter, as for -a note_time=")
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1 or not args[0].strip():
+            raise UsageError('give one keyword: scrapy probe "海信"')
+        assert self.settings is not None
+        try:
+            config = ApiConfig.from_settings(self.settings)
+            query = api.Query(
+                args[0].strip(),
+                api.parse_choices("--sort", opts.sort, api.SORTS, api.DEFAULT_SORT)[0],
+                api.parse_choices("--note-type", opts.note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)[0],
+                api.parse_choices("--note-time", opts.note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)[0],
+            )
+        except (ConfigError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            self.exitcode = EXIT_BAD_INPUT
+            return
+        redaction.install(config.token)
+        print(f"Calling {config.base_url} with token {redaction.mask(config.token)}")
+        try:
+            with requests.Session() as session:
+                result = fetch(
+                    session,
+                    base_url=config.base_url,
+                    token=config.token,
+                    query=query,
+                    page=opts.page,
+                    note_time_style=config.note_time_style,
+                    timeout=config.timeout,
+                )
+        except ProbeError as exc:
+            print(f"error: no answer from {config.base_url}: {exc}", file=sys.stderr)
+            self.exitcode = EXIT_ERROR
+            return
+        print(render(result))
+        if result.answer.action is api.Action.PARSE:
+            print(f"The token works ({redaction.mask(config.token)}).")
+            return
+        reason = result.answer.finish_reason
+        self.exitcode = EXIT_STATUS.get(reason or "", EXIT_ERROR)
+        if reason:
+            from rednote_crawl.middlewares.policy import FATAL_HINTS
+
+            print(f"A crawl would stop at once: {FATAL_HINTS[result.answer.code or 0]}", file=sys.stderr)

@@ -1,0 +1,72 @@
+"""`scrapy probe KEYWORD`: one call, a short table, an exit status; run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rednote_crawl.sandbox.corpus import Corpus
+from tests.conftest import ROOT, TOKEN
+
+
+def probe(server_url: str | None, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
+    if token:
+        env["JUSTONEAPI_TOKEN"] = token
+    if server_url:
+        env["JUSTONEAPI_BASE_URL"] = server_url
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", "probe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_probe_shows_the_first_page(sandbox):
+    result = probe(sandbox.url, "海信 洗衣机")
+    assert result.returncode == 0, result.stderr
+    first = Corpus().layout("海信 洗衣机", "general", "_0", "any")[0]
+    first_note = Corpus().note(next(s.key for s in first if s.model_type == "note"))
+    assert "Answer: HTTP 200, code_0 (success)" in result.stdout
+    assert f"  1  {first_note['id']}  {first_note['type']:<6}" in result.stdout
+    assert "The token works (tok-…)." in result.stdout
+    assert [e["keyword"] for e in sandbox.log] == ["海信 洗衣机"]
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_probe_passes_filters(sandbox):
+    result = probe(
+        sandbox.url, "Nike", "--sort", "latest", "--note-type", "video", "--note-time", "week", "--page", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [(e["sort"], e["noteType"], e["noteTime"], e["page"]) for e in sandbox.log] == [
+        ("time_descending", "_1", "ONE_WEEK", "2")
+    ]
+
+
+@pytest.mark.parametrize(("code", "status"), [(601, 5), (100, 4)])
+def test_probe_names_a_fatal_answer(sandbox_factory, code, status):
+    server = sandbox_factory(token_codes={TOKEN: code})
+    result = probe(server.url, "Nike")
+    assert result.returncode == status
+    assert f"code_{code}" in result.stdout and "A crawl would stop at once" in result.stderr
+
+
+def test_probe_without_an_answer_hides_the_token():
+    result = probe("http://127.0.0.1:1", "Nike")
+    assert result.returncode == 1
+    assert "no answer from http://127.0.0.1:1" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_probe_without_a_token_or_with_bad_input():
+    assert "no API token" in probe("http://127.0.0.1:1", "Nike", token=None).stderr
+    result = probe("http://127.0.0.1:1", "Nike", "--sort", "bogus")
+    assert result.returncode == 2 and "--sort='bogus' is not a valid value" in result.stderr
