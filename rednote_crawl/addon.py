@@ -9,10 +9,12 @@ request), where the token is hidden from every log line, and where
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rednote_crawl import redaction
-from rednote_crawl.config import DEFAULTS, SANDBOX_TOKEN, ApiConfig, ConfigError
+from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -34,19 +36,15 @@ class JustOneApiAddon:
         return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
-        try:
-            sandbox = settings.getbool("JUSTONEAPI_SANDBOX", DEFAULTS["JUSTONEAPI_SANDBOX"])
-        except ValueError:
-            raise ConfigError(
-                f"JUSTONEAPI_SANDBOX={settings.get('JUSTONEAPI_SANDBOX')!r} is not a boolean; use 1 or 0"
-            ) from None
-        if sandbox:
+        if flag(settings, "JUSTONEAPI_SANDBOX"):
             self._start_sandbox(settings)
         config = ApiConfig.of(self.crawler)
         redaction.install(config.token)
         settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
         if not settings.getdict("FEEDS"):
             settings.set("FEEDS", DEFAULT_FEEDS, priority="addon")
+        for uri in settings.getdict("FEEDS"):
+            _check_writable(str(uri))
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
 
     def _start_sandbox(self, settings: BaseSettings) -> None:
@@ -58,3 +56,23 @@ class JustOneApiAddon:
         if not settings.get("JUSTONEAPI_TOKEN"):
             settings.set("JUSTONEAPI_TOKEN", SANDBOX_TOKEN, priority="cmdline")
         logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
+
+
+def _check_writable(uri: str) -> None:
+    """Fail before any paid call when a local output file cannot be written."""
+    path = uri.removeprefix("file://")
+    if "://" in path or path.startswith("stdout:"):
+        return  # remote storage: checked by Scrapy when it stores the feed
+    folder = Path(path).expanduser().parent
+    if "%(" in str(folder):
+        return  # a folder named after the spider or the time: made when the feed opens
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the output file {uri!r}: {exc.strerror}; choose another path with -O FILE"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(
+            f"cannot write the output file {uri!r}: {folder} is not writable; choose another path with -O FILE"
+        )

@@ -11,6 +11,7 @@ See ``DESIGN.md`` ("The API contract") for the facts behind it.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -126,6 +127,7 @@ class Action(enum.StrEnum):
     RETRY = "retry"  # transient: retry with backoff, bounded
     SLOW_DOWN = "slow_down"  # rate limited: slow the token down, retry later
     DROP_QUERY = "drop_query"  # the parameters are wrong: never retried
+    UNUSABLE = "unusable"  # paid for but unreadable (code 0 without items): the page fails, not retried
     STOP = "stop"  # nothing later can succeed: stop the whole crawl
 
 
@@ -163,6 +165,7 @@ class Answer:
     code: int | None = None
     message: str = ""
     envelope: dict[str, Any] | None = None
+    unexpected: bool = False  # an undocumented code, or a 4xx without the envelope (wrong URL?)
 
     @property
     def finish_reason(self) -> str | None:
@@ -192,16 +195,26 @@ def judge(status: int, body: bytes) -> Answer:
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
-        head = body[:200].lstrip().lower()
-        kind = "html" if head.startswith((b"<!doctype", b"<html", b"<")) else ("empty" if not body else "truncated")
+        head = body.lstrip()[:1]
+        kind = "html" if head == b"<" else "truncated" if head in (b"{", b"[") else "text" if body else "empty"
         action = Action.SLOW_DOWN if status == 429 else Action.RETRY  # a gateway's own 429 page
-        return Answer(action, f"http_{status}_{kind}", message=f"unreadable {kind} body ({len(body)} bytes)")
+        unexpected = 400 <= status < 500 and status not in (408, 429)
+        return Answer(
+            action,
+            f"http_{status}_{kind}",
+            message=f"unreadable {kind} body ({len(body)} bytes)",
+            unexpected=unexpected,
+        )
     code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
     if code is None:
         return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code")
     message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
     label = f"code_{code}"
     if code == 0:
+        data = envelope.get("data")
+        if not (isinstance(data, dict) and isinstance(data.get("items"), list)):
+            # Paid for, but without a list of items: not the end of the query and not retried.
+            return Answer(Action.UNUSABLE, "code_0_no_items", code, "code 0 without a data.items list")
         return Answer(Action.PARSE, label, code, message, envelope)
     if code == 302 or (status == 429 and code not in FATAL):
         return Answer(Action.SLOW_DOWN, label, code, message)
@@ -209,7 +222,7 @@ def judge(status: int, body: bytes) -> Answer:
         return Answer(Action.DROP_QUERY, label, code, message)
     if code in FATAL:
         return Answer(Action.STOP, label, code, message)
-    return Answer(Action.RETRY, label, code, message)
+    return Answer(Action.RETRY, label, code, message, unexpected=code not in CODE_NAMES)
 
 
 # --- pages and notes ------------------------------------------------------------
@@ -280,7 +293,7 @@ def read_page(envelope: Mapping[str, Any], keep_ads: bool = False) -> Page:
     """
     data = envelope.get("data")
     items = data.get("items") if isinstance(data, dict) else None
-    if not isinstance(items, list):
+    if not isinstance(items, list):  # judge() does not let such a page through
         items = []
     notes: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
@@ -318,22 +331,24 @@ def parse_count(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, float):
-        return int(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip().rstrip("+").replace(",", "")
-    factor = 1
-    if text and text[-1] in _COUNT_UNITS:
-        factor = _COUNT_UNITS[text[-1]]
-        text = text[:-1]
-    try:
-        return round(float(text) * factor)
-    except ValueError:
-        return None
+    if isinstance(value, str):
+        text = value.strip().rstrip("+").replace(",", "")
+        factor = 1
+        if text and text[-1] in _COUNT_UNITS:
+            factor = _COUNT_UNITS[text[-1]]
+            text = text[:-1]
+        try:
+            value = float(text) * factor
+        except ValueError:
+            return None
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value)
+    return None
 
 
-_HASHTAG = re.compile(r"#([^#\s\[\]]+)(?:\[[^\]]*\])?#?")
+# ``#tag`` or the app's ``#tag[话题]#``; the closing ``#`` belongs to the bracket form only,
+# so ``#a#b`` is two tags.
+_HASHTAG = re.compile(r"#([^#\s\[\]]+)(?:\[[^\]]*\]#?)?")
 
 
 def hashtags(*texts: str | None) -> list[str]:

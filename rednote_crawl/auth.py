@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from rednote_crawl import api
+from rednote_crawl import api, redaction
 from rednote_crawl.config import ApiConfig
 from rednote_crawl.middlewares import query_of
-from rednote_crawl.redaction import TokenRedactingFilter
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -34,7 +33,8 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
     def __init__(self, crawler: Crawler, inner: BaseDownloadHandler | None = None) -> None:
         super().__init__(crawler)
         self._token = ApiConfig.of(crawler).token
-        self._redactor = TokenRedactingFilter(self._token)
+        redaction.install(self._token)
+        self._signed_prefix = api.search_url(ApiConfig.of(crawler).base_url, {})  # ".../search-note/v2?"
         if inner is None:
             handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
             inner = build_from_crawler(handler_cls, crawler)
@@ -47,13 +47,15 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
             pool.retryAutomatically = False
 
     async def download_request(self, request: Request) -> Response:
-        if query_of(request) is None:
+        # Only search calls to the configured API get the token: never another host (a redirect,
+        # a URL a spider builds by mistake).
+        if query_of(request) is None or not request.url.startswith(self._signed_prefix):
             return await self._inner.download_request(request)
         signed = request.replace(url=api.add_token(request.url, self._token))
         try:
             response = await self._inner.download_request(signed)
         except Exception as exc:
-            exc.args = tuple(self._redactor.redact(a) if isinstance(a, str) else a for a in exc.args)
+            exc.args = tuple(redaction.redact(a) if isinstance(a, str) else a for a in exc.args)
             raise
         return response.replace(url=request.url)
 

@@ -7,6 +7,7 @@ hands the same object to every component afterwards.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from collections.abc import Mapping
@@ -54,13 +55,17 @@ def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> An
     try:
         value = kind(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}; set a number >= {minimum}") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}; set a number >= {minimum}"
+        ) from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set a number >= {minimum}")
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} is too small; set a number >= {minimum}")
     return value
 
 
-def _flag(settings: BaseSettings, name: str) -> bool:
+def flag(settings: BaseSettings, name: str) -> bool:
     try:
         return settings.getbool(name, DEFAULTS[name])
     except ValueError:
@@ -123,8 +128,8 @@ class ApiConfig:
             rate_limit_retries=_number(settings, "JUSTONEAPI_RATE_LIMIT_RETRIES", int, 0),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
-            keep_ads=_flag(settings, "JUSTONEAPI_KEEP_ADS"),
-            keep_raw=_flag(settings, "JUSTONEAPI_KEEP_RAW"),
+            keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
+            keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
         )
 
     @classmethod

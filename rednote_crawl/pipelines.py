@@ -15,13 +15,13 @@ class NoteDedupePipeline:
     """Drops a note whose ``note_id`` already went out in this run.
 
     The same note comes back on consecutive pages and under many keywords; the
-    first copy wins, so ``keyword`` is the seed keyword that found it first.
-    Ids are kept as 12-byte ``bytes`` when they are the usual 24 hex digits.
+    first copy to arrive wins, so ``keyword`` is the seed keyword whose page
+    brought it first.
     """
 
     def __init__(self, crawler: Crawler) -> None:
         self.stats = crawler.stats
-        self.seen: set[bytes | str] = set()
+        self.seen: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> NoteDedupePipeline:
@@ -29,17 +29,9 @@ class NoteDedupePipeline:
 
     async def process_item(self, item: Any) -> Any:
         note_id = ItemAdapter(item).get("note_id")
-        key = _compact(note_id)
-        if key in self.seen:
+        if note_id in self.seen:
             self.stats.inc_value("justoneapi/notes/duplicate")
             raise DropItem(f"duplicate note {note_id}", log_level="DEBUG")
-        self.seen.add(key)
+        self.seen.add(note_id)
         self.stats.inc_value("justoneapi/notes/unique")
         return item
-
-
-def _compact(note_id: str) -> bytes | str:
-    try:
-        return bytes.fromhex(note_id) if len(note_id) == 24 else note_id
-    except ValueError:
-        return note_id

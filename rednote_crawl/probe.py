@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import requests
 
-from rednote_crawl import __version__, api
-from rednote_crawl.redaction import TokenRedactingFilter
+from rednote_crawl import __version__, api, redaction
 
 USER_AGENT = f"rednote_crawl/{__version__} (probe)"
 
@@ -41,12 +40,13 @@ def fetch(
     note_time_style: str = "vendor",
     timeout: float = 60,
 ) -> ProbeResult:
+    redaction.install(token)
     url = api.add_token(api.search_url(base_url, query.params(page, note_time_style)), token)
     started = time.perf_counter()
     try:
         response = session.get(url, timeout=timeout, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
     except requests.RequestException as exc:
-        raise ProbeError(TokenRedactingFilter(token).redact(f"{type(exc).__name__}: {exc}")) from None
+        raise ProbeError(redaction.redact(f"{type(exc).__name__}: {exc}")) from None
     latency = time.perf_counter() - started
     answer = api.judge(response.status_code, response.content)
     page_data = api.read_page(answer.envelope) if answer.envelope is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 MIN_RATE = 0.2  # calls per second: the floor after repeated 302s
 RECOVERY_STEPS = 50  # paid pages to climb back from the floor to max_rps
@@ -38,18 +38,13 @@ class AdaptiveRateLimiter:
             self._recent = [*self._recent[-49:], start]
         return start - now
 
-    async def acquire(self) -> float:
-        """Wait for this call's turn; return the seconds waited."""
-        waited = 0.0
+    async def acquire(self, sleep: Callable[[float], Awaitable[bool | None]] = asyncio.sleep) -> None:
+        """Wait for this call's turn. A ``sleep`` that returns False was cut short: give up waiting."""
         while True:
             epoch = self._epoch
             delay = self._book()
-            if delay <= 0:
-                return waited
-            await asyncio.sleep(delay)
-            waited += delay
-            if epoch == self._epoch:
-                return waited
+            if delay <= 0 or await sleep(delay) is False or epoch == self._epoch:
+                return
 
     def slow_down(self, retry_after: float | None = None) -> None:
         now = self.clock()
@@ -60,7 +55,8 @@ class AdaptiveRateLimiter:
             self.rate = max(MIN_RATE, self.rate / 2)
             self._last_cut = now
         pause = retry_after if retry_after and retry_after > 0 else 1 / self.rate
-        self._next_start = max(self._next_start, now + pause)
+        # Drop every booking made at the old rate: sleepers wake and book again behind the pause.
+        self._next_start = now + pause
         self._epoch += 1
 
     def speed_up(self) -> None:

@@ -1,16 +1,22 @@
 """Keeping the API token out of every log line.
 
 The token is only ever added to a request at the last hop (``auth.py``), so no
-Scrapy component sees it. This filter is the second line of defence: it masks
-the token wherever it would still appear in a log record (a ``-s`` override in
-"Overridden settings", an exception text from a library, a debug line).
+Scrapy component sees it. This is the second line of defence: a log record
+factory that masks the token in every record the process creates (a library's
+warning that quotes the signed URL, an exception text, a debug line). A record
+factory, not a handler filter, because Scrapy replaces its root handler after
+the add-ons have run.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+from typing import Any
 from urllib.parse import quote
+
+_forms: list[str] = []  # every token of this process, raw and URL-encoded, longest first
+_masks: dict[str, str] = {}
 
 
 def mask(token: str) -> str:
@@ -18,33 +24,43 @@ def mask(token: str) -> str:
     return f"{token[:4]}…" if len(token) > 8 else "…"
 
 
-class TokenRedactingFilter(logging.Filter):
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        # The token as written and as it appears URL-encoded in a query string.
-        self.forms = sorted({token, quote(token, safe=""), quote(token)}, key=len, reverse=True)
-        self.replacement = mask(token)
+def redact(text: str) -> str:
+    for form in _forms:
+        if form in text:
+            text = text.replace(form, _masks[form])
+    return text
 
-    def redact(self, text: str) -> str:
-        for form in self.forms:
-            if form in text:
-                text = text.replace(form, self.replacement)
-        return text
 
-    def filter(self, record: logging.LogRecord) -> bool:
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
         message = record.getMessage()
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        return True
+    except Exception:  # a malformed log call: leave it to logging's own error report
+        return
+    redacted = redact(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
 def install(token: str) -> None:
-    """Attach the filter to every handler of the root logger (Scrapy's included), once per token."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, TokenRedactingFilter) and token in f.forms for f in handler.filters):
-            handler.addFilter(TokenRedactingFilter(token))
+    """Mask ``token`` in every log record from now on (idempotent)."""
+    if not token:
+        return
+    if not _masks:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            if _forms:
+                _redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+    for form in (token, quote(token, safe=""), quote(token)):
+        _masks.setdefault(form, mask(token))
+    _forms[:] = sorted(_masks, key=len, reverse=True)

@@ -18,7 +18,7 @@ COOKIES_ENABLED = False
 # Both let someone run code inside the crawl process, which holds the token.
 TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False
-USER_AGENT = "rednote_crawl/0.1 (+https://github.com/rednote-crawl)"
+USER_AGENT = "rednote_crawl/0.1"
 DEFAULT_REQUEST_HEADERS = {"Accept": "application/json"}
 
 # Throughput comes from running many queries at once; the token's rate is paced
@@ -37,6 +37,10 @@ DOWNLOADER_MIDDLEWARES = {
 }
 # The API answers errors with HTTP 4xx/5xx too; the policy middleware judges them.
 HTTPERROR_ALLOW_ALL = True
+# The API does not redirect: a redirect comes from something in between, and following it
+# would carry the call (and its token) elsewhere. A 3xx is judged like any odd answer.
+REDIRECT_ENABLED = False
+METAREFRESH_ENABLED = False
 # The token is added by this handler at the last hop, never to a Request.
 DOWNLOAD_HANDLERS = {
     "http": "rednote_crawl.auth.TokenAuthDownloadHandler",
@@ -55,4 +59,3 @@ FEED_EXPORTERS = {
 FEED_EXPORT_ENCODING = "utf-8"
 
 LOG_LEVEL = "INFO"
-DEFAULT_DROPITEM_LOG_LEVEL = "DEBUG"

@@ -8,7 +8,5 @@ page_paid = object()
 page_failed = object()
 # A query was rejected with code 400 and dropped. kwargs: request, message
 query_rejected = object()
-# A query reached its first empty page or its max_pages. kwargs: query, pages, notes, reason
-query_finished = object()
 # A fatal answer or the budget stops the crawl. kwargs: reason, message
 crawl_stopping = object()

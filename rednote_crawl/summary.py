@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals as scrapy_signals
@@ -11,6 +12,7 @@ from scrapy.utils.asyncio import create_looping_call
 
 from rednote_crawl import signals
 from rednote_crawl.middlewares import PAGE_META, query_of
+from rednote_crawl.middlewares.policy import UNEXPECTED
 from rednote_crawl.middlewares.throttle import BUDGET_SPENT
 
 if TYPE_CHECKING:
@@ -30,17 +32,22 @@ EXIT_STATUS: dict[str, int] = {
     "justoneapi_insufficient_balance": 5,
     "justoneapi_quota_exceeded": 5,
     BUDGET_SPENT: 6,
+    UNEXPECTED: 7,
 }
+# Stats that mean notes may be missing: a callback crashed or a feed could not be written.
+LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
+AGAIN = "a new run fetches every page again (there is no resume yet)"
 RESUME_HINTS = {
-    "justoneapi_quota_exceeded": "the daily quota is used up; run the same command again tomorrow",
-    "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
-    BUDGET_SPENT: "raise -s JUSTONEAPI_MAX_REQUESTS=N to go further",
+    "justoneapi_quota_exceeded": f"the daily quota is used up: run again tomorrow; {AGAIN}",
+    "justoneapi_insufficient_balance": f"top up the balance, then run again; {AGAIN}",
+    BUDGET_SPENT: f"raise -s JUSTONEAPI_MAX_REQUESTS=N to go further; {AGAIN}",
 }
 
 
-def exit_status(finish_reason: str | None, failed_pages: int) -> int:
+def exit_status(finish_reason: str | None, stats: Mapping[str, Any]) -> int:
     if finish_reason == "finished":
-        return EXIT_INCOMPLETE if failed_pages else EXIT_FINISHED
+        lost = stats.get("justoneapi/pages/failed") or any(k.startswith(LOSS_STATS) for k in stats)
+        return EXIT_INCOMPLETE if lost else EXIT_FINISHED
     return EXIT_STATUS.get(finish_reason or "", EXIT_ERROR)
 
 
@@ -70,7 +77,9 @@ class CrawlSummary:
 
     def query_rejected(self, request: Request, message: str) -> None:
         query = query_of(request)
-        self.rejected.append(f"{query.describe() if query else request.url}: {message}")
+        self.rejected.append(
+            f"{query.describe() if query else request.url} page {request.meta.get(PAGE_META)}: {message}"
+        )
 
     def page_failed(self, request: Request, reason: str) -> None:
         query = query_of(request)
@@ -99,32 +108,38 @@ class CrawlSummary:
         logger.info("%s", self.render(reason))
 
     def render(self, reason: str) -> str:
+        stats = self.stats.get_stats()
         elapsed = int(time.monotonic() - self.started)
-        answers = {
-            k.rsplit("/", 1)[1]: v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/answers/")
-        }
-        skipped = sum(v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/items/skipped/"))
-        status = exit_status(reason, len(self.failed))
+        answers = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("justoneapi/answers/")}
+        rate_limited = sum(v for k, v in answers.items() if k == "code_302" or k.startswith("http_429"))
+        skipped = sum(v for k, v in stats.items() if k.startswith("justoneapi/items/skipped/"))
+        total, done = self._get("queries/total"), self._queries_done()
+        incomplete = len({query for query, _, _ in self.failed})
+        unfinished = total - done - len(self.rejected) - incomplete
         lines = [
-            f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {status}, "
+            f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {exit_status(reason, stats)}, "
             f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
-            f"  queries:  {self._queries_done()} done, {len(self.rejected)} rejected, "
-            f"{len({query for query, _, _ in self.failed})} incomplete, of {self._get('queries/total')}",
+            f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
+            + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else ""),
             f"  pages:    {self._get('pages/paid')} paid, {self._get('pages/failed')} failed; "
-            f"{self._get('requests/sent')} calls sent",
-            f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} duplicates dropped, "
-            f"{skipped} non-note items skipped",
+            f"{_n(self._get('requests/sent'), 'call')} sent",
+            f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} repeated ones dropped, "
+            f"{_n(skipped, 'non-note item')} skipped",
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
-            f"  retries:  {self._get('retry/count')} (backoff {self._get('retry/backoff_seconds'):.1f} s); "
-            f"rate limited {self._get('ratelimit/retries')} times; "
+            f"  retries:  {self._get('retry/count')}, {self._get('retry/backoff_seconds'):.1f} s of backoff; "
+            f"{_n(rate_limited, 'rate-limit answer')}; "
             f"held by the token's rate limit for {self._get('ratelimit/held_seconds'):.1f} s",
         ]
         if self.rejected:
             lines.append("  rejected queries (code 400, not retried):")
             lines += [f"    {line}" for line in self.rejected]
         if self.failed:
-            lines.append("  failed pages (run again to fetch them):")
+            lines.append("  failed pages (a new run fetches every page again: there is no resume yet):")
             lines += [f"    {query} page {page}: {why}" for query, page, why in self.failed]
         if reason in RESUME_HINTS:
-            lines.append(f"  to go on: {RESUME_HINTS[reason]}")
+            lines.append(f"  next: {RESUME_HINTS[reason]}")
         return "\n".join(lines)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -114,10 +114,10 @@ def crawl(tmp_path: Path) -> Callable[..., CrawlResult]:
             environ["JUSTONEAPI_BASE_URL"] = server.url
         environ.update(env or {})
         proc = subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, timeout=timeout, check=False)
+        log = proc.stderr.decode() + proc.stdout.decode()
+        assert "DeprecationWarning" not in log, "the crawl uses a deprecated API (ScrapyDeprecationWarning included)"
         data = out.read_bytes() if output and out.exists() else b""
         lines = data.splitlines()
-        return CrawlResult(
-            proc.returncode, proc.stderr.decode() + proc.stdout.decode(), [orjson.loads(x) for x in lines], lines, data
-        )
+        return CrawlResult(proc.returncode, log, [orjson.loads(x) for x in lines], lines, data)
 
     return run

@@ -59,7 +59,8 @@ def test_parse_choices_accepts_friendly_and_api_values_in_order_once():
 
 
 def envelope(code, **extra) -> bytes:
-    return orjson.dumps({"code": code, "data": None, "message": "m", "recordTime": None, **extra})
+    data = {"items": []} if code in (0, "0") else None
+    return orjson.dumps({"code": code, "data": data, "message": "m", "recordTime": None, **extra})
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,10 @@ def envelope(code, **extra) -> bytes:
         (503, envelope(503), api.Action.RETRY, "code_503"),
         (200, envelope(302), api.Action.SLOW_DOWN, "code_302"),
         (429, envelope(302), api.Action.SLOW_DOWN, "code_302"),
-        (429, b"Too Many Requests", api.Action.SLOW_DOWN, "http_429_truncated"),
+        (429, b"Too Many Requests", api.Action.SLOW_DOWN, "http_429_text"),
+        (404, b"404 page not found", api.Action.RETRY, "http_404_text"),
+        (200, b"<html>maintenance</html>", api.Action.RETRY, "http_200_html"),
+        (301, b"", api.Action.RETRY, "http_301_empty"),
         (429, b"<html>429 Too Many Requests</html>", api.Action.SLOW_DOWN, "http_429_html"),
         (400, envelope(400), api.Action.DROP_QUERY, "code_400"),
         (200, envelope("400"), api.Action.DROP_QUERY, "code_400"),
@@ -127,9 +131,30 @@ def test_read_page_keeps_notes_and_counts_the_rest():
     assert [n["id"] for n in with_ads.notes] == ["a" * 24, "b" * 24]
 
 
-@pytest.mark.parametrize("data", [{"items": []}, {}, None, {"items": None}])
-def test_a_page_without_items_ends_the_query(data):
-    assert api.read_page({"code": 0, "data": data}).is_last
+def test_an_empty_items_list_ends_the_query():
+    assert api.read_page({"code": 0, "data": {"items": []}}).is_last
+
+
+@pytest.mark.parametrize("data", [{}, None, {"items": None}, {"items": {}}, []])
+def test_code_0_without_an_items_list_is_unusable_not_the_end(data):
+    answer = api.judge(200, orjson.dumps({"code": 0, "data": data}))
+    assert (answer.action, answer.label) == (api.Action.UNUSABLE, "code_0_no_items")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "unexpected"),
+    [
+        (200, envelope(602), True),
+        (200, envelope(301), False),
+        (404, b"not found", True),
+        (405, b"<html>405</html>", True),
+        (429, b"slow down", False),
+        (502, b"<html>502</html>", False),
+        (200, envelope(0), False),
+    ],
+)
+def test_undocumented_answers_are_flagged(status, body, unexpected):
+    assert api.judge(status, body).unexpected is unexpected
 
 
 def test_the_user_sample_maps_to_the_documented_item():
@@ -209,6 +234,7 @@ def test_missing_and_odd_fields_are_normal():
         (("#a #b", "#b #c"), ["a", "b", "c"]),
         ((None, ""), []),
         (("no tags # here",), []),
+        (("#穿搭#日常 正文",), ["穿搭", "日常"]),
     ],
 )
 def test_hashtags(texts, tags):
@@ -219,3 +245,11 @@ def test_iso_utc_accepts_seconds_and_milliseconds():
     assert api.iso_utc(1772861202) == "2026-03-07T05:26:42Z"
     assert api.iso_utc(1772963261000) == api.iso_utc(1772963261)
     assert api.iso_utc(0) is None and api.iso_utc(None) is None and api.iso_utc(10**20) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["9" * 400, "inf", "-Infinity", "1e400", "nan", float("inf"), float("nan"), 1e300 * 1e300]
+)
+def test_counts_that_are_not_finite_are_null(value):
+    assert api.parse_count(value) is None
+    assert api.iso_utc(value) is None

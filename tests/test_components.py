@@ -17,8 +17,8 @@ from scrapy.utils.test import get_crawler
 from rednote_crawl import api, signals
 from rednote_crawl.auth import TokenAuthDownloadHandler
 from rednote_crawl.exporters import OrjsonLinesItemExporter
-from rednote_crawl.middlewares import NOT_BEFORE_META, PAGE_META, QUERY_META, RATE_LIMITED_META
-from rednote_crawl.middlewares.policy import ApiPolicyMiddleware
+from rednote_crawl.middlewares import ENVELOPE_META, NOT_BEFORE_META, PAGE_META, QUERY_META, RATE_LIMITED_META
+from rednote_crawl.middlewares.policy import UNEXPECTED, UNEXPECTED_LIMIT, ApiPolicyMiddleware
 from rednote_crawl.middlewares.throttle import BUDGET_SPENT, TokenThrottleMiddleware
 from rednote_crawl.pipelines import NoteDedupePipeline
 
@@ -40,6 +40,7 @@ def make_crawler(**settings: Any):
     crawler = get_crawler(Spider, {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BACKOFF_BASE": 2, **settings})
     crawler.spider = Spider.from_crawler(crawler, name="unit")
     crawler.engine = RecordingEngine()
+    crawler.crawling = True  # as while a crawl runs
     crawler.stats.open_spider()
     return crawler
 
@@ -171,14 +172,84 @@ def test_fatal_codes_stop_the_crawl_once(code):
     assert [s["reason"] for s in stopping] == [api.FATAL[code]]
 
 
-def test_connection_errors_are_retried_and_others_are_not():
+def test_connection_errors_are_retried_and_other_errors_fail_the_page():
     from twisted.internet.error import ConnectionRefusedError
 
     crawler = make_crawler()
+    failed = collect(crawler, signals.page_failed)
     policy = ApiPolicyMiddleware(crawler)
     assert isinstance(policy.process_exception(api_request(), ConnectionRefusedError()), Request)
-    assert policy.process_exception(api_request(), ValueError("a bug")) is None
     assert crawler.stats.get_value("justoneapi/answers/exception_ConnectionRefusedError") == 1
+    with pytest.raises(IgnoreRequest):
+        policy.process_exception(api_request(), ValueError("body larger than DOWNLOAD_MAXSIZE"))
+    assert [f["reason"] for f in failed] == ["exception_ValueError: body larger than DOWNLOAD_MAXSIZE"]
+    assert policy.process_exception(api_request(), IgnoreRequest()) is None  # already accounted for
+    assert policy.process_exception(Request("https://example.com"), ValueError()) is None  # not an API call
+
+
+def test_a_paid_page_without_items_fails_and_is_not_retried():
+    crawler = make_crawler()
+    failed = collect(crawler, signals.page_failed)
+    request = api_request()
+    body = orjson.dumps({"code": 0, "data": None, "message": "success"})
+    with pytest.raises(IgnoreRequest):
+        ApiPolicyMiddleware(crawler).process_response(request, answer(request, body=body))
+    assert "not requested again" in failed[0]["reason"]
+    assert crawler.stats.get_value("justoneapi/retry/count") is None
+
+
+def test_the_code_0_envelope_is_handed_to_the_spider():
+    crawler = make_crawler()
+    request = api_request()
+    ApiPolicyMiddleware(crawler).process_response(request, answer(request))
+    assert request.meta[ENVELOPE_META]["code"] == 0
+
+
+def test_undocumented_answers_in_a_row_stop_the_crawl():
+    async def scenario():
+        crawler = make_crawler()
+        policy = ApiPolicyMiddleware(crawler)
+
+        def send(**kwargs):
+            request = api_request()
+            return policy.process_response(request, answer(request, **kwargs))
+
+        for _ in range(3):
+            send(body=b"404 page not found", status=404)
+        send(code=301)  # a documented answer resets the count
+        for _ in range(UNEXPECTED_LIMIT - 1):
+            assert isinstance(send(body=b"404 page not found", status=404), Request)
+        await asyncio.sleep(0)
+        assert crawler.engine.closed == []
+        with pytest.raises(IgnoreRequest):
+            send(code=602)
+        await asyncio.sleep(0)
+        return crawler
+
+    assert asyncio.run(scenario()).engine.closed == [UNEXPECTED]
+
+
+def test_a_stop_from_anywhere_ends_retries():
+    crawler = make_crawler()
+    policy = ApiPolicyMiddleware(crawler)
+    crawler.signals.send_catch_log(signals.crawl_stopping, reason=BUDGET_SPENT, message="m")
+    request = api_request()
+    with pytest.raises(IgnoreRequest, match="stopping"):
+        policy.process_response(request, answer(request, 503))
+    with pytest.raises(IgnoreRequest, match="stopping"):
+        policy.process_response(request, answer(request, 302))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("1.5", 1.5), ("0", 0.0), ("86400", 2.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_is_read_and_capped(header, expected):
+    crawler = make_crawler(JUSTONEAPI_BACKOFF_BASE=1, JUSTONEAPI_BACKOFF_MAX=2)
+    limited = collect(crawler, signals.rate_limited)
+    request = api_request()
+    ApiPolicyMiddleware(crawler).process_response(request, answer(request, 302, **{"Retry-After": header}))
+    assert limited == [{"retry_after": expected}]
 
 
 # --- TokenThrottleMiddleware ---------------------------------------------------------
@@ -314,3 +385,43 @@ def test_exporter_writes_one_utf8_object_per_line():
         {"note_id": "a", "title": "t", "x": 1}
     )
     assert selected.getvalue() == b'{"title":"t","note_id":"a"}\n'
+
+
+def test_a_stop_wakes_requests_waiting_on_backoff():
+    async def scenario():
+        crawler = make_crawler(JUSTONEAPI_MAX_RPS=0)
+        throttle = TokenThrottleMiddleware(crawler)
+        waiting = asyncio.ensure_future(throttle.process_request(api_request(**{NOT_BEFORE_META: time.time() + 30})))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        crawler.signals.send_catch_log(signals.crawl_stopping, reason="justoneapi_quota_exceeded", message="m")
+        with pytest.raises(IgnoreRequest, match="justoneapi_quota_exceeded"):
+            await waiting
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 5, "not the 30 s of backoff"
+
+
+def test_a_shutdown_wakes_requests_waiting_on_the_rate_limit():
+    async def scenario():
+        crawler = make_crawler(JUSTONEAPI_MAX_RPS=0.2)  # one call per 5 s
+        throttle = TokenThrottleMiddleware(crawler)
+        await throttle.process_request(api_request())
+        waiting = asyncio.ensure_future(throttle.process_request(api_request()))
+        await asyncio.sleep(0.05)
+        crawler.crawling = False  # what Ctrl-C does; no signal tells us
+        with pytest.raises(IgnoreRequest, match="shutdown"):
+            await waiting
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=4))
+
+
+def test_the_token_goes_only_to_the_configured_api():
+    async def scenario():
+        inner = RecordingHandler()
+        handler = TokenAuthDownloadHandler(make_crawler(), inner)
+        elsewhere = URL.replace("https://api.justoneapi.com", "https://redirected.example")
+        await handler.download_request(api_request().replace(url=elsewhere))
+        return inner
+
+    assert asyncio.run(scenario()).urls == [URL.replace("https://api.justoneapi.com", "https://redirected.example")]

@@ -63,7 +63,7 @@ def test_notes_found_under_several_keywords_are_exported_once_with_the_first_key
     assert shared, "the corpus must share notes between these keywords"
     by_id = {item["note_id"]: item for item in result.items}
     assert len(by_id) == len(result.items)
-    assert "duplicates dropped" in result.log
+    assert "repeated ones dropped" in result.log
     # With one request at a time, the first page (in the sandbox's log) that held a note names its keyword.
     first_keyword: dict[str, str] = {}
     for entry in sandbox.log:
@@ -142,14 +142,14 @@ def test_unusable_keyword_file_is_a_clear_error_before_any_request(sandbox, craw
     assert result.returncode == 2
     assert message in result.log and str(seed) in result.log
     assert "Traceback" not in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 def test_missing_keywords_argument_is_a_clear_error(sandbox, crawl):
     result = crawl(sandbox)
     assert result.returncode == 2
     assert "-a keywords=PATH" in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 def test_bad_filter_value_lists_the_valid_ones(sandbox, crawl):
@@ -157,20 +157,20 @@ def test_bad_filter_value_lists_the_valid_ones(sandbox, crawl):
     assert result.returncode == 2
     assert "sort='newest' is not a valid value" in result.log
     assert "time_descending" in result.log and "latest" in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 def test_bad_setting_names_the_setting(sandbox, crawl):
     result = crawl(sandbox, keywords=["Nike"], settings={"JUSTONEAPI_TIMEOUT": "soon"})
     assert result.returncode == 2
     assert "JUSTONEAPI_TIMEOUT='soon'" in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 # --- the policy table, row by row -----------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["301", "500", "503", "html502", "cut", "reset"])
+@pytest.mark.parametrize("fault", ["301", "500", "503", "602", "html502", "html200", "cut", "reset"])
 def test_transient_answers_are_retried_until_the_page_is_paid_once(sandbox_factory, crawl, fault):
     server = sandbox_factory(faults=[f"{fault}@小米#2x2"])  # page 2 fails twice, then answers
     result = crawl(server, keywords=["小米"])
@@ -178,8 +178,9 @@ def test_transient_answers_are_retried_until_the_page_is_paid_once(sandbox_facto
     assert set(result.note_ids()) == expected_ids(["小米"])
     page2 = [e for e in server.log if e["page"] == "2"]
     assert len(page2) == 3
-    assert not paid_twice(server)
-    assert "retries:  2 " in result.log
+    # A cut-off body was paid for like a whole one: the only case where a page is paid again.
+    assert paid_twice(server) == ({("小米", "general", "_0", None, "2"): 3} if fault == "cut" else {})
+    assert "retries:  2, " in result.log
 
 
 def test_a_timeout_is_retried(sandbox_factory, crawl):
@@ -188,6 +189,8 @@ def test_a_timeout_is_retried(sandbox_factory, crawl):
     assert result.returncode == 0, result.log
     assert set(result.note_ids()) == expected_ids(["小米"])
     assert "exception_DownloadTimeoutError=1" in result.log
+    # The API finished the page the client gave up on: a timeout can cost a page twice.
+    assert paid_twice(server) == {("小米", "general", "_0", None, "1"): 2}
     assert TOKEN not in result.log  # the timeout error names the URL: it must be the unsigned one
 
 
@@ -197,7 +200,8 @@ def test_a_page_out_of_tries_is_reported_and_the_exit_status_says_incomplete(san
     assert result.returncode == 3, result.log
     assert len([e for e in server.log if e["keyword"] == "小米" and e["page"] == "2"]) == 3
     assert "Page 2 of keyword='小米' sort=general note_type=_0 note_time=any failed" in result.log
-    assert "failed pages (run again to fetch them):" in result.log
+    assert "failed pages (a new run fetches every page again" in result.log
+    assert result.log.count("Page 2 of keyword='小米'") == 1, "one error line per failed page"
     assert set(CORPUS.expected_note_ids("Nike")) <= set(result.note_ids())
 
 
@@ -223,6 +227,9 @@ def test_invalid_parameters_drop_only_that_query(sandbox_factory, crawl, status_
     assert set(result.note_ids()) == expected_ids(["小米"])
 
 
+MANY = [f"brand {n}" for n in range(30)]
+
+
 @pytest.mark.parametrize(
     ("code", "reason", "status"),
     [
@@ -232,25 +239,35 @@ def test_invalid_parameters_drop_only_that_query(sandbox_factory, crawl, status_
     ],
 )
 def test_fatal_token_answers_stop_the_crawl_at_once(sandbox_factory, crawl, code, reason, status):
-    server = sandbox_factory(token_codes={TOKEN: code})
-    result = crawl(server, keywords=KEYWORDS * 1, settings={"CONCURRENT_REQUESTS": "4"})
+    server = sandbox_factory(token_codes={TOKEN: code}, latency=0.2)
+    # Eight requests in the downloader, paced at 4 per second: most wait on the rate limit when
+    # the first answer stops the crawl, and none of those may be sent.
+    result = crawl(server, keywords=MANY, settings={"CONCURRENT_REQUESTS": "8", "JUSTONEAPI_MAX_RPS": "4"})
     assert result.returncode == status, result.log
     assert f"Closing spider ({reason})" in result.log
     assert f"the API answered code {code}" in result.log
-    assert len(server.log) <= 4, "only the requests already in flight"
+    assert len(server.log) <= 2, "only the requests already in flight, of 30 queries"
     assert result.items == []
 
 
+def paid_note_ids(server) -> set[str]:
+    ids = set()
+    for keyword, sort, note_type, _note_time, page in server.paid_pages():
+        for slot in CORPUS.layout(keyword, sort, note_type, "any")[int(page) - 1]:
+            if slot.model_type == "note":
+                ids.add(CORPUS.note(slot.key)["id"])
+    return ids
+
+
 def test_quota_exceeded_stops_the_crawl_and_keeps_what_was_paid(sandbox_factory, crawl):
-    server = sandbox_factory(quota=5)
-    result = crawl(server, keywords=KEYWORDS, settings={"CONCURRENT_REQUESTS": "2"})
+    server = sandbox_factory(quota=5, latency=0.1)
+    result = crawl(server, keywords=MANY, settings={"CONCURRENT_REQUESTS": "2"})
     assert result.returncode == 5, result.log
     assert "Closing spider (justoneapi_quota_exceeded)" in result.log
-    assert "run the same command again tomorrow" in result.log
+    assert "run again tomorrow" in result.log and "not finished (the crawl stopped)" in result.log
     assert len(server.paid_pages()) == 5
     assert len(server.log) <= 5 + 2
-    # Every note of the five paid pages is in the output.
-    assert len(result.items) > 0 and "Stored jsonl feed" in result.log
+    assert set(result.note_ids()) == paid_note_ids(server), "every note of the paid pages, and only those"
 
 
 def test_request_budget_closes_the_crawl_with_a_named_reason(sandbox, crawl):
@@ -279,7 +296,7 @@ def test_no_token_is_a_clear_error_pointing_at_the_sandbox(sandbox, crawl):
     result = crawl(sandbox, keywords=["Nike"], token=None)
     assert result.returncode == 2
     assert "no API token" in result.log and "JUSTONEAPI_SANDBOX=1" in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 def test_the_token_as_a_spider_argument_is_refused_without_echoing_it(sandbox, crawl):
@@ -287,7 +304,7 @@ def test_the_token_as_a_spider_argument_is_refused_without_echoing_it(sandbox, c
     assert result.returncode == 2
     assert "must not be a spider argument" in result.log
     assert "leaked-token-value" not in result.log
-    assert sandbox.log == []
+    assert not sandbox.log
 
 
 # --- output and the offline demo ---------------------------------------------------------
@@ -338,3 +355,60 @@ def test_a_call_without_a_recording_is_not_invented(sandbox_factory, crawl):
     result = crawl(server, keywords=["never recorded"], settings={"JUSTONEAPI_RETRY_TIMES": "1"})
     assert result.returncode == 3, result.log
     assert [e["code"] for e in server.log] == [404, 404]
+
+
+def test_a_rejection_after_page_1_keeps_the_notes_already_paid(sandbox_factory, crawl):
+    server = sandbox_factory(faults=["400@Nike#2"])
+    result = crawl(server, keywords=["Nike"])
+    assert result.returncode == 0, result.log
+    assert "The API rejected query keyword='Nike' sort=general note_type=_0 note_time=any page 2" in result.log
+    assert set(result.note_ids()) == paid_note_ids(server) and result.items
+    assert [e["page"] for e in server.log] == ["1", "2"]
+
+
+def test_a_download_error_that_is_not_retried_fails_the_page(sandbox, crawl):
+    result = crawl(sandbox, keywords=["小米"], settings={"DOWNLOAD_MAXSIZE": "3000"})
+    assert result.returncode == 3, result.log
+    assert "Page 1 of keyword='小米' sort=general note_type=_0 note_time=any failed" in result.log
+    assert "1 incomplete" in result.log
+
+
+def test_an_unwritable_output_file_stops_the_crawl_before_any_call(sandbox, crawl, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = crawl(sandbox, "-O", str(tmp_path / "a-file" / "notes.jsonl"), keywords=["小米"], output=False)
+    assert result.returncode == 2, result.log
+    assert "cannot write the output file" in result.log
+    assert not sandbox.log
+
+
+def test_a_mistyped_argument_is_an_error_not_an_unfiltered_crawl(sandbox, crawl):
+    result = crawl(sandbox, "-a", "note_types=video", keywords=["小米"])
+    assert result.returncode == 2
+    assert "unknown spider argument -a note_types=...; the arguments are: keywords, sort, note_type" in result.log
+    assert not sandbox.log
+
+
+def test_a_wrong_base_url_stops_after_a_few_calls(sandbox, crawl):
+    result = crawl(
+        None,
+        keywords=MANY,
+        env={"JUSTONEAPI_BASE_URL": sandbox.url + "/wrong/prefix"},
+        settings={"CONCURRENT_REQUESTS": "2"},
+    )
+    assert result.returncode == 7, result.log
+    assert "Closing spider (justoneapi_unexpected_answers)" in result.log
+    assert "check JUSTONEAPI_BASE_URL" in result.log
+
+
+def test_library_warnings_that_quote_the_url_do_not_show_the_token(sandbox, crawl):
+    result = crawl(sandbox, keywords=["小米"], settings={"DOWNLOAD_WARNSIZE": "2000"})
+    assert result.returncode == 0, result.log
+    assert "larger than download warn size" in result.log
+    assert TOKEN not in result.log and "token=tok-…" in result.log
+
+
+def test_progress_is_logged_while_the_crawl_runs(sandbox_factory, crawl):
+    server = sandbox_factory(latency=0.3)
+    result = crawl(server, keywords=["小米", "Nike"], settings={"LOGSTATS_INTERVAL": "1", "CONCURRENT_REQUESTS": "1"})
+    assert result.returncode == 0, result.log
+    assert "Progress: " in result.log and " queries done, " in result.log

@@ -124,3 +124,13 @@ def test_parser_never_raises_and_keeps_every_note_with_an_id(envelope, keep_ads)
 def test_any_body_gets_a_verdict(body, status):
     answer = api.judge(status, body)
     assert isinstance(answer.action, api.Action) and answer.label
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.floats(), st.integers(min_value=-(2**80), max_value=2**80), json_values))
+def test_scalar_parsers_never_raise(value):
+    count = api.parse_count(value)
+    assert count is None or isinstance(count, int)
+    assert api.iso_utc(value) is None or api.iso_utc(value).endswith("Z")
+    if isinstance(value, str):
+        assert all(tag and "#" not in tag for tag in api.hashtags(value))

@@ -64,10 +64,12 @@ def test_no_token_points_at_the_sandbox():
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("JUSTONEAPI_TIMEOUT", "abc", "JUSTONEAPI_TIMEOUT='abc' is not a float"),
+        ("JUSTONEAPI_TIMEOUT", "abc", "JUSTONEAPI_TIMEOUT='abc' is not a number"),
+        ("JUSTONEAPI_TIMEOUT", "nan", "JUSTONEAPI_TIMEOUT='nan' is not a finite number"),
+        ("JUSTONEAPI_MAX_RPS", "inf", "JUSTONEAPI_MAX_RPS='inf' is not a finite number"),
         ("JUSTONEAPI_TIMEOUT", "0.5", "JUSTONEAPI_TIMEOUT='0.5' is too small"),
         ("JUSTONEAPI_MAX_RPS", "-1", "JUSTONEAPI_MAX_RPS='-1' is too small"),
-        ("JUSTONEAPI_MAX_REQUESTS", "1.5", "JUSTONEAPI_MAX_REQUESTS='1.5' is not a int"),
+        ("JUSTONEAPI_MAX_REQUESTS", "1.5", "JUSTONEAPI_MAX_REQUESTS='1.5' is not a whole number"),
         ("JUSTONEAPI_MAX_PAGES", "0", "JUSTONEAPI_MAX_PAGES='0' is too small"),
         ("JUSTONEAPI_NOTE_TIME_STYLE", "english", "use one of: vendor, chinese"),
         ("JUSTONEAPI_BASE_URL", "api.justoneapi.com", "is not an http"),

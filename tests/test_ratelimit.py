@@ -62,18 +62,37 @@ def test_without_a_ceiling_a_rate_limit_starts_from_the_observed_rate():
     assert limiter.rate == pytest.approx(10.5, rel=0.01)
 
 
+def test_a_slow_down_drops_the_bookings_made_at_the_old_rate():
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(10, clock)
+    for _ in range(16):
+        limiter._book()  # 16 calls queued up to 1.5 s ahead
+    limiter.slow_down(retry_after=0.2)
+    assert limiter._book() == pytest.approx(0.2), "the next call waits for the pause, not the old queue"
+
+
 def test_sleepers_rebook_after_a_slow_down():
-    async def scenario() -> list[float]:
+    async def scenario() -> float:
         limiter = AdaptiveRateLimiter(20)
         limiter._book()  # the next free slot is 50 ms away
-
-        async def caller() -> float:
-            return await limiter.acquire()
-
-        task = asyncio.ensure_future(caller())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.ensure_future(limiter.acquire())
         await asyncio.sleep(0.01)
         limiter.slow_down(retry_after=0.3)
-        return [await task]
+        await task
+        return loop.time() - started
 
-    [waited] = asyncio.run(scenario())
-    assert waited >= 0.25, "a caller asleep at the 302 waits for the pause, not its old slot"
+    assert asyncio.run(scenario()) >= 0.25, "a caller asleep at the 302 waits for the pause, not its old slot"
+
+
+def test_a_sleep_cut_short_ends_the_wait():
+    async def no_sleep(seconds: float) -> bool:
+        return False
+
+    async def scenario() -> None:
+        limiter = AdaptiveRateLimiter(1)
+        limiter._book()
+        await asyncio.wait_for(limiter.acquire(no_sleep), timeout=1)
+
+    asyncio.run(scenario())

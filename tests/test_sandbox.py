@@ -105,8 +105,9 @@ def test_fault_specs_and_determinism():
     assert Fault.parse("301:0.25") == Fault("301", 0.25)
     assert Fault.parse("html502@Nike#2x3") == Fault("html502", 1.0, "Nike", 2, 3)
     assert Fault.parse("400@Mix x Max") == Fault("400", 1.0, "Mix x Max")
+    assert Fault.parse("602") == Fault("602")  # any business code, documented or not
     with pytest.raises(ValueError, match="unknown fault"):
-        Fault.parse("404")
+        Fault.parse("teapot")
     fault = Fault("301", 0.3)
     hits = [fault.hits("Nike", page, attempt, 7) for page in range(1, 50) for attempt in range(3)]
     assert hits == [fault.hits("Nike", page, attempt, 7) for page in range(1, 50) for attempt in range(3)]

@@ -63,4 +63,4 @@ class Command(ScrapyCrawlCommand):
         if self.crawler_process.bootstrap_failed:
             return 1
         stats = crawler.stats.get_stats() if crawler.stats else {}
-        return exit_status(stats.get("finish_reason"), int(stats.get("justoneapi/pages/failed", 0)))
+        return exit_status(stats.get("finish_reason"), stats)

@@ -3,13 +3,17 @@
 | answer                                   | action                                        |
 |------------------------------------------|-----------------------------------------------|
 | code 0                                   | pass to the spider                             |
+| code 0 without a list of items           | the page fails (paid for: never re-requested)  |
 | 301, 500, 503, unknown codes, HTTP 5xx,  | retry with exponential backoff and jitter,     |
 | HTML or cut body, timeouts, conn. errors | JUSTONEAPI_RETRY_TIMES at most, then the page  |
 |                                          | is recorded as failed                          |
+| any other download error                 | the page fails                                 |
 | 302, HTTP 429                            | slow the token down and retry, on a separate   |
 |                                          | bound (JUSTONEAPI_RATE_LIMIT_RETRIES)          |
 | 400                                      | drop the query, log its parameters             |
 | 100, 303, 600, 601                       | stop the whole crawl with a named reason       |
+| undocumented answers (unknown codes,     | stop the crawl                                 |
+| 4xx pages), UNEXPECTED_LIMIT in a row    | (justoneapi_unexpected_answers)                |
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
@@ -25,7 +30,15 @@ from scrapy.utils.misc import load_object
 
 from rednote_crawl import api, signals
 from rednote_crawl.config import ApiConfig
-from rednote_crawl.middlewares import NOT_BEFORE_META, PAGE_META, RATE_LIMITED_META, query_of, stop_crawl
+from rednote_crawl.middlewares import (
+    ENVELOPE_META,
+    NOT_BEFORE_META,
+    PAGE_META,
+    RATE_LIMITED_META,
+    query_of,
+    record_failed_page,
+    stop_crawl,
+)
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -41,6 +54,8 @@ FATAL_HINTS = {
     600: "the token has no permission for note search v2: ask the vendor to enable it",
     601: "the account balance is used up: top it up, then run again",
 }
+UNEXPECTED = "justoneapi_unexpected_answers"
+UNEXPECTED_LIMIT = 10  # undocumented answers in a row (unknown codes, 404 pages) stop the crawl
 
 
 class ApiPolicyMiddleware:
@@ -52,6 +67,8 @@ class ApiPolicyMiddleware:
             load_object(x) if isinstance(x, str) else x for x in crawler.settings.getlist("RETRY_EXCEPTIONS")
         )
         self.stopping: str | None = None
+        self.unexpected_in_a_row = 0
+        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ApiPolicyMiddleware:
@@ -62,13 +79,17 @@ class ApiPolicyMiddleware:
             return response
         answer = api.judge(response.status, response.body)
         self.stats.inc_value(f"justoneapi/answers/{answer.label}")
+        self._count_unexpected(answer)
         if answer.action is api.Action.PARSE:
+            request.meta[ENVELOPE_META] = answer.envelope
             self.crawler.signals.send_catch_log(signals.page_paid, request=request)
             return response
         if answer.action is api.Action.RETRY:
             return self._retry(request, answer.label, answer.message)
         if answer.action is api.Action.SLOW_DOWN:
             return self._retry_rate_limited(request, response)
+        if answer.action is api.Action.UNUSABLE:
+            self._fail(request, f"{answer.message} (paid for, so not requested again)")
         if answer.action is api.Action.DROP_QUERY:
             self._reject(request, answer)
         else:
@@ -76,11 +97,14 @@ class ApiPolicyMiddleware:
         raise IgnoreRequest(f"{answer.label}: {answer.message}")
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
-        if query_of(request) is None or not isinstance(exception, self.retry_exceptions):
+        if query_of(request) is None or isinstance(exception, IgnoreRequest):
             return None
         label = f"exception_{type(exception).__name__}"
         self.stats.inc_value(f"justoneapi/answers/{label}")
-        return self._retry(request, label, str(exception))
+        if isinstance(exception, self.retry_exceptions):
+            return self._retry(request, label, str(exception))
+        self._fail(request, f"{label}: {exception}")
+        return None  # not reached: _fail raises
 
     def backoff(self, retry_times: int) -> float:
         """Exponential backoff with jitter: base * 2**(n-1), capped, times 0.5-1.0."""
@@ -96,6 +120,7 @@ class ApiPolicyMiddleware:
             reason=label,
             max_retry_times=self.config.retry_times,
             stats_base_key="justoneapi/retry",
+            give_up_log_level=logging.DEBUG,  # _fail() says it once, with the query
         )
         if retry is None:
             self._fail(request, f"{label} ({message}), {self.config.retry_times} retries spent")
@@ -103,7 +128,9 @@ class ApiPolicyMiddleware:
         return retry
 
     def _retry_rate_limited(self, request: Request, response: Response) -> Request:
-        retry_after = _retry_after(response)
+        if self.stopping:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        retry_after = _retry_after(response, self.config.backoff_max)
         self.crawler.signals.send_catch_log(signals.rate_limited, retry_after=retry_after)
         times = request.meta.get(RATE_LIMITED_META, 0) + 1
         if times > self.config.rate_limit_retries:
@@ -117,13 +144,7 @@ class ApiPolicyMiddleware:
         return retry
 
     def _fail(self, request: Request, reason: str) -> None:
-        query = query_of(request)
-        page = request.meta.get(PAGE_META)
-        self.stats.inc_value("justoneapi/pages/failed")
-        logger.error(
-            "Page %s of %s failed: %s; its query is incomplete", page, query.describe() if query else "?", reason
-        )
-        self.crawler.signals.send_catch_log(signals.page_failed, request=request, reason=reason)
+        record_failed_page(self.crawler, request, reason)
         raise IgnoreRequest(reason)
 
     def _reject(self, request: Request, answer: api.Answer) -> None:
@@ -142,21 +163,47 @@ class ApiPolicyMiddleware:
     def _stop(self, answer: api.Answer) -> None:
         if self.stopping:
             return
-        reason = answer.finish_reason
-        assert reason is not None and answer.code is not None
-        self.stopping = reason
+        assert answer.code is not None and answer.finish_reason is not None
         logger.error(
             "Stopping the crawl: the API answered code %s (%s): %s",
             answer.code,
             answer.message,
             FATAL_HINTS[answer.code],
         )
-        stop_crawl(self.crawler, reason, answer.message)
+        stop_crawl(self.crawler, answer.finish_reason, answer.message)
+
+    def _count_unexpected(self, answer: api.Answer) -> None:
+        """Stop when answers keep being ones nobody documented: a wrong base URL or an account-level problem."""
+        if not answer.unexpected:
+            self.unexpected_in_a_row = 0
+            return
+        self.unexpected_in_a_row += 1
+        if self.unexpected_in_a_row >= UNEXPECTED_LIMIT and not self.stopping:
+            logger.error(
+                "Stopping the crawl: %d answers in a row were ones the API does not document (last: %s, %s); "
+                "check JUSTONEAPI_BASE_URL (now %s)",
+                self.unexpected_in_a_row,
+                answer.label,
+                answer.message,
+                self.config.base_url,
+            )
+            stop_crawl(self.crawler, UNEXPECTED, answer.message)
+
+    def _on_stopping(self, reason: str, message: str) -> None:
+        self.stopping = self.stopping or reason
 
 
-def _retry_after(response: Response) -> float | None:
+def _retry_after(response: Response, cap: float) -> float | None:
+    """``Retry-After`` in seconds or as an HTTP date, capped."""
     value = response.headers.get(b"Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
+    if not value:
         return None
+    text = value.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), cap)

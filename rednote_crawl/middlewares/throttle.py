@@ -3,19 +3,19 @@
 In order: refuse once the crawl is stopping; wait out the request's retry
 backoff; wait for the token's rate limiter; count the call against
 ``JUSTONEAPI_MAX_REQUESTS`` and stop the crawl when the budget is spent.
-Requests wait here, inside the downloader, so the waits are bounded by
-``CONCURRENT_REQUESTS``.
+Requests wait here, inside the downloader (so waits are bounded by
+``CONCURRENT_REQUESTS``), and every wait ends early when the crawl stops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from scrapy import signals as scrapy_signals
 from scrapy.exceptions import IgnoreRequest
-from scrapy.utils.asyncio import sleep
 
 from rednote_crawl import signals
 from rednote_crawl.config import ApiConfig
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUDGET_SPENT = "justoneapi_budget_spent"
+STOP_POLL = 1.0  # seconds: how soon a waiting request notices a Ctrl-C (which sends no signal)
 
 
 class TokenThrottleMiddleware:
@@ -38,13 +39,13 @@ class TokenThrottleMiddleware:
         self.stats = crawler.stats
         self.limiter = AdaptiveRateLimiter(self.config.max_rps)
         self.sent = 0
+        self.stopping: str | None = None
+        self._stopped = asyncio.Event()
         self._waiting = 0  # requests waiting on the limiter right now
         self._held_since = 0.0
-        self.stopping: str | None = None
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
-        crawler.signals.connect(self._on_spider_closed, signal=scrapy_signals.spider_closed)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> TokenThrottleMiddleware:
@@ -57,17 +58,28 @@ class TokenThrottleMiddleware:
         not_before = request.meta.get(NOT_BEFORE_META)
         if not_before and (backoff := not_before - time.time()) > 0:
             self.stats.inc_value("justoneapi/retry/backoff_seconds", backoff)
-            await sleep(backoff)
+            await self._sleep(backoff)
+            self._check_open()
         await self._paced()
         self._check_open()
         if self.config.max_requests and self.sent >= self.config.max_requests:
             logger.warning(
-                "Stopping the crawl: JUSTONEAPI_MAX_REQUESTS=%d paid calls are spent", self.config.max_requests
+                "Stopping the crawl: the budget of JUSTONEAPI_MAX_REQUESTS=%d calls is spent", self.config.max_requests
             )
             stop_crawl(self.crawler, BUDGET_SPENT, "request budget spent")
             self._check_open()
         self.sent += 1
         self.stats.inc_value("justoneapi/requests/sent")
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep; wake as soon as the crawl stops (ours, or Scrapy's shutdown) and return False then."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopping_now():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=min(left, STOP_POLL))
+        return not self._stopping_now()
 
     async def _paced(self) -> None:
         """Wait for the limiter; count the wall-clock time any request was held by it."""
@@ -75,19 +87,25 @@ class TokenThrottleMiddleware:
             self._held_since = time.monotonic()
         self._waiting += 1
         try:
-            await self.limiter.acquire()
+            await self.limiter.acquire(self._sleep)
         finally:
             self._waiting -= 1
             if self._waiting == 0:
                 self.stats.inc_value("justoneapi/ratelimit/held_seconds", time.monotonic() - self._held_since)
 
+    def _stopping_now(self) -> bool:
+        if self.stopping is None and not self.crawler.crawling:
+            self.stopping = "shutdown"
+        return self.stopping is not None
+
     def _check_open(self) -> None:
-        if self.stopping:
+        if self._stopping_now():
             self.stats.inc_value("justoneapi/requests/not_sent")
             raise IgnoreRequest(f"not sent: the crawl is stopping ({self.stopping})")
 
     def _on_stopping(self, reason: str, message: str) -> None:
         self.stopping = self.stopping or reason
+        self._stopped.set()
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         self.limiter.slow_down(retry_after)
@@ -95,7 +113,3 @@ class TokenThrottleMiddleware:
 
     def _on_page_paid(self, request: Request) -> None:
         self.limiter.speed_up()
-
-    def _on_spider_closed(self, reason: str) -> None:
-        # Requests still waiting in process_request must not be sent after the close.
-        self.stopping = self.stopping or reason

@@ -20,6 +20,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ MAPPED_STATUS = {
     600: 403,
     601: 403,
 }
-ENVELOPE_FAULTS = frozenset({"100", "301", "302", "303", "400", "500", "503", "600", "601"})
-RAW_FAULTS = frozenset({"html502", "cut", "reset", "slow"})
-FAULT_KINDS = ENVELOPE_FAULTS | RAW_FAULTS
+# A fault is a business code (any number: 301, 601, or one the vendor never documented like 602),
+# or one of these raw answers. "cut" and "slow" are paid pages that the client may not get whole.
+RAW_FAULTS = frozenset({"html502", "html200", "reset", "cut", "slow"})
+FAULT_KINDS = "a business code (301, 302, 303, 100, 400, 500, 503, 600, 601, ...) or " + ", ".join(sorted(RAW_FAULTS))
 INT32_MAX = 2**31 - 1
 VALID_NOTE_TIMES = {wire: name for style in api.NOTE_TIME_STYLES.values() for name, wire in style.items()}
 HTML_502 = (
@@ -76,8 +78,8 @@ class Fault:
     times: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {self.kind!r}; use one of: {', '.join(sorted(FAULT_KINDS))}")
+        if not (self.kind.isdigit() or self.kind in RAW_FAULTS):
+            raise ValueError(f"unknown fault {self.kind!r}; use {FAULT_KINDS}")
         if not 0 <= self.rate <= 1:
             raise ValueError(f"fault rate {self.rate} must be between 0 and 1")
 
@@ -118,7 +120,9 @@ class SandboxConfig:
     token_codes: dict[str, int] = field(default_factory=dict)  # token -> 100/600/601
     faults: list[Fault] = field(default_factory=list)
     status_style: str = "mapped"  # "mapped": HTTP status per code; "200": always HTTP 200
-    slow_seconds: float = 5.0  # how long a "slow" fault stalls
+    slow_seconds: float = 5.0  # how long a "slow" fault stalls before it answers the page
+    retry_after: float | None = None  # sent as Retry-After with 302 answers
+    log_limit: int = 1_000_000  # calls kept in the request log (a long-running sandbox stays bounded)
     cassettes: str | None = None  # a folder of betamax cassettes: their answers are served as recorded
     replay_only: bool = False  # with cassettes: a call without a recording answers 404
 
@@ -146,7 +150,7 @@ class SandboxServer:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.corpus = Corpus(seed=self.config.seed)
-        self.log: list[dict[str, Any]] = []
+        self.log: deque[dict[str, Any]] = deque(maxlen=self.config.log_limit)
         self._attempts: dict[tuple[Any, ...], int] = {}
         self._paid: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -172,7 +176,7 @@ class SandboxServer:
         return web.json_response({"ok": True, "calls": len(self.log)})
 
     async def show_log(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(self.log), content_type="application/json")
+        return web.Response(body=orjson.dumps(list(self.log)), content_type="application/json")
 
     async def search(self, request: web.Request) -> web.StreamResponse:
         q = request.rel_url.query
@@ -202,14 +206,13 @@ class SandboxServer:
             assert request.transport is not None
             request.transport.abort()
             return web.Response(status=500)
-        if answer == "slow":
-            await asyncio.sleep(self.config.slow_seconds)
-            return self._envelope(500, "slow")
-        if answer == "html502":
-            return web.Response(status=502, body=HTML_502, content_type="text/html")
+        if answer in ("html502", "html200"):
+            return web.Response(status=int(answer[4:]), body=HTML_502, content_type="text/html")
         if isinstance(answer, int):
-            return self._envelope(answer, api.CODE_NAMES.get(answer, "error"))
+            return self._envelope(answer, api.CODE_NAMES.get(answer, "undocumented error"))
         body = self._envelope_bytes(0, "success", answer)
+        if entry.get("fault") == "slow":  # the work is done (and paid); the answer comes late
+            await asyncio.sleep(self.config.slow_seconds)
         if entry.get("fault") == "cut":
             return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
         return web.Response(status=200, body=body, content_type="application/json")
@@ -229,7 +232,8 @@ class SandboxServer:
         with self._lock:
             code = self._check_token(token)
             if code is None:
-                page = int(page_text) if page_text.isdigit() and int(page_text) <= INT32_MAX else 0  # int32
+                digits = page_text.isascii() and page_text.isdigit()
+                page = int(page_text) if digits and int(page_text) <= INT32_MAX else 0  # an int32, >= 1
                 note_time_name = VALID_NOTE_TIMES.get(note_time) if note_time else "any"
                 if (
                     not keyword.strip()
@@ -252,17 +256,16 @@ class SandboxServer:
                 fault = next((f for f in config.faults if f.hits(keyword, page, attempt, config.seed)), None)
                 if fault is not None:
                     entry["fault"] = fault.kind
-                    if fault.kind in ENVELOPE_FAULTS:
+                    if fault.kind.isdigit():
                         code = int(fault.kind)
-                    elif fault.kind != "cut":
+                    elif fault.kind not in ("cut", "slow"):
                         entry["code"] = None
                         return fault.kind
             if code is not None:
                 entry["code"] = code
                 return code
             entry["code"] = 0
-            if entry.get("fault") != "cut":
-                self._paid[token] = self._paid.get(token, 0) + 1
+            self._paid[token] = self._paid.get(token, 0) + 1
             assert note_time_name is not None
             layout = self.corpus.layout(keyword, sort, note_type, note_time_name)
             entry["items"] = len(layout[page - 1]) if page <= len(layout) else 0
@@ -319,7 +322,10 @@ class SandboxServer:
 
     def _envelope(self, code: int, message: str) -> web.Response:
         status = 200 if self.config.status_style == "200" else MAPPED_STATUS.get(code, 200)
-        return web.Response(status=status, body=self._envelope_bytes(code, message), content_type="application/json")
+        headers = {"Retry-After": f"{self.config.retry_after:g}"} if code == 302 and self.config.retry_after else None
+        return web.Response(
+            status=status, body=self._envelope_bytes(code, message), content_type="application/json", headers=headers
+        )
 
     # --- recorded answers ------------------------------------------------------------
     @staticmethod
@@ -359,11 +365,13 @@ class SandboxServer:
 
     # --- queries over the log ----------------------------------------------------
     def paid_pages(self) -> list[tuple[str, str, str, str | None, str]]:
-        """(keyword, sort, noteType, noteTime, page) of every code-0 answer, in order."""
+        """(keyword, sort, noteType, noteTime, page) of every code-0 answer, in order.
+
+        A cut-off or late ("cut", "slow") answer counts: the API did the work, whether or not
+        the client could read it.
+        """
         return [
-            (e["keyword"], e["sort"], e["noteType"], e["noteTime"], e["page"])
-            for e in self.log
-            if e.get("code") == 0 and e.get("fault") != "cut"
+            (e["keyword"], e["sort"], e["noteType"], e["noteTime"], e["page"]) for e in self.log if e.get("code") == 0
         ]
 
     # --- running -------------------------------------------------------------------

@@ -8,16 +8,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
+from twisted.python.failure import Failure
 
-from rednote_crawl import api, signals
+from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, ConfigError
-from rednote_crawl.middlewares import PAGE_META, QUERY_META
+from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_META, record_failed_page
 from rednote_crawl.seeds import read_keywords
 
 logger = logging.getLogger(__name__)
 
-SECRET_ARGUMENTS = frozenset({"token", "justoneapi_token", "JUSTONEAPI_TOKEN"})
+ARGUMENTS = ("keywords", "sort", "note_type", "note_time", "max_pages")
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -43,11 +45,15 @@ class NoteSearchSpider(scrapy.Spider):
         max_pages: str | int | None = None,
         **kwargs: Any,
     ) -> None:
-        if secret := SECRET_ARGUMENTS & kwargs.keys():
+        if secret := [name for name in kwargs if "token" in name.lower()]:
             raise ConfigError(
-                f"the token must not be a spider argument (-a {sorted(secret)[0]}=...): arguments show up in logs "
+                f"the token must not be a spider argument (-a {secret[0]}=...): arguments show up in logs "
                 "and process lists. Set the JUSTONEAPI_TOKEN environment variable instead."
             )
+        # A mistyped argument would crawl, and pay for, the unfiltered defaults. Names starting
+        # with "_" belong to the tools that run spiders (scrapyd's _job).
+        if unknown := [name for name in kwargs if not name.startswith("_")]:
+            raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
         super().__init__(**kwargs)
         if not keywords:
             raise ConfigError(
@@ -92,6 +98,7 @@ class NoteSearchSpider(scrapy.Spider):
         return scrapy.Request(
             url,
             callback=self.parse,
+            errback=self.page_error,
             meta={QUERY_META: query, PAGE_META: page},
             cb_kwargs={"rank_offset": rank_offset},
             priority=page,  # finish started queries before opening new ones
@@ -100,7 +107,7 @@ class NoteSearchSpider(scrapy.Spider):
     def parse(self, response: Response, rank_offset: int = 0) -> Iterator[Any]:
         query: api.Query = response.meta[QUERY_META]
         page_number: int = response.meta[PAGE_META]
-        envelope = api.judge(response.status, response.body).envelope or {}
+        envelope = response.meta.pop(ENVELOPE_META, None) or api.judge(response.status, response.body).envelope or {}
         page = api.read_page(envelope, keep_ads=self.config.keep_ads)
         stats = self.crawler.stats
         stats.inc_value("justoneapi/pages/paid")
@@ -120,11 +127,16 @@ class NoteSearchSpider(scrapy.Spider):
             )
         stats.inc_value("justoneapi/notes/seen", len(page.notes))
         if page.is_last or page_number >= self.max_pages:
-            reason = "empty_page" if page.is_last else "max_pages"
-            stats.inc_value(f"justoneapi/queries/finished/{reason}")
-            self.crawler.signals.send_catch_log(signals.query_finished, query=query, pages=page_number, reason=reason)
+            stats.inc_value(f"justoneapi/queries/finished/{'empty_page' if page.is_last else 'max_pages'}")
             return
         yield self.page_request(query, page_number + 1, rank_offset + len(page.notes))
+
+    def page_error(self, failure: Failure) -> None:
+        """A page that ended in an error the middlewares did not already account for."""
+        if failure.check(IgnoreRequest):
+            return  # failed, rejected or not sent: the policy and throttle middlewares said so
+        reason = f"{failure.type.__name__ if failure.type else 'error'}: {failure.getErrorMessage()}"
+        record_failed_page(self.crawler, failure.request, reason)  # type: ignore[attr-defined]
 
 
 def _choices(option: str, raw: str | None, choices: dict[str, str], default: str) -> list[str]:
