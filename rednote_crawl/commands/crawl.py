@@ -32,7 +32,11 @@ class Command(ScrapyCrawlCommand):
         if len(args) != 1:
             raise UsageError("run one spider: scrapy crawl note_search -a keywords=PATH")
         assert self.crawler_process is not None
-        crawler = self._create_crawler(args[0])
+        try:
+            crawler = self._create_crawler(args[0])
+        except KeyError:
+            spiders = ", ".join(self.crawler_process.spider_loader.list())
+            raise UsageError(f"no spider named {args[0]!r}; this project has: {spiders}", print_help=False) from None
         self.bad_input: str | None = None
         started = self.crawler_process.crawl(crawler, **opts.spargs)
         if isinstance(started, asyncio.Future):
