@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
+from rednote_crawl.jobstate import JobState, note_ids, repair_jsonl
+from rednote_crawl.middlewares.resume import job_state
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -22,8 +24,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The feed used when the command line names none (-o/-O) and FEEDS is empty.
-DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": {"format": "jsonlines", "encoding": "utf-8"}}
+# The feed used when the command line names none (-o/-O) and FEEDS is empty; with a job
+# state folder, JUSTONEAPI_JOB_DIR/notes.jsonl.
+DEFAULT_FEED_OPTIONS = {"format": "jsonlines", "encoding": "utf-8"}
+DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": DEFAULT_FEED_OPTIONS}
 
 
 class JustOneApiAddon:
@@ -41,11 +45,28 @@ class JustOneApiAddon:
         config = ApiConfig.of(self.crawler)
         redaction.install(config.token)
         settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
+        state = job_state(self.crawler)
         if not settings.getdict("FEEDS"):
-            settings.set("FEEDS", DEFAULT_FEEDS, priority="addon")
+            feeds = {str(state.output): DEFAULT_FEED_OPTIONS} if state else DEFAULT_FEEDS
+            settings.set("FEEDS", feeds, priority="addon")
         for uri in settings.getdict("FEEDS"):
             _check_writable(str(uri))
+        if state is not None and state.resuming:
+            self._resume_feeds(settings, state)
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
+
+    def _resume_feeds(self, settings: BaseSettings, state: JobState) -> None:
+        """A resumed job appends to its output (even with -O), after mending a cut-off last line."""
+        feeds = {}
+        for uri, options in settings.getdict("FEEDS").items():
+            path = _local_path(str(uri))
+            if path is None or "%(" in str(path):
+                logger.warning("Feed %s is not one fixed local file: a resumed job cannot tell what it holds", uri)
+            else:
+                state.exported |= note_ids(repair_jsonl(path))
+            feeds[uri] = {**options, "overwrite": False}
+        settings.set("FEEDS", feeds, priority="cmdline")
+        logger.info("Resuming: %d notes already in the output are not written again", len(state.exported))
 
     def _start_sandbox(self, settings: BaseSettings) -> None:
         from rednote_crawl.sandbox import SandboxServer
@@ -58,21 +79,25 @@ class JustOneApiAddon:
         logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
 
 
-def _check_writable(uri: str) -> None:
-    """Fail before any paid call when a local output file cannot be written."""
+def _local_path(uri: str) -> Path | None:
     path = uri.removeprefix("file://")
     if "://" in path or path.startswith("stdout:"):
-        return  # remote storage: checked by Scrapy when it stores the feed
-    folder = Path(path).expanduser().parent
-    if "%(" in str(folder):
-        return  # a folder named after the spider or the time: made when the feed opens
+        return None  # remote storage
+    return Path(path).expanduser()
+
+
+def _check_writable(uri: str) -> None:
+    """Fail before any paid call when a local output file cannot be written."""
+    path = _local_path(uri)
+    if path is None or "%(" in str(path.parent):
+        return  # remote, or a folder named after the spider or the time: checked when the feed opens
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot write the output file {uri!r}: {exc.strerror}; choose another path with -O FILE"
         ) from None
-    if not os.access(folder, os.W_OK):
+    if not os.access(path.parent, os.W_OK):
         raise ConfigError(
-            f"cannot write the output file {uri!r}: {folder} is not writable; choose another path with -O FILE"
+            f"cannot write the output file {uri!r}: {path.parent} is not writable; choose another path with -O FILE"
         )

@@ -361,12 +361,18 @@ def hashtags(*texts: str | None) -> list[str]:
     return list(seen)
 
 
-def iso_utc(epoch_seconds: Any) -> str | None:
-    seconds = parse_count(epoch_seconds)
+def epoch_seconds(value: Any) -> int | None:
+    """A publish time as epoch seconds; the API sends seconds, sometimes milliseconds."""
+    seconds = parse_count(value)
     if seconds is None or seconds <= 0:
         return None
-    if seconds > 10**11:  # milliseconds
-        seconds //= 1000
+    return seconds // 1000 if seconds > 10**11 else seconds
+
+
+def iso_utc(value: Any) -> str | None:
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        return None
     try:
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):

@@ -39,7 +39,10 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_KEEP_ADS": False,
     "JUSTONEAPI_KEEP_RAW": False,
     "JUSTONEAPI_SANDBOX": False,
+    "JUSTONEAPI_JOB_DIR": None,  # a job state folder: makes the crawl resumable (jobstate.py)
+    "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
 }
+SEEN_NOTES = ("skip", "update")
 
 
 class ConfigError(ValueError):
@@ -87,11 +90,14 @@ class ApiConfig:
     backoff_max: float
     keep_ads: bool
     keep_raw: bool
+    seen_notes: str
 
     @classmethod
-    def from_settings(cls, settings: BaseSettings, environ: Mapping[str, str] = os.environ) -> ApiConfig:
+    def from_settings(
+        cls, settings: BaseSettings, environ: Mapping[str, str] = os.environ, require_token: bool = True
+    ) -> ApiConfig:
         token = str(_get(settings, "JUSTONEAPI_TOKEN") or environ.get("JUSTONEAPI_TOKEN") or "").strip()
-        if not token:
+        if not token and require_token:
             raise ConfigError(
                 "no API token: set the JUSTONEAPI_TOKEN environment variable (or setting). "
                 "To try the crawler without a token, run it against the offline sandbox: "
@@ -110,6 +116,9 @@ class ApiConfig:
             raise ConfigError(
                 f"JUSTONEAPI_NOTE_TIME_STYLE={style!r} is not valid; use one of: {', '.join(api.NOTE_TIME_STYLES)}"
             )
+        seen_notes = str(_get(settings, "JUSTONEAPI_SEEN_NOTES"))
+        if seen_notes not in SEEN_NOTES:
+            raise ConfigError(f"JUSTONEAPI_SEEN_NOTES={seen_notes!r} is not valid; use one of: {', '.join(SEEN_NOTES)}")
         backoff_base = _number(settings, "JUSTONEAPI_BACKOFF_BASE", float, 0)
         backoff_max = _number(settings, "JUSTONEAPI_BACKOFF_MAX", float, 0)
         if backoff_max < backoff_base:
@@ -130,6 +139,7 @@ class ApiConfig:
             backoff_max=backoff_max,
             keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
+            seen_notes=seen_notes,
         )
 
     @classmethod

@@ -47,6 +47,8 @@ DOWNLOAD_HANDLERS = {
     "https": "rednote_crawl.auth.TokenAuthDownloadHandler",
 }
 
+# With JUSTONEAPI_JOB_DIR: journal every paid page, resume where the last run stopped.
+SPIDER_MIDDLEWARES = {"rednote_crawl.middlewares.resume.ResumeMiddleware": 950}
 ITEM_PIPELINES = {"rednote_crawl.pipelines.NoteDedupePipeline": 100}
 EXTENSIONS = {"rednote_crawl.summary.CrawlSummary": 500}
 

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals as scrapy_signals
 from scrapy.utils.asyncio import create_looping_call
 
-from rednote_crawl import signals
+from rednote_crawl import report, signals
 from rednote_crawl.middlewares import PAGE_META, query_of
 from rednote_crawl.middlewares.policy import UNEXPECTED
+from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.middlewares.throttle import BUDGET_SPENT
+from rednote_crawl.report import KeywordRow
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -36,12 +38,13 @@ EXIT_STATUS: dict[str, int] = {
 }
 # Stats that mean notes may be missing: a callback crashed or a feed could not be written.
 LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
-AGAIN = "a new run fetches every page again (there is no resume yet)"
 RESUME_HINTS = {
-    "justoneapi_quota_exceeded": f"the daily quota is used up: run again tomorrow; {AGAIN}",
-    "justoneapi_insufficient_balance": f"top up the balance, then run again; {AGAIN}",
-    BUDGET_SPENT: f"raise -s JUSTONEAPI_MAX_REQUESTS=N to go further; {AGAIN}",
+    "justoneapi_quota_exceeded": "the daily quota is used up: run the same command again tomorrow",
+    "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
+    BUDGET_SPENT: "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
 }
+RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
+NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
 
 
 def exit_status(finish_reason: str | None, stats: Mapping[str, Any]) -> int:
@@ -64,6 +67,10 @@ class CrawlSummary:
         crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
         crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
+        crawler.signals.connect(self.page_paid, signal=signals.page_paid)
+        crawler.signals.connect(self.item_scraped, signal=scrapy_signals.item_scraped)
+        crawler.signals.connect(self.item_dropped, signal=scrapy_signals.item_dropped)
+        self.keywords: dict[str, KeywordRow] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
@@ -84,12 +91,32 @@ class CrawlSummary:
     def page_failed(self, request: Request, reason: str) -> None:
         query = query_of(request)
         self.failed.append((query.describe() if query else request.url, request.meta.get(PAGE_META, 0), reason))
+        if query is not None:
+            self._row(query.keyword).failed += 1
+
+    def page_paid(self, request: Request) -> None:
+        if (query := query_of(request)) is not None:
+            self._row(query.keyword).pages += 1
+
+    def item_scraped(self, item: Any) -> None:
+        row = self._row(item["keyword"])
+        row.new += 1
+        row.found.add(item["note_id"])
+
+    def item_dropped(self, item: Any) -> None:
+        self._row(item["keyword"]).found.add(item["note_id"])
+
+    def _row(self, keyword: str) -> KeywordRow:
+        row = self.keywords.get(keyword)
+        if row is None:
+            row = self.keywords[keyword] = KeywordRow(keyword)
+        return row
 
     def _get(self, key: str) -> Any:
         return self.stats.get_value(f"justoneapi/{key}", 0)
 
     def _queries_done(self) -> int:
-        return self._get("queries/finished/empty_page") + self._get("queries/finished/max_pages")
+        return sum(v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/queries/finished/"))
 
     def log_progress(self) -> None:
         logger.info(
@@ -106,6 +133,9 @@ class CrawlSummary:
         if self.task is not None and self.task.running:
             self.task.stop()
         logger.info("%s", self.render(reason))
+        if self.keywords:
+            calls = self._get("requests/sent")
+            logger.info("%s", report.render("Report of this run, per keyword:", self.keywords.values(), calls))
 
     def render(self, reason: str) -> str:
         stats = self.stats.get_stats()
@@ -122,24 +152,28 @@ class CrawlSummary:
             f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
             + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else ""),
             f"  pages:    {self._get('pages/paid')} paid, {self._get('pages/failed')} failed; "
-            f"{_n(self._get('requests/sent'), 'call')} sent",
+            f"{plural(self._get('requests/sent'), 'call')} sent",
             f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} repeated ones dropped, "
-            f"{_n(skipped, 'non-note item')} skipped",
+            f"{plural(skipped, 'non-note item')} skipped",
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get('retry/count')}, {self._get('retry/backoff_seconds'):.1f} s of backoff; "
-            f"{_n(rate_limited, 'rate-limit answer')}; "
+            f"{plural(rate_limited, 'rate-limit answer')}; "
             f"held by the token's rate limit for {self._get('ratelimit/held_seconds'):.1f} s",
         ]
         if self.rejected:
             lines.append("  rejected queries (code 400, not retried):")
             lines += [f"    {line}" for line in self.rejected]
         if self.failed:
-            lines.append("  failed pages (a new run fetches every page again: there is no resume yet):")
+            lines.append("  failed pages:")
             lines += [f"    {query} page {page}: {why}" for query, page, why in self.failed]
-        if reason in RESUME_HINTS:
-            lines.append(f"  next: {RESUME_HINTS[reason]}")
+        if reason in RESUME_HINTS or self.failed or unfinished > 0:
+            state = job_state(self.crawler)
+            how = RESUMES.format(folder=state.folder) if state else NO_RESUME
+            lines.append(f"  next: {RESUME_HINTS.get(reason, 'run the same command again')}; {how}")
         return "\n".join(lines)
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"

@@ -200,7 +200,8 @@ def test_a_page_out_of_tries_is_reported_and_the_exit_status_says_incomplete(san
     assert result.returncode == 3, result.log
     assert len([e for e in server.log if e["keyword"] == "小米" and e["page"] == "2"]) == 3
     assert "Page 2 of keyword='小米' sort=general note_type=_0 note_time=any failed" in result.log
-    assert "failed pages (a new run fetches every page again" in result.log
+    assert "failed pages:" in result.log
+    assert "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again" in result.log
     assert result.log.count("Page 2 of keyword='小米'") == 1, "one error line per failed page"
     assert set(CORPUS.expected_note_ids("Nike")) <= set(result.note_ids())
 

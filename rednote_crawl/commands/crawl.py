@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl.config import ConfigError
+from rednote_crawl.plan import render_plan
 from rednote_crawl.seeds import SeedFileError
 from rednote_crawl.summary import EXIT_BAD_INPUT, exit_status
 
@@ -28,10 +30,19 @@ logger = logging.getLogger("rednote_crawl")
 
 
 class Command(ScrapyCrawlCommand):
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument(
+            "--dry-run", action="store_true", help="say how many queries and pages the crawl could cost; call nothing"
+        )
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("run one spider: scrapy crawl note_search -a keywords=PATH")
         assert self.crawler_process is not None
+        if opts.dry_run:
+            self.exitcode = self._dry_run(args[0], opts.spargs)
+            return
         try:
             crawler = self._create_crawler(args[0])
         except KeyError:
@@ -45,6 +56,16 @@ class Command(ScrapyCrawlCommand):
             started.addErrback(self._check_start_failure)
         self.crawler_process.start()
         self.exitcode = self._exit_status(crawler)
+
+    def _dry_run(self, name: str, spargs: dict[str, Any]) -> int:
+        assert self.crawler_process is not None and self.settings is not None
+        try:
+            spider = self.crawler_process.spider_loader.load(name)(**spargs)
+            print(render_plan(spider, self.settings))
+        except (ConfigError, SeedFileError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
 
     def _check_start(self, task: asyncio.Future[Any]) -> None:
         exc = None if task.cancelled() else task.exception()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.exceptions import IgnoreRequest
@@ -15,11 +17,15 @@ from twisted.python.failure import Failure
 from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_META, record_failed_page
+from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.seeds import read_keywords
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
 
-ARGUMENTS = ("keywords", "sort", "note_type", "note_time", "max_pages")
+ARGUMENTS = ("keywords", "sort", "note_type", "note_time", "max_pages", "since")
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -43,6 +49,7 @@ class NoteSearchSpider(scrapy.Spider):
         note_type: str | None = None,
         note_time: str | None = None,
         max_pages: str | int | None = None,
+        since: str | None = None,
         **kwargs: Any,
     ) -> None:
         if secret := [name for name in kwargs if "token" in name.lower()]:
@@ -64,6 +71,29 @@ class NoteSearchSpider(scrapy.Spider):
         self.note_types = _choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)
         self.note_times = _choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)
         self._max_pages = _max_pages(max_pages)
+        self._since = _since(since)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NoteSearchSpider:
+        spider: NoteSearchSpider = super().from_crawler(crawler, *args, **kwargs)
+        if spider._since == "last" and not crawler.settings.get("JUSTONEAPI_JOB_DIR"):
+            raise ConfigError(
+                "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR: the job folder remembers when its last crawl began"
+            )
+        return spider
+
+    @cached_property
+    def since(self) -> int | None:
+        """The cutoff (epoch seconds) of an incremental crawl, or None."""
+        if self._since != "last":
+            return self._since
+        state = job_state(self.crawler)
+        started = state.previous_crawl_started if state else None
+        if started is None:
+            logger.info("-a since=last: this is the job's first crawl, so every note counts")
+            return None
+        logger.info("-a since=last: notes published since %s, when the job's last crawl began", started)
+        return int(datetime.fromisoformat(started).timestamp())
 
     @property
     def config(self) -> ApiConfig:
@@ -115,7 +145,12 @@ class NoteSearchSpider(scrapy.Spider):
             stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
         note_time_sent = query.params(page_number, self.config.note_time_style).get("noteTime")
         fetched_at = api.now_iso()
+        older = 0
         for rank, note in enumerate(page.notes, start=rank_offset + 1):
+            published = api.epoch_seconds(note.get("timestamp"))
+            if self.since is not None and published is not None and published < self.since:
+                older += 1
+                continue
             yield api.note_item(
                 note,
                 query=query,
@@ -126,8 +161,14 @@ class NoteSearchSpider(scrapy.Spider):
                 keep_raw=self.config.keep_raw,
             )
         stats.inc_value("justoneapi/notes/seen", len(page.notes))
-        if page.is_last or page_number >= self.max_pages:
-            stats.inc_value(f"justoneapi/queries/finished/{'empty_page' if page.is_last else 'max_pages'}")
+        if older:
+            stats.inc_value("justoneapi/notes/older_than_since", older)
+        # Sorted by time, the first older note means every later page is older too; otherwise
+        # a page with nothing new is the best sign there is (the cutoff is approximate then).
+        since_reached = older > 0 and (query.sort == "time_descending" or older == len(page.notes))
+        if page.is_last or page_number >= self.max_pages or since_reached:
+            end = "empty_page" if page.is_last else "max_pages" if page_number >= self.max_pages else "since"
+            stats.inc_value(f"justoneapi/queries/finished/{end}")
             return
         yield self.page_request(query, page_number + 1, rank_offset + len(page.notes))
 
@@ -156,3 +197,19 @@ def _max_pages(raw: str | int | None) -> int | None:
     if value < 1:
         raise ConfigError(f"max_pages={raw!r} is not a whole number >= 1; pass e.g. -a max_pages=20")
     return value
+
+
+def _since(raw: str | None) -> int | str | None:
+    """``2026-11-20`` (UTC midnight), an ISO 8601 time, or ``last``."""
+    if raw is None or not str(raw).strip():
+        return None
+    text = str(raw).strip()
+    if text == "last":
+        return "last"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"since={raw!r} is not a date; pass -a since=2026-11-20, -a since=2026-11-20T08:00:00+08:00 or -a since=last"
+        ) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())

@@ -1,0 +1,185 @@
+"""The job state folder (``JUSTONEAPI_JOB_DIR``): what makes a crawl resumable.
+
+One append-only journal, ``journal.jsonl``, holds every paid page *with its
+items*, written and fsync'ed before the items go to the pipelines, plus the
+queries the API rejected, the pages that failed and the start and end of each
+run. From it a new run knows, for every query, the last page paid for and
+whether the query is finished, so it asks only for the pages after that; and
+it can put back into the output any note a hard kill lost on the way to the
+file. Plain Python: the Scrapy side is ``middlewares/resume.py``.
+
+A crash can leave the last line of the journal or of the output cut off:
+``repair_jsonl`` drops such a line before anything is appended.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rednote_crawl import api
+
+JOURNAL = "journal.jsonl"
+
+
+def query_key(query: api.Query) -> tuple[str, str, str, str]:
+    return (query.keyword, query.sort, query.note_type, query.note_time)
+
+
+def repair_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The complete JSON lines of ``path``; a cut-off last line is cut from the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    good = 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            break
+        good += len(line)
+        if isinstance(record, dict):
+            yield record
+    if good < len(data):
+        with path.open("r+b") as file:
+            file.truncate(good)
+
+
+@dataclass
+class QueryState:
+    pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # page -> its items
+    finished: bool = False
+    rejected: bool = False
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def last_page(self) -> int:
+        return max(self.pages, default=0)
+
+    @property
+    def notes_so_far(self) -> int:
+        return sum(len(items) for items in self.pages.values())
+
+
+class JobState:
+    """A job is a series of crawls; a crawl is one or more runs of the same command.
+
+    A run that ends complete (finished, no failed page) completes its crawl: the next
+    start begins a new crawl. Any other end (a kill, a stop, failed pages) leaves the
+    crawl open, and the next start resumes it.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).expanduser()
+        self.queries: dict[tuple[str, str, str, str], QueryState] = {}  # of the current crawl
+        self.crawl = 0  # the current crawl's number (0: none yet)
+        self.crawl_started: str | None = None
+        self.previous_crawl_started: str | None = None  # for -a since=last
+        self.history: set[str] = set()  # note ids found by earlier crawls
+        self.runs: list[dict[str, Any]] = []
+        self.exported: set[str] = set()  # note ids already in the output file(s)
+        self._fd: int | None = None
+
+    # --- reading -----------------------------------------------------------------
+    def load(self) -> JobState:
+        for record in repair_jsonl(self.folder / JOURNAL):
+            event = record.get("e")
+            if event == "crawl":
+                self.history |= note_ids(self.items())
+                self.queries = {}
+                self.crawl = record["crawl"]
+                self.previous_crawl_started, self.crawl_started = self.crawl_started, record["at"]
+            elif event == "run":
+                self.runs.append(record)
+            elif event == "end" and self.runs:
+                self.runs[-1]["end"] = record
+            elif event in ("page", "rejected", "failed"):
+                state = self.queries.setdefault(tuple(record["q"]), QueryState())  # type: ignore[arg-type]
+                if event == "page":
+                    state.pages[record["p"]] = record["items"]
+                    state.finished = state.finished or record["last"]
+                elif event == "rejected":
+                    state.rejected = True
+                else:
+                    state.failed.append((record["p"], record["why"]))
+        return self
+
+    @property
+    def resuming(self) -> bool:
+        """The last run left its crawl open: the next run carries it on."""
+        return bool(self.runs) and not self.runs[-1].get("end", {}).get("complete", False)
+
+    @property
+    def output(self) -> Path:
+        """The default output file of the crawl a new run works on."""
+        return self.folder / f"crawl-{self.crawl if self.resuming else self.crawl + 1:04d}.jsonl"
+
+    def query(self, query: api.Query) -> QueryState | None:
+        return self.queries.get(query_key(query))
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        for state in self.queries.values():
+            for page in sorted(state.pages):
+                yield from state.pages[page]
+
+    # --- writing -------------------------------------------------------------------
+    def open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        list(repair_jsonl(self.folder / JOURNAL))  # never append after a cut-off line
+        self._fd = os.open(self.folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, record: dict[str, Any], sync: bool = True) -> None:
+        assert self._fd is not None, "JobState.open() first"
+        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        if sync:
+            os.fsync(self._fd)  # survives a reboot, not only a kill
+
+    def start_run(self, at: str) -> int:
+        """Begin a run: of a new crawl, unless the last one is still open."""
+        if not self.resuming:
+            self.history |= note_ids(self.items())
+            self.queries = {}
+            self.crawl += 1
+            self.previous_crawl_started, self.crawl_started = self.crawl_started, at
+            self._append({"e": "crawl", "crawl": self.crawl, "at": at})
+        record = {"e": "run", "run": len(self.runs) + 1, "crawl": self.crawl, "at": at}
+        self.runs.append(record)
+        self._append(record)
+        return len([r for r in self.runs if r.get("crawl") == self.crawl])
+
+    def end_run(self, reason: str, at: str, calls: int, complete: bool) -> None:
+        record = {"e": "end", "run": len(self.runs), "reason": reason, "at": at, "calls": calls, "complete": complete}
+        if self.runs:
+            self.runs[-1]["end"] = record
+        self._append(record)
+
+    def record_page(self, query: api.Query, page: int, items: list[dict[str, Any]], last: bool) -> None:
+        state = self.queries.setdefault(query_key(query), QueryState())
+        state.pages[page] = items
+        state.finished = state.finished or last
+        self._append({"e": "page", "q": query_key(query), "p": page, "last": last, "items": items})
+
+    def record_rejected(self, query: api.Query, page: int) -> None:
+        self.queries.setdefault(query_key(query), QueryState()).rejected = True
+        self._append({"e": "rejected", "q": query_key(query), "p": page})
+
+    def record_failed(self, query: api.Query, page: int, why: str) -> None:
+        self.queries.setdefault(query_key(query), QueryState()).failed.append((page, why))
+        self._append({"e": "failed", "q": query_key(query), "p": page, "why": why}, sync=False)
+
+
+def note_ids(records: Iterable[dict[str, Any]]) -> set[str]:
+    return {record["note_id"] for record in records if isinstance(record.get("note_id"), str)}
