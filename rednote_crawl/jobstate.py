@@ -89,7 +89,8 @@ class JobState:
         self._fd: int | None = None
 
     # --- reading -----------------------------------------------------------------
-    def load(self) -> JobState:
+    def load(self, next_run: bool = True) -> JobState:
+        """Read the journal; for ``next_run``, set up the crawl the next run works on."""
         for record in repair_jsonl(self.folder / JOURNAL):
             event = record.get("e")
             if event == "crawl":
@@ -110,6 +111,10 @@ class JobState:
                     state.rejected = True
                 else:
                     state.failed.append((record["p"], record["why"]))
+        if next_run and not self.resuming:  # the next run begins a new crawl: what this one found is history
+            self.history |= note_ids(self.items())
+            self.queries = {}
+            self.previous_crawl_started = self.crawl_started
         return self
 
     @property
@@ -119,7 +124,7 @@ class JobState:
 
     @property
     def output(self) -> Path:
-        """The default output file of the crawl a new run works on."""
+        """The default output file of the crawl the next run works on."""
         return self.folder / f"crawl-{self.crawl if self.resuming else self.crawl + 1:04d}.jsonl"
 
     def query(self, query: api.Query) -> QueryState | None:
@@ -149,11 +154,9 @@ class JobState:
 
     def start_run(self, at: str) -> int:
         """Begin a run: of a new crawl, unless the last one is still open."""
-        if not self.resuming:
-            self.history |= note_ids(self.items())
-            self.queries = {}
+        if not self.resuming:  # load() already moved the last crawl to history
             self.crawl += 1
-            self.previous_crawl_started, self.crawl_started = self.crawl_started, at
+            self.crawl_started = at
             self._append({"e": "crawl", "crawl": self.crawl, "at": at})
         record = {"e": "run", "run": len(self.runs) + 1, "crawl": self.crawl, "at": at}
         self.runs.append(record)

@@ -38,7 +38,7 @@ class Command(ScrapyCommand):
             )
             self.exitcode = 2
             return
-        state = JobState(args[0]).load()
+        state = JobState(args[0]).load(next_run=False)
         runs = [r for r in state.runs if r.get("crawl") == state.crawl]
         ended = [r["end"] for r in runs if "end" in r]
         calls = sum(e.get("calls", 0) for e in ended)

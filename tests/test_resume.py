@@ -1,0 +1,260 @@
+"""Crash-safe resume, incremental crawls, the dry run and the report, against the sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rednote_crawl.jobstate import JOURNAL, JobState, repair_jsonl
+from rednote_crawl.sandbox.corpus import Corpus
+from tests.conftest import FAST, ROOT, TOKEN, paid_twice
+
+pytestmark = pytest.mark.crawl
+
+CORPUS = Corpus()
+KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶"]
+EXPECTED = {i for k in KEYWORDS for i in CORPUS.expected_note_ids(k)}
+CONCURRENCY = 4
+
+
+def command(seeds: Path, job: Path, output: Path, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(output)]
+    for name, value in {**FAST, "JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}.items():
+        cmd += ["-s", f"{name}={value}"]
+    return cmd + list(extra)
+
+
+def environ(server) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
+    return {**env, "JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url}
+
+
+def run(cmd: list[str], server) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, env=environ(server), capture_output=True, text=True, timeout=120, check=False)
+
+
+def kill_when(cmd: list[str], server, ready, sig: int = signal.SIGKILL) -> int:
+    """Start the crawl, send ``sig`` once ``ready()`` holds, and return its exit status."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ(server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    return proc.wait(30)
+
+
+def output_ids(path: Path) -> list[str]:
+    lines = path.read_bytes().splitlines()
+    return [orjson.loads(line)["note_id"] for line in lines]  # every line is whole JSON
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> Path:
+    path = tmp_path / "seeds.txt"
+    path.write_text("\n".join(KEYWORDS), encoding="utf-8")
+    return path
+
+
+def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, seeds, tmp_path):
+    server = sandbox_factory(latency=0.05)
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    cmd = command(seeds, job, output)
+    calls = [0]
+
+    def calls_since(n: int):
+        start = len(server.log)
+        calls[0] += 1
+        return lambda: len(server.log) >= start + n
+
+    kills = [
+        calls_since(2),  # early: the first answers are in flight
+        calls_since(12),  # mid-crawl, requests in flight
+        lambda: output.exists() and output.stat().st_size > 150_000,  # while notes are being written
+    ]
+    for ready in kills:
+        assert kill_when(cmd, server, ready) == -signal.SIGKILL
+    final = run(cmd, server)
+    assert final.returncode == 0, final.stderr
+    ids = output_ids(output)
+    assert len(ids) == len(set(ids)), "no note written twice"
+    assert set(ids) == EXPECTED, "no note lost"
+    repaid = paid_twice(server)
+    assert sum(n - 1 for n in repaid.values()) <= CONCURRENCY * len(kills), "only pages in flight at a kill"
+    # Every page of every query was paid for, in the end.
+    paid = {(k, int(p)) for k, _, _, _, p in server.paid_pages()}
+    assert paid == {(k, p) for k in KEYWORDS for p in range(1, len(CORPUS.layout(k, "general", "_0", "any")) + 1)}
+
+
+def test_torn_lines_are_mended_before_anything_is_appended(sandbox, seeds, tmp_path):
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    cmd = command(seeds, job, output, "-s", "JUSTONEAPI_MAX_REQUESTS=6")
+    assert run(cmd, sandbox).returncode == 6
+    with output.open("ab") as file:
+        file.write(b'{"note_id": "cut-off in the middle of a li')
+    with (job / JOURNAL).open("ab") as file:
+        file.write(b'{"e": "page", "q": ["Nike", "gen')
+    final = run(command(seeds, job, output), sandbox)
+    assert final.returncode == 0, final.stderr
+    ids = output_ids(output)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert not paid_twice(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "hint"),
+    [
+        ({"settings": ["-s", "JUSTONEAPI_MAX_REQUESTS=7"]}, 6, "raise -s JUSTONEAPI_MAX_REQUESTS"),
+        ({"quota": 7}, 5, "run the same command again tomorrow"),
+    ],
+)
+def test_a_budget_or_quota_stop_resumes_exactly_where_it_stopped(sandbox_factory, seeds, tmp_path, stop, status, hint):
+    server = sandbox_factory(quota=stop.get("quota"))
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    first = run(command(seeds, job, output, *stop.get("settings", [])), server)
+    assert first.returncode == status, first.stderr
+    assert hint in first.stderr and f"it carries on where this run stopped (JUSTONEAPI_JOB_DIR={job})" in first.stderr
+    server.config.quota = None  # tomorrow
+    final = run(command(seeds, job, output), server)
+    assert final.returncode == 0, final.stderr
+    ids = output_ids(output)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert not paid_twice(server), "a clean stop costs no page twice"
+
+
+def test_ctrl_c_then_resume(sandbox_factory, seeds, tmp_path):
+    server = sandbox_factory(latency=0.3)
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    cmd = command(seeds, job, output)
+    start = len(server.log)
+    status = kill_when(cmd, server, lambda: len(server.log) >= start + 6, signal.SIGINT)
+    assert status == 1  # stopped by Ctrl-C
+    final = run(cmd, server)
+    assert final.returncode == 0, final.stderr
+    ids = output_ids(output)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert sum(n - 1 for n in paid_twice(server).values()) <= CONCURRENCY
+
+
+def test_a_finished_crawl_is_followed_by_a_new_one_that_skips_or_updates_known_notes(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    first = run(command(seeds, job, tmp_path / "day1.jsonl"), sandbox)
+    assert first.returncode == 0, first.stderr
+    assert "crawl 1 begins" in first.stderr
+    second = run(command(seeds, job, tmp_path / "day2.jsonl"), sandbox)
+    assert second.returncode == 0 and "crawl 2 begins" in second.stderr
+    assert output_ids(tmp_path / "day2.jsonl") == [], "JUSTONEAPI_SEEN_NOTES=skip: known notes are not written again"
+    third = run(command(seeds, job, tmp_path / "day3.jsonl", "-s", "JUSTONEAPI_SEEN_NOTES=update"), sandbox)
+    assert third.returncode == 0
+    assert set(output_ids(tmp_path / "day3.jsonl")) == EXPECTED, "update: written again, with today's counts"
+
+
+def test_the_default_output_of_a_job_is_one_file_per_crawl(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    cmd = [c for c in command(seeds, job, tmp_path / "x") if c not in ("-O", str(tmp_path / "x"))]
+    assert run(cmd, sandbox).returncode == 0
+    assert set(output_ids(job / "crawl-0001.jsonl")) == EXPECTED
+
+
+def test_since_stops_paging_a_time_sorted_query_at_the_cutoff(sandbox, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Nike\n", encoding="utf-8")
+    keys = CORPUS.result_keys("Nike", "time_descending", "_0", "any")
+    cutoff = CORPUS.now - 30 * 86400
+    cmd = command(seeds, tmp_path / "job", tmp_path / "notes.jsonl", "-a", "sort=latest", "-a", "since=2026-10-28")
+    result = run(cmd, sandbox)
+    assert result.returncode == 0, result.stderr
+    newer = {CORPUS.note(k)["id"] for k in keys if CORPUS.note(k)["timestamp"] >= cutoff}
+    assert set(output_ids(tmp_path / "notes.jsonl")) == newer
+    layout = CORPUS.layout("Nike", "time_descending", "_0", "any")
+    first_older_page = next(
+        n
+        for n, page in enumerate(layout, 1)
+        if any(s.model_type == "note" and CORPUS.note(s.key)["timestamp"] < cutoff for s in page)
+    )
+    assert [int(e["page"]) for e in sandbox.log] == list(range(1, first_older_page + 1)), "no page past the cutoff"
+    assert first_older_page < len(layout) - 1, "the cutoff saved calls"
+
+
+def test_since_last_needs_a_job_and_then_uses_the_last_crawl(sandbox, seeds, tmp_path):
+    no_job = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}", "-a", "since=last"]
+    bad = run(no_job, sandbox)
+    assert bad.returncode == 2 and "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR" in bad.stderr
+    cmd = command(seeds, tmp_path / "job", tmp_path / "o.jsonl", "-a", "since=last", "-a", "sort=latest")
+    first = run(cmd, sandbox)
+    assert first.returncode == 0 and "first crawl, so every note counts" in first.stderr
+    assert set(output_ids(tmp_path / "o.jsonl")) == EXPECTED
+    calls = len(sandbox.log)
+    second = run(cmd, sandbox)
+    assert second.returncode == 0 and "when the job's last crawl began" in second.stderr
+    # Every sandbox note is older than the first crawl: page 1 of each query shows it, and ends it.
+    assert len(sandbox.log) - calls == len(KEYWORDS)
+    assert output_ids(tmp_path / "o.jsonl") == []
+
+
+def test_dry_run_sends_nothing_and_touches_nothing(sandbox, seeds, tmp_path):
+    output = tmp_path / "notes.jsonl"
+    output.write_text("keep me\n")
+    result = run(command(seeds, tmp_path / "job", output, "--dry-run", "-a", "sort=general,latest"), sandbox)
+    assert result.returncode == 0, result.stderr
+    assert "6 keywords x 2 filter combinations = 12 queries, at most 20 pages each" in result.stdout
+    assert "at most 240 paid pages" in result.stdout
+    assert not sandbox.log and output.read_text() == "keep me\n" and not (tmp_path / "job" / JOURNAL).exists()
+
+
+def test_dry_run_of_an_open_job_counts_what_is_left(sandbox, seeds, tmp_path):
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    assert run(command(seeds, job, output, "-s", "JUSTONEAPI_MAX_REQUESTS=4"), sandbox).returncode == 6
+    result = run(command(seeds, job, output, "--dry-run"), sandbox)
+    assert result.returncode == 0
+    assert "crawl 1 is open:" in result.stdout and "4 pages paid" in result.stdout
+
+
+def test_the_report_from_a_job_folder(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    crawl = run(command(seeds, job, tmp_path / "notes.jsonl"), sandbox)
+    assert crawl.returncode == 0
+    assert "Report of this run, per keyword:" in crawl.stderr
+    report = subprocess.run(
+        [sys.executable, "-m", "scrapy", "report", str(job)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0].startswith(f"Report of crawl 1 of job {job} (1 run, complete)")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:-2]}
+    for keyword in KEYWORDS:
+        pages = len(CORPUS.layout(keyword, "general", "_0", "any"))
+        assert rows[keyword][0] == str(pages)
+        assert rows[keyword][1] == str(len(CORPUS.expected_note_ids(keyword)))
+    total = lines[-2].split()
+    assert total[2] == total[3] == str(len(EXPECTED))
+    assert lines[-1].startswith(f"  calls: {len(sandbox.log)} for {total[1]} paid pages")
+    missing = subprocess.run(
+        [sys.executable, "-m", "scrapy", "report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 2 and "is not a job state folder" in missing.stderr
+
+
+def test_repair_and_reload_of_a_journal(tmp_path):
+    state = JobState(tmp_path)
+    state.open()
+    assert state.start_run("2026-11-27T00:00:00Z") == 1
+    from rednote_crawl.api import Query
+
+    state.record_page(Query("a"), 1, [{"note_id": "x"}], last=False)
+    state.close()
+    with (tmp_path / JOURNAL).open("ab") as file:
+        file.write(b'{"e": "page", "q": ["a", "general", "_0", "any"], "p": 2, "last": true, "ite')
+    again = JobState(tmp_path).load()
+    assert again.resuming and again.crawl == 1
+    assert again.query(Query("a")).last_page == 1 and not again.query(Query("a")).finished
+    assert (tmp_path / JOURNAL).read_bytes().endswith(b"\n"), "the cut-off line is gone"
+    assert [r["note_id"] for r in repair_jsonl(tmp_path / "none.jsonl")] == []
+    assert Counter(e["e"] for e in repair_jsonl(tmp_path / JOURNAL)) == {"crawl": 1, "run": 1, "page": 1}
