@@ -9,9 +9,9 @@ request), where the token is hidden from every log line, and where
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
@@ -54,6 +54,9 @@ class JustOneApiAddon:
         if state is not None and state.resuming:
             self._resume_feeds(settings, state)
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
+        host = urlsplit(config.base_url).hostname or ""
+        if config.base_url.startswith("http://") and host not in ("localhost", "::1") and not host.startswith("127."):
+            logger.warning("JUSTONEAPI_BASE_URL uses plain http: the token crosses the network unencrypted")
 
     def _resume_feeds(self, settings: BaseSettings, state: JobState) -> None:
         """A resumed job appends to its output (even with -O), after mending a cut-off last line."""
@@ -89,15 +92,17 @@ def _local_path(uri: str) -> Path | None:
 def _check_writable(uri: str) -> None:
     """Fail before any paid call when a local output file cannot be written."""
     path = _local_path(uri)
-    if path is None or "%(" in str(path.parent):
-        return  # remote, or a folder named after the spider or the time: checked when the feed opens
+    if path is None or "%(" in str(path):
+        return  # remote, or named after the spider or the time: checked when the feed opens
+    problem = f"cannot write the output file {uri!r}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
+        existed = path.exists()
+        with path.open("ab"):  # opened to append: nothing in it is lost
+            pass
+        if not existed:
+            path.unlink()
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write the output file {uri!r}: {exc.strerror}; choose another path with -O FILE"
-        ) from None
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(
-            f"cannot write the output file {uri!r}: {path.parent} is not writable; choose another path with -O FILE"
-        )
+        raise ConfigError(f"{problem}: {exc.strerror}; choose another path with -O FILE") from None

@@ -141,6 +141,7 @@ CODE_NAMES: dict[int, str] = {
     303: "daily quota exceeded",
     400: "invalid parameters",
     500: "internal error",
+    503: "service unavailable",
     600: "permission denied",
     601: "insufficient balance",
 }
@@ -198,7 +199,8 @@ def judge(status: int, body: bytes) -> Answer:
         head = body.lstrip()[:1]
         kind = "html" if head == b"<" else "truncated" if head in (b"{", b"[") else "text" if body else "empty"
         action = Action.SLOW_DOWN if status == 429 else Action.RETRY  # a gateway's own 429 page
-        unexpected = 400 <= status < 500 and status not in (408, 429)
+        # A redirect, a 4xx page or a 200 that is not the API's JSON: the URL is likely wrong.
+        unexpected = status < 500 and status not in (408, 429)
         return Answer(
             action,
             f"http_{status}_{kind}",
@@ -207,7 +209,7 @@ def judge(status: int, body: bytes) -> Answer:
         )
     code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
     if code is None:
-        return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code")
+        return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code", unexpected=True)
     message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
     label = f"code_{code}"
     if code == 0:

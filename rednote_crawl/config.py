@@ -7,6 +7,7 @@ hands the same object to every component afterwards.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import weakref
@@ -75,6 +76,32 @@ def flag(settings: BaseSettings, name: str) -> bool:
         raise ConfigError(f"{name}={_get(settings, name)!r} is not a boolean; use true/false or 1/0") from None
 
 
+def _base_url(raw: str) -> str:
+    """Scheme and host in lower case (Scrapy lower-cases request URLs), no trailing slash."""
+    problem = f"JUSTONEAPI_BASE_URL={raw!r} is not an http(s) base URL like {api.DEFAULT_BASE_URL}"
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{problem}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(problem)
+    if any(c.isspace() for c in raw.strip()):
+        raise ConfigError(f"{problem}: it holds a space")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _check_names(settings: BaseSettings) -> None:
+    """A mistyped JUSTONEAPI_ setting would be ignored, and the crawl would run, and pay, without it."""
+    for name in settings:
+        if name.startswith("JUSTONEAPI_") and name not in DEFAULTS:
+            close = difflib.get_close_matches(name, DEFAULTS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; the settings are: {', '.join(DEFAULTS)}"
+            raise ConfigError(f"unknown setting {name}{hint}")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     token: str = field(repr=False)
@@ -103,14 +130,9 @@ class ApiConfig:
                 "To try the crawler without a token, run it against the offline sandbox: "
                 "scrapy crawl note_search -a keywords=seeds/brands.txt -s JUSTONEAPI_SANDBOX=1"
             )
-        base_url = str(
-            _get(settings, "JUSTONEAPI_BASE_URL") or environ.get("JUSTONEAPI_BASE_URL") or api.DEFAULT_BASE_URL
+        base_url = _base_url(
+            str(_get(settings, "JUSTONEAPI_BASE_URL") or environ.get("JUSTONEAPI_BASE_URL") or api.DEFAULT_BASE_URL)
         )
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ConfigError(
-                f"JUSTONEAPI_BASE_URL={base_url!r} is not an http(s) base URL like {api.DEFAULT_BASE_URL}"
-            )
         style = str(_get(settings, "JUSTONEAPI_NOTE_TIME_STYLE"))
         if style not in api.NOTE_TIME_STYLES:
             raise ConfigError(
@@ -125,9 +147,10 @@ class ApiConfig:
             raise ConfigError(
                 f"JUSTONEAPI_BACKOFF_MAX={backoff_max} is below JUSTONEAPI_BACKOFF_BASE={backoff_base}; raise it"
             )
+        _check_names(settings)
         return cls(
             token=token,
-            base_url=base_url.rstrip("/"),
+            base_url=base_url,
             timeout=_number(settings, "JUSTONEAPI_TIMEOUT", float, 1),
             max_rps=_number(settings, "JUSTONEAPI_MAX_RPS", float, 0),
             max_requests=_number(settings, "JUSTONEAPI_MAX_REQUESTS", int, 0),

@@ -44,7 +44,13 @@ def fetch(
     url = api.add_token(api.search_url(base_url, query.params(page, note_time_style)), token)
     started = time.perf_counter()
     try:
-        response = session.get(url, timeout=timeout, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+        # No redirects: the API does not redirect, and following one would carry the token elsewhere.
+        response = session.get(
+            url,
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            allow_redirects=False,
+        )
     except requests.RequestException as exc:
         raise ProbeError(redaction.redact(f"{type(exc).__name__}: {exc}")) from None
     latency = time.perf_counter() - started
@@ -76,4 +82,4 @@ def render(result: ProbeResult, rows: int = 20) -> str:
                 )
             if len(page.notes) > rows:
                 lines.append(f"     ... {len(page.notes) - rows} more")
-    return "\n".join(lines)
+    return redaction.redact("\n".join(lines))  # the API's own message may quote the token

@@ -41,6 +41,8 @@ HTTPERROR_ALLOW_ALL = True
 # would carry the call (and its token) elsewhere. A 3xx is judged like any odd answer.
 REDIRECT_ENABLED = False
 METAREFRESH_ENABLED = False
+# A long keyword makes a long URL; the API, not a middleware, says whether it is too long.
+URLLENGTH_LIMIT = 0
 # The token is added by this handler at the last hop, never to a Request.
 DOWNLOAD_HANDLERS = {
     "http": "rednote_crawl.auth.TokenAuthDownloadHandler",

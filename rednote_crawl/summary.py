@@ -39,6 +39,10 @@ EXIT_STATUS: dict[str, int] = {
 # Stats that mean notes may be missing: a callback crashed or a feed could not be written.
 LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
 RESUME_HINTS = {
+    "justoneapi_invalid_token": "fix JUSTONEAPI_TOKEN (scrapy probe checks it), then run the same command again",
+    "justoneapi_permission_denied": "ask the vendor to enable note search v2 for the token, then run the same command again",
+    UNEXPECTED: "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
+    "shutdown": "run the same command again",
     "justoneapi_quota_exceeded": "the daily quota is used up: run the same command again tomorrow",
     "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
     BUDGET_SPENT: "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
@@ -65,6 +69,7 @@ class CrawlSummary:
         self.task: Any = None
         crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
+        crawler.signals.connect(self.engine_stopped, signal=scrapy_signals.engine_stopped)
         crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
         crawler.signals.connect(self.page_paid, signal=signals.page_paid)
@@ -120,10 +125,10 @@ class CrawlSummary:
 
     def log_progress(self) -> None:
         logger.info(
-            "Progress: %d of %d queries done, %d pages paid, %d unique notes, %d retries, %d rate-limited",
+            "Progress: %d of %d queries done, %d pages read, %d unique notes, %d retries, %d rate-limited",
             self._queries_done(),
             self._get("queries/total"),
-            self._get("pages/paid"),
+            self._get("pages/read"),
             self._get("notes/unique"),
             self._get("retry/count"),
             self._get("ratelimit/retries"),
@@ -132,6 +137,13 @@ class CrawlSummary:
     def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
+        self.reason = reason
+
+    def engine_stopped(self) -> None:
+        """The last word of the log: the feeds are stored by now, so their failures count too."""
+        reason = getattr(self, "reason", None)
+        if reason is None:
+            return  # the crawl never opened
         logger.info("%s", self.render(reason))
         if self.keywords:
             calls = self._get("requests/sent")
@@ -150,8 +162,13 @@ class CrawlSummary:
             f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {exit_status(reason, stats)}, "
             f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
             f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
-            + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else ""),
-            f"  pages:    {self._get('pages/paid')} paid, {self._get('pages/failed')} failed; "
+            + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else "")
+            + (
+                f"; {capped} stopped at max_pages (more results may exist: raise -a max_pages)"
+                if (capped := self._get("queries/finished/max_pages"))
+                else ""
+            ),
+            f"  pages:    {self._get('pages/read')} read, {self._get('pages/failed')} failed; "
             f"{plural(self._get('requests/sent'), 'call')} sent",
             f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} repeated ones dropped, "
             f"{plural(skipped, 'non-note item')} skipped",

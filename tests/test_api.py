@@ -146,6 +146,10 @@ def test_code_0_without_an_items_list_is_unusable_not_the_end(data):
     [
         (200, envelope(602), True),
         (200, envelope(301), False),
+        (503, envelope(503), False),
+        (301, b"<html>Moved</html>", True),
+        (200, b"<html>captive portal</html>", True),
+        (200, b'{"status": "ok"}', True),
         (404, b"not found", True),
         (405, b"<html>405</html>", True),
         (429, b"slow down", False),

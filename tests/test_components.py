@@ -298,7 +298,7 @@ def test_backoff_and_rate_waits_are_spent_before_sending():
         return crawler, throttle
 
     crawler, throttle = asyncio.run(scenario())
-    assert 0 < crawler.stats.get_value("justoneapi/retry/backoff_seconds") <= 0.05
+    assert 0.04 < crawler.stats.get_value("justoneapi/retry/backoff_seconds") < 1  # the wait itself, wall-clock
     assert crawler.stats.get_value("justoneapi/ratelimit/held_seconds") > 0
     assert throttle.limiter.rate == 10
 

@@ -413,3 +413,31 @@ def test_progress_is_logged_while_the_crawl_runs(sandbox_factory, crawl):
     result = crawl(server, keywords=["小米", "Nike"], settings={"LOGSTATS_INTERVAL": "1", "CONCURRENT_REQUESTS": "1"})
     assert result.returncode == 0, result.log
     assert "Progress: " in result.log and " queries done, " in result.log
+
+
+def test_an_output_path_that_is_a_folder_stops_the_crawl_before_any_call(sandbox, crawl, tmp_path):
+    (tmp_path / "notes.jsonl").mkdir()
+    result = crawl(sandbox, "-O", str(tmp_path / "notes.jsonl"), keywords=["小米"], output=False)
+    assert result.returncode == 2 and "it is a folder" in result.log
+    assert not sandbox.log
+
+
+def test_a_feed_that_cannot_be_stored_is_reported_and_the_summary_agrees(sandbox, crawl):
+    result = crawl(sandbox, "-O", "/dev/full:jsonl", keywords=["小米"], output=False)
+    assert result.returncode == 3, result.log
+    assert "exit status 3" in result.log
+    assert result.log.rstrip().splitlines()[-1].startswith("  calls:"), "the summary and report come last"
+
+
+def test_an_upper_case_base_url_still_gets_the_token(sandbox_factory, crawl):
+    server = sandbox_factory(tokens=frozenset({TOKEN}))
+    result = crawl(None, keywords=["小米"], env={"JUSTONEAPI_BASE_URL": server.url.replace("http://", "HTTP://")})
+    assert result.returncode == 0, result.log
+    assert set(result.note_ids()) == expected_ids(["小米"])
+
+
+def test_a_long_keyword_reaches_the_api(sandbox, crawl):
+    keyword = "海信洗衣机测评" * 40
+    result = crawl(sandbox, keywords=[keyword])
+    assert result.returncode == 0, result.log
+    assert [e["keyword"] for e in sandbox.log][:1] == [keyword]

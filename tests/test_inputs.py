@@ -74,6 +74,11 @@ def test_no_token_points_at_the_sandbox():
         ("JUSTONEAPI_NOTE_TIME_STYLE", "english", "use one of: vendor, chinese"),
         ("JUSTONEAPI_BASE_URL", "api.justoneapi.com", "is not an http"),
         ("JUSTONEAPI_BASE_URL", "https://h/?token=x", "is not an http"),
+        ("JUSTONEAPI_BASE_URL", "http://127.0.0.1:99999", "Port out of range"),
+        ("JUSTONEAPI_BASE_URL", "http://[::1", "Invalid IPv6 URL"),
+        ("JUSTONEAPI_BASE_URL", "http://exa mple.com", "it holds a space"),
+        ("JUSTONEAPI_MAX_REQUEST", "5", "unknown setting JUSTONEAPI_MAX_REQUEST; did you mean JUSTONEAPI_MAX_REQUESTS"),
+        ("JUSTONEAPI_SEEN_NOTES", "keep", "use one of: skip, update"),
         ("JUSTONEAPI_KEEP_RAW", "maybe", "JUSTONEAPI_KEEP_RAW='maybe' is not a boolean"),
         ("JUSTONEAPI_BACKOFF_MAX", "0.1", "JUSTONEAPI_BACKOFF_MAX=0.1 is below JUSTONEAPI_BACKOFF_BASE"),
     ],
@@ -81,3 +86,15 @@ def test_no_token_points_at_the_sandbox():
 def test_bad_settings_name_the_setting(name, value, message):
     with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace("(", r"\(")):
         config({"JUSTONEAPI_TOKEN": "t"}, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("HTTP://127.0.0.1:8/", "http://127.0.0.1:8"),
+        ("https://API.JustOneAPI.com", "https://api.justoneapi.com"),
+        ("http://[::1]:80/x/", "http://[::1]:80/x"),
+    ],
+)
+def test_the_base_url_is_normalised_like_scrapy_normalises_request_urls(raw, normal):
+    assert config({"JUSTONEAPI_TOKEN": "t", "JUSTONEAPI_BASE_URL": raw}).base_url == normal

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
+from typing import ClassVar
 
 import pytest
 
@@ -70,3 +74,67 @@ def test_probe_without_a_token_or_with_bad_input():
     assert "no API token" in probe("http://127.0.0.1:1", "Nike", token=None).stderr
     result = probe("http://127.0.0.1:1", "Nike", "--sort", "bogus")
     assert result.returncode == 2 and "--sort='bogus' is not a valid value" in result.stderr
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in for a gateway in front of the API: it redirects, or quotes the token back."""
+
+    seen: ClassVar[list[str]] = []
+    redirect_to = ""
+
+    def do_GET(self):
+        Recorder.seen.append(self.path)
+        if self.redirect_to:
+            self.send_response(301)
+            self.send_header("Location", self.redirect_to + self.path)
+            self.end_headers()
+            return
+        token = self.path.rsplit("token=", 1)[-1]
+        body = json.dumps({"code": 100, "data": None, "message": f"invalid token {token}", "recordTime": None}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def gateway():
+    servers = []
+
+    def start(redirect_to: str = ""):
+        handler = type("Handler", (Recorder,), {"redirect_to": redirect_to})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    Recorder.seen.clear()
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_probe_does_not_follow_a_redirect_with_the_token(gateway):
+    elsewhere = gateway()
+    front = gateway(redirect_to=elsewhere)
+    result = probe(front, "Nike")
+    assert result.returncode == 1
+    assert len(Recorder.seen) == 1, "the other host got nothing"
+    assert "The API does not redirect: check JUSTONEAPI_BASE_URL" in result.stderr
+
+
+def test_probe_masks_the_token_in_the_apis_own_message(gateway):
+    result = probe(gateway(), "Nike")
+    assert result.returncode == 4
+    assert "invalid token tok-…" in result.stdout and TOKEN not in result.stdout + result.stderr
+
+
+def test_probe_refuses_a_page_0_and_several_values():
+    assert "is not a page number" in probe("http://127.0.0.1:1", "Nike", "--page", "0").stderr
+    result = probe("http://127.0.0.1:1", "Nike", "--sort", "general,latest")
+    assert result.returncode == 2 and "takes one value here" in result.stderr

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from rednote_crawl import api
-from rednote_crawl.sandbox import Fault
+from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
 
 CORPUS = Corpus()
@@ -106,6 +106,8 @@ def test_fault_specs_and_determinism():
     assert Fault.parse("html502@Nike#2x3") == Fault("html502", 1.0, "Nike", 2, 3)
     assert Fault.parse("400@Mix x Max") == Fault("400", 1.0, "Mix x Max")
     assert Fault.parse("602") == Fault("602")  # any business code, documented or not
+    assert Fault.parse("301@Xbox360") == Fault("301", 1.0, "Xbox360")
+    assert Fault.parse("cutx2") == Fault("cut", times=2)
     with pytest.raises(ValueError, match="unknown fault"):
         Fault.parse("teapot")
     fault = Fault("301", 0.3)
@@ -161,3 +163,14 @@ def test_the_request_log_is_served(sandbox):
     with urllib.request.urlopen(f"{sandbox.url}/__sandbox__/log", timeout=5) as response:
         log = orjson.loads(response.read())
     assert [(e["keyword"], e["code"]) for e in log] == [("小米", 0)]
+
+
+def test_cassettes_of_errors_do_not_hide_recorded_pages(sandbox_factory):
+    server = sandbox_factory(cassettes=str(Path(__file__).parent / "cassettes"), replay_only=True)
+    status, body = call(server, keyword="Nike", page="1", sort="general", noteType="_0", token="any")
+    assert (status, body["code"]) == (200, 0), "normal_page wins over the error cassettes of the same call"
+
+
+def test_a_missing_cassette_folder_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="holds no betamax cassettes"):
+        SandboxServer(SandboxConfig(cassettes=str(tmp_path)))

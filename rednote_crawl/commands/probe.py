@@ -29,7 +29,7 @@ class Command(ScrapyCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
-        parser.add_argument("--page", type=int, default=1, help="page number (default 1)")
+        parser.add_argument("--page", type=_page, default=1, help="page number (default 1)")
         parser.add_argument("--sort", help="a sort value, as for the spider's -a sort=")
         parser.add_argument("--note-type", help="a note type, as for -a note_type=")
         parser.add_argument("--note-time", help="a time filter, as for -a note_time=")
@@ -42,9 +42,9 @@ class Command(ScrapyCommand):
             config = ApiConfig.from_settings(self.settings)
             query = api.Query(
                 args[0].strip(),
-                api.parse_choices("--sort", opts.sort, api.SORTS, api.DEFAULT_SORT)[0],
-                api.parse_choices("--note-type", opts.note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)[0],
-                api.parse_choices("--note-time", opts.note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)[0],
+                _one("--sort", opts.sort, api.SORTS, api.DEFAULT_SORT),
+                _one("--note-type", opts.note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE),
+                _one("--note-time", opts.note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME),
             )
         except (ConfigError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -68,6 +68,8 @@ class Command(ScrapyCommand):
             self.exitcode = EXIT_ERROR
             return
         print(render(result))
+        if 300 <= result.status < 400:
+            print(f"The API does not redirect: check JUSTONEAPI_BASE_URL (now {config.base_url})", file=sys.stderr)
         if result.answer.action is api.Action.PARSE:
             print(f"The token works ({redaction.mask(config.token)}).")
             return
@@ -77,3 +79,16 @@ class Command(ScrapyCommand):
             from rednote_crawl.middlewares.policy import FATAL_HINTS
 
             print(f"A crawl would stop at once: {FATAL_HINTS[result.answer.code or 0]}", file=sys.stderr)
+
+
+def _page(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a page number (1, 2, ...)")
+    return int(text)
+
+
+def _one(option: str, raw: str | None, choices: dict[str, str], default: str) -> str:
+    values = api.parse_choices(option, raw, choices, default)
+    if len(values) > 1:
+        raise ValueError(f"{option} takes one value here (one call), not {raw!r}")
+    return values[0]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.misc import load_object
+from twisted.internet.error import DNSLookupError
 
 from rednote_crawl import api, signals
 from rednote_crawl.config import ApiConfig
@@ -79,7 +80,7 @@ class ApiPolicyMiddleware:
             return response
         answer = api.judge(response.status, response.body)
         self.stats.inc_value(f"justoneapi/answers/{answer.label}")
-        self._count_unexpected(answer)
+        self._count_unexpected(answer.unexpected, answer.label, answer.message)
         if answer.action is api.Action.PARSE:
             request.meta[ENVELOPE_META] = answer.envelope
             self.crawler.signals.send_catch_log(signals.page_paid, request=request)
@@ -101,6 +102,8 @@ class ApiPolicyMiddleware:
             return None
         label = f"exception_{type(exception).__name__}"
         self.stats.inc_value(f"justoneapi/answers/{label}")
+        if isinstance(exception, DNSLookupError):  # the host does not exist: a wrong URL, not an outage
+            self._count_unexpected(True, label, str(exception))
         if isinstance(exception, self.retry_exceptions):
             return self._retry(request, label, str(exception))
         self._fail(request, f"{label}: {exception}")
@@ -172,22 +175,22 @@ class ApiPolicyMiddleware:
         )
         stop_crawl(self.crawler, answer.finish_reason, answer.message)
 
-    def _count_unexpected(self, answer: api.Answer) -> None:
+    def _count_unexpected(self, unexpected: bool, label: str, message: str) -> None:
         """Stop when answers keep being ones nobody documented: a wrong base URL or an account-level problem."""
-        if not answer.unexpected:
+        if not unexpected:
             self.unexpected_in_a_row = 0
             return
         self.unexpected_in_a_row += 1
         if self.unexpected_in_a_row >= UNEXPECTED_LIMIT and not self.stopping:
             logger.error(
-                "Stopping the crawl: %d answers in a row were ones the API does not document (last: %s, %s); "
+                "Stopping the crawl: %d answers in a row were ones the API does not give (last: %s, %s); "
                 "check JUSTONEAPI_BASE_URL (now %s)",
                 self.unexpected_in_a_row,
-                answer.label,
-                answer.message,
+                label,
+                message,
                 self.config.base_url,
             )
-            stop_crawl(self.crawler, UNEXPECTED, answer.message)
+            stop_crawl(self.crawler, UNEXPECTED, message)
 
     def _on_stopping(self, reason: str, message: str) -> None:
         self.stopping = self.stopping or reason

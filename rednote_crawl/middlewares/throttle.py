@@ -25,11 +25,34 @@ from rednote_crawl.ratelimit import AdaptiveRateLimiter
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
+    from scrapy.statscollectors import StatsCollector
 
 logger = logging.getLogger(__name__)
 
 BUDGET_SPENT = "justoneapi_budget_spent"
 STOP_POLL = 1.0  # seconds: how soon a waiting request notices a Ctrl-C (which sends no signal)
+
+
+class WallClock:
+    """Adds to a stat the wall-clock time during which at least one request is inside ``with``.
+
+    Waits overlap (sixteen requests can wait at once), so summing them would say little.
+    """
+
+    def __init__(self, stats: StatsCollector, key: str) -> None:
+        self.stats, self.key = stats, key
+        self.inside = 0
+        self.since = 0.0
+
+    def __enter__(self) -> None:
+        if self.inside == 0:
+            self.since = time.monotonic()
+        self.inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.inside -= 1
+        if self.inside == 0:
+            self.stats.inc_value(self.key, time.monotonic() - self.since)
 
 
 class TokenThrottleMiddleware:
@@ -41,8 +64,8 @@ class TokenThrottleMiddleware:
         self.sent = 0
         self.stopping: str | None = None
         self._stopped = asyncio.Event()
-        self._waiting = 0  # requests waiting on the limiter right now
-        self._held_since = 0.0
+        self._backoff = WallClock(self.stats, "justoneapi/retry/backoff_seconds")
+        self._held = WallClock(self.stats, "justoneapi/ratelimit/held_seconds")
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
@@ -57,10 +80,11 @@ class TokenThrottleMiddleware:
         self._check_open()
         not_before = request.meta.get(NOT_BEFORE_META)
         if not_before and (backoff := not_before - time.time()) > 0:
-            self.stats.inc_value("justoneapi/retry/backoff_seconds", backoff)
-            await self._sleep(backoff)
+            with self._backoff:
+                await self._sleep(backoff)
             self._check_open()
-        await self._paced()
+        with self._held:
+            await self.limiter.acquire(self._sleep)
         self._check_open()
         if self.config.max_requests and self.sent >= self.config.max_requests:
             logger.warning(
@@ -80,18 +104,6 @@ class TokenThrottleMiddleware:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=min(left, STOP_POLL))
         return not self._stopping_now()
-
-    async def _paced(self) -> None:
-        """Wait for the limiter; count the wall-clock time any request was held by it."""
-        if self._waiting == 0:
-            self._held_since = time.monotonic()
-        self._waiting += 1
-        try:
-            await self.limiter.acquire(self._sleep)
-        finally:
-            self._waiting -= 1
-            if self._waiting == 0:
-                self.stats.inc_value("justoneapi/ratelimit/held_seconds", time.monotonic() - self._held_since)
 
     def _stopping_now(self) -> bool:
         if self.stopping is None and not self.crawler.crawling:

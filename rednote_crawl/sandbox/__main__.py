@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = SandboxServer(config)
     except (OSError, ValueError) as exc:
-        print(f"error: cannot load the cassettes in {args.cassettes}: {exc}", file=sys.stderr)
+        print(f"error: cannot load --cassettes {args.cassettes}: {exc}", file=sys.stderr)
         return 2
 
     async def serve() -> None:

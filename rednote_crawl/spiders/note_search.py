@@ -140,7 +140,7 @@ class NoteSearchSpider(scrapy.Spider):
         envelope = response.meta.pop(ENVELOPE_META, None) or api.judge(response.status, response.body).envelope or {}
         page = api.read_page(envelope, keep_ads=self.config.keep_ads)
         stats = self.crawler.stats
-        stats.inc_value("justoneapi/pages/paid")
+        stats.inc_value("justoneapi/pages/read")
         for model_type, count in page.skipped.items():
             stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
         note_time_sent = query.params(page_number, self.config.note_time_style).get("noteTime")
