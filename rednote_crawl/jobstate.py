@@ -1,14 +1,17 @@
 """The job state folder (``JUSTONEAPI_JOB_DIR``): what makes a crawl resumable.
 
-One append-only journal, ``journal.jsonl``, holds every paid page *with its
-items*, written and fsync'ed before the items go to the pipelines, plus the
-queries the API rejected, the pages that failed and the start and end of each
-run. From it a new run knows, for every query, the last page paid for and
-whether the query is finished, so it asks only for the pages after that; and
-it can put back into the output any note a hard kill lost on the way to the
-file. Plain Python: the Scrapy side is ``middlewares/resume.py``.
+Each crawl of the job has an append-only journal, ``crawl-0001.journal.jsonl``,
+holding every paid page *with its items*, written and fsync'ed before the items
+go to the pipelines, plus the queries the API rejected, the pages that failed
+and the start and end of each run. From it a new run knows, for every query,
+the last page paid for and whether the query is finished, so it asks only for
+the pages after that; and it can put back into the output any note a hard kill
+lost on the way to the file. When a crawl is complete and the next begins, the
+ids of its notes go to ``history.ids`` (one per line): that is all later crawls
+need of it, so a long-lived job reads one crawl's journal, not all of them.
+Plain Python: the Scrapy side is ``middlewares/resume.py``.
 
-A crash can leave the last line of the journal or of the output cut off:
+A crash can leave the last line of a journal or of the output cut off:
 ``repair_jsonl`` drops such a line before anything is appended.
 """
 
@@ -24,7 +27,16 @@ import orjson
 
 from rednote_crawl import api
 
-JOURNAL = "journal.jsonl"
+HISTORY = "history.ids"
+
+
+def journal_path(folder: Path, crawl: int) -> Path:
+    return folder / f"crawl-{crawl:04d}.journal.jsonl"
+
+
+def crawls(folder: Path) -> list[int]:
+    """The numbers of the crawls that have a journal in ``folder``."""
+    return sorted(int(p.name[6:10]) for p in folder.glob("crawl-[0-9][0-9][0-9][0-9].journal.jsonl"))
 
 
 def query_key(query: api.Query) -> tuple[str, str, str, str]:
@@ -90,32 +102,40 @@ class JobState:
 
     # --- reading -----------------------------------------------------------------
     def load(self, next_run: bool = True) -> JobState:
-        """Read the journal; for ``next_run``, set up the crawl the next run works on."""
-        for record in repair_jsonl(self.folder / JOURNAL):
-            event = record.get("e")
-            if event == "crawl":
-                self.history |= note_ids(self.items())
-                self.queries = {}
-                self.crawl = record["crawl"]
-                self.previous_crawl_started, self.crawl_started = self.crawl_started, record["at"]
-            elif event == "run":
-                self.runs.append(record)
-            elif event == "end" and self.runs:
-                self.runs[-1]["end"] = record
-            elif event in ("page", "rejected", "failed"):
-                state = self.queries.setdefault(tuple(record["q"]), QueryState())  # type: ignore[arg-type]
-                if event == "page":
-                    state.pages[record["p"]] = record["items"]
-                    state.finished = state.finished or record["last"]
-                elif event == "rejected":
-                    state.rejected = True
-                else:
-                    state.failed.append((record["p"], record["why"]))
-        if next_run and not self.resuming:  # the next run begins a new crawl: what this one found is history
+        """Read the last crawl's journal; for ``next_run``, set up the crawl the next run works on."""
+        numbers = crawls(self.folder)
+        self.crawl = numbers[-1] if numbers else 0
+        if self.crawl:
+            for record in repair_jsonl(journal_path(self.folder, self.crawl)):
+                self._apply(record)
+        if self.crawl > 1:
+            first = next(repair_jsonl(journal_path(self.folder, self.crawl - 1)), {})
+            self.previous_crawl_started = first.get("at")
+        if (self.folder / HISTORY).exists():
+            self.history = set((self.folder / HISTORY).read_text(encoding="utf-8").split())
+        if next_run and not self.resuming:  # the next run begins a new crawl: this one becomes history
             self.history |= note_ids(self.items())
             self.queries = {}
             self.previous_crawl_started = self.crawl_started
         return self
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        event = record.get("e")
+        if event == "crawl":
+            self.crawl_started = record["at"]
+        elif event == "run":
+            self.runs.append(record)
+        elif event == "end" and self.runs:
+            self.runs[-1]["end"] = record
+        elif event in ("page", "rejected", "failed"):
+            state = self.queries.setdefault(tuple(record["q"]), QueryState())  # type: ignore[arg-type]
+            if event == "page":
+                state.pages[record["p"]] = record["items"]
+                state.finished = state.finished or record["last"]
+            elif event == "rejected":
+                state.rejected = True
+            else:
+                state.failed.append((record["p"], record["why"]))
 
     @property
     def resuming(self) -> bool:
@@ -136,10 +156,29 @@ class JobState:
                 yield from state.pages[page]
 
     # --- writing -------------------------------------------------------------------
-    def open(self) -> None:
+    def begin_run(self, at: str) -> int:
+        """Open the journal for a run: of a new crawl, unless the last one is still open.
+
+        Returns the run's number within its crawl.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        list(repair_jsonl(self.folder / JOURNAL))  # never append after a cut-off line
-        self._fd = os.open(self.folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if not self.resuming:  # load() has put the last crawl's notes in self.history
+            if self.crawl:
+                temporary = self.folder / f"{HISTORY}.new"
+                temporary.write_text("".join(f"{note_id}\n" for note_id in sorted(self.history)), encoding="utf-8")
+                os.replace(temporary, self.folder / HISTORY)  # whole or not at all
+            self.crawl += 1
+            self.crawl_started = at
+            self.runs = []
+        path = journal_path(self.folder, self.crawl)
+        list(repair_jsonl(path))  # never append after a cut-off line
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if not self.runs:
+            self._append({"e": "crawl", "crawl": self.crawl, "at": at})
+        record = {"e": "run", "run": len(self.runs) + 1, "at": at}
+        self.runs.append(record)
+        self._append(record)
+        return len(self.runs)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -147,21 +186,10 @@ class JobState:
             self._fd = None
 
     def _append(self, record: dict[str, Any], sync: bool = True) -> None:
-        assert self._fd is not None, "JobState.open() first"
+        assert self._fd is not None, "JobState.begin_run() first"
         os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         if sync:
             os.fsync(self._fd)  # survives a reboot, not only a kill
-
-    def start_run(self, at: str) -> int:
-        """Begin a run: of a new crawl, unless the last one is still open."""
-        if not self.resuming:  # load() already moved the last crawl to history
-            self.crawl += 1
-            self.crawl_started = at
-            self._append({"e": "crawl", "crawl": self.crawl, "at": at})
-        record = {"e": "run", "run": len(self.runs) + 1, "crawl": self.crawl, "at": at}
-        self.runs.append(record)
-        self._append(record)
-        return len([r for r in self.runs if r.get("crawl") == self.crawl])
 
     def end_run(self, reason: str, at: str, calls: int, complete: bool) -> None:
         record = {"e": "end", "run": len(self.runs), "reason": reason, "at": at, "calls": calls, "complete": complete}

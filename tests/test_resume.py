@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rednote_crawl.jobstate import JOURNAL, JobState, repair_jsonl
+from rednote_crawl.jobstate import HISTORY, JobState, journal_path, repair_jsonl
 from rednote_crawl.sandbox.corpus import Corpus
 from tests.conftest import FAST, ROOT, TOKEN, paid_twice
 
@@ -99,7 +99,7 @@ def test_torn_lines_are_mended_before_anything_is_appended(sandbox, seeds, tmp_p
     assert run(cmd, sandbox).returncode == 6
     with output.open("ab") as file:
         file.write(b'{"note_id": "cut-off in the middle of a li')
-    with (job / JOURNAL).open("ab") as file:
+    with journal_path(job, 1).open("ab") as file:
         file.write(b'{"e": "page", "q": ["Nike", "gen')
     final = run(command(seeds, job, output), sandbox)
     assert final.returncode == 0, final.stderr
@@ -206,7 +206,7 @@ def test_dry_run_sends_nothing_and_touches_nothing(sandbox, seeds, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "6 keywords x 2 filter combinations = 12 queries, at most 20 pages each" in result.stdout
     assert "at most 240 paid pages" in result.stdout
-    assert not sandbox.log and output.read_text() == "keep me\n" and not (tmp_path / "job" / JOURNAL).exists()
+    assert not sandbox.log and output.read_text() == "keep me\n" and not list((tmp_path / "job").glob("*"))
 
 
 def test_dry_run_of_an_open_job_counts_what_is_left(sandbox, seeds, tmp_path):
@@ -243,18 +243,28 @@ def test_the_report_from_a_job_folder(sandbox, seeds, tmp_path):
 
 
 def test_repair_and_reload_of_a_journal(tmp_path):
-    state = JobState(tmp_path)
-    state.open()
-    assert state.start_run("2026-11-27T00:00:00Z") == 1
     from rednote_crawl.api import Query
 
+    state = JobState(tmp_path).load()
+    assert state.begin_run("2026-11-27T00:00:00Z") == 1 and state.crawl == 1
     state.record_page(Query("a"), 1, [{"note_id": "x"}], last=False)
     state.close()
-    with (tmp_path / JOURNAL).open("ab") as file:
+    with journal_path(tmp_path, 1).open("ab") as file:
         file.write(b'{"e": "page", "q": ["a", "general", "_0", "any"], "p": 2, "last": true, "ite')
     again = JobState(tmp_path).load()
     assert again.resuming and again.crawl == 1
     assert again.query(Query("a")).last_page == 1 and not again.query(Query("a")).finished
-    assert (tmp_path / JOURNAL).read_bytes().endswith(b"\n"), "the cut-off line is gone"
-    assert [r["note_id"] for r in repair_jsonl(tmp_path / "none.jsonl")] == []
-    assert Counter(e["e"] for e in repair_jsonl(tmp_path / JOURNAL)) == {"crawl": 1, "run": 1, "page": 1}
+    assert journal_path(tmp_path, 1).read_bytes().endswith(b"\n"), "the cut-off line is gone"
+    assert list(repair_jsonl(tmp_path / "none.jsonl")) == []
+    assert Counter(e["e"] for e in repair_jsonl(journal_path(tmp_path, 1))) == {"crawl": 1, "run": 1, "page": 1}
+    # A complete run: the next start is a new crawl, and the old one's notes become history.
+    assert again.begin_run("2026-11-27T01:00:00Z") == 2
+    again.record_page(Query("a"), 2, [{"note_id": "y"}], last=True)
+    again.end_run("finished", "2026-11-27T01:00:01Z", calls=2, complete=True)
+    again.close()
+    third = JobState(tmp_path).load()
+    assert not third.resuming and third.history == {"x", "y"} and third.previous_crawl_started == "2026-11-27T00:00:00Z"
+    assert third.begin_run("2026-11-28T00:00:00Z") == 1 and third.crawl == 2
+    third.close()
+    assert (tmp_path / HISTORY).read_text().split() == ["x", "y"]
+    assert JobState(tmp_path).load().history == {"x", "y"}

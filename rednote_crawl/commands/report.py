@@ -10,7 +10,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import report
-from rednote_crawl.jobstate import JOURNAL, JobState
+from rednote_crawl.jobstate import JobState, crawls
 from rednote_crawl.summary import plural
 
 if TYPE_CHECKING:
@@ -31,15 +31,15 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("name the job state folder: scrapy report JOB_DIR")
-        if not (Path(args[0]) / JOURNAL).is_file():
+        if not crawls(Path(args[0])):
             print(
-                f"error: {args[0]} is not a job state folder (no {JOURNAL}); crawl with -s JUSTONEAPI_JOB_DIR=DIR",
+                f"error: {args[0]} is not a job state folder (no crawl-*.journal.jsonl); crawl with -s JUSTONEAPI_JOB_DIR=DIR",
                 file=sys.stderr,
             )
             self.exitcode = 2
             return
         state = JobState(args[0]).load(next_run=False)
-        runs = [r for r in state.runs if r.get("crawl") == state.crawl]
+        runs = state.runs
         ended = [r["end"] for r in runs if "end" in r]
         calls = sum(e.get("calls", 0) for e in ended)
         status = "open: the next run carries it on" if state.resuming else "complete"

@@ -69,8 +69,7 @@ class ResumeMiddleware(BaseSpiderMiddleware):
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
 
     def spider_opened(self) -> None:
-        self.state.open()
-        run = self.state.start_run(api.now_iso())
+        run = self.state.begin_run(api.now_iso())
         if run == 1:
             logger.info("Job %s: crawl %d begins", self.state.folder, self.state.crawl)
         else:
