@@ -17,6 +17,7 @@ A crash can leave the last line of a journal or of the output cut off:
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -184,6 +185,17 @@ class JobState:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def lock(self) -> bool:
+        """Hold the folder for this process (released when it ends); False if another holds it."""
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd  # kept open: the lock lasts as long as the process
+        return True
 
     def _append(self, record: dict[str, Any], sync: bool = True) -> None:
         assert self._fd is not None, "JobState.begin_run() first"

@@ -268,3 +268,20 @@ def test_repair_and_reload_of_a_journal(tmp_path):
     third.close()
     assert (tmp_path / HISTORY).read_text().split() == ["x", "y"]
     assert JobState(tmp_path).load().history == {"x", "y"}
+
+
+def test_two_crawls_cannot_share_a_job_folder(sandbox_factory, seeds, tmp_path):
+    server = sandbox_factory(latency=0.3)
+    job = tmp_path / "job"
+    first = subprocess.Popen(
+        command(seeds, job, tmp_path / "a.jsonl"), cwd=ROOT, env=environ(server), stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not server.log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run(command(seeds, job, tmp_path / "b.jsonl"), server)
+        assert second.returncode == 2 and "is in use by another crawl" in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(30)

@@ -47,11 +47,17 @@ def job_state(crawler: Crawler) -> JobState | None:
         path = Path(folder).expanduser()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            state = _STATES[crawler] = JobState(path).load()
+            state = JobState(path)
+            locked = state.lock()
         except OSError as exc:
             raise ConfigError(
                 f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: {exc.strerror}; name a folder you can write"
             ) from None
+        if not locked:
+            raise ConfigError(
+                f"JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder"
+            )
+        state = _STATES[crawler] = state.load()
     return state
 
 
