@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
-from rednote_crawl.jobstate import JobState, note_ids, repair_jsonl
-from rednote_crawl.middlewares.resume import job_state
+from rednote_crawl.jobstate import JobState, note_ids, query_key, repair_jsonl
+from rednote_crawl.middlewares.resume import job_state, local_feeds
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The feed used when the command line names none (-o/-O) and FEEDS is empty; with a job
-# state folder, JUSTONEAPI_JOB_DIR/notes.jsonl.
+# state folder, JUSTONEAPI_JOB_DIR/crawl-NNNN.jsonl.
 DEFAULT_FEED_OPTIONS = {"format": "jsonlines", "encoding": "utf-8"}
 DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": DEFAULT_FEED_OPTIONS}
 
@@ -59,17 +59,32 @@ class JustOneApiAddon:
             logger.warning("JUSTONEAPI_BASE_URL uses plain http: the token crosses the network unencrypted")
 
     def _resume_feeds(self, settings: BaseSettings, state: JobState) -> None:
-        """A resumed job appends to its output (even with -O), after mending a cut-off last line."""
+        """Resume only the same crawl; append to its outputs (even with -O), mended first.
+
+        The notes this crawl already wrote (from the offset where it began in each file) are
+        not written again.
+        """
+        spider = self.crawler.spider
+        planned = {tuple(q) for q in state.crawl_record.get("queries", [])}
+        if planned and planned != {query_key(q) for q in spider.queries()}:
+            raise ConfigError(
+                f"the open crawl {state.crawl} in JUSTONEAPI_JOB_DIR={str(state.folder)!r} was started with other "
+                "keywords or filters: run it again with the same arguments to finish it, or name another job folder"
+            )
+        offsets = state.crawl_record.get("outputs", {})
         feeds = {}
+        readable = {str(p) for p in local_feeds(settings)}
         for uri, options in settings.getdict("FEEDS").items():
-            path = _local_path(str(uri))
-            if path is None or "%(" in str(path):
-                logger.warning("Feed %s is not one fixed local file: a resumed job cannot tell what it holds", uri)
+            path = str(_local_path(str(uri)))
+            if path in readable:
+                state.exported |= note_ids(repair_jsonl(Path(path), start=offsets.get(path, 0)))
             else:
-                state.exported |= note_ids(repair_jsonl(path))
+                logger.warning(
+                    "Feed %s is not one fixed local JSON Lines file: a resumed job cannot tell what it holds", uri
+                )
             feeds[uri] = {**options, "overwrite": False}
         settings.set("FEEDS", feeds, priority="cmdline")
-        logger.info("Resuming: %d notes already in the output are not written again", len(state.exported))
+        logger.info("Resuming: %d notes this crawl already wrote are not written again", len(state.exported))
 
     def _start_sandbox(self, settings: BaseSettings) -> None:
         from rednote_crawl.sandbox import SandboxServer

@@ -44,42 +44,50 @@ def query_key(query: api.Query) -> tuple[str, str, str, str]:
     return (query.keyword, query.sort, query.note_type, query.note_time)
 
 
-def repair_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete JSON lines of ``path``; a cut-off last line is cut from the file."""
+def repair_jsonl(path: Path, start: int = 0, mend: bool = True) -> Iterator[dict[str, Any]]:
+    """The JSON objects on the lines of ``path`` from byte ``start`` on.
+
+    Each line is written whole, newline last, so a kill or a reboot can only leave the
+    *last* line without its newline: with ``mend``, that tail is cut from the file before
+    anything is appended. Nothing else is ever removed: a bad line in the middle is
+    someone else's, and is only skipped.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            file.seek(start)
+            data = file.read()
     except FileNotFoundError:
         return
-    good = 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
+    end = data.rfind(b"\n") + 1  # the bytes after the last newline are a cut-off line
+    for line in data[:end].splitlines():
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
-            break
-        good += len(line)
+            continue
         if isinstance(record, dict):
             yield record
-    if good < len(data):
+    if mend and end < len(data):
         with path.open("r+b") as file:
-            file.truncate(good)
+            file.truncate(start + end)
 
 
 @dataclass
 class QueryState:
     pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # page -> its items
-    finished: bool = False
+    end: str | None = None  # why the query stopped: "empty_page", "max_pages" or "since"
     rejected: bool = False
     failed: list[tuple[int, str]] = field(default_factory=list)
+    next_rank: int = 0  # the rank offset of the page after the last one
 
     @property
     def last_page(self) -> int:
         return max(self.pages, default=0)
 
-    @property
-    def notes_so_far(self) -> int:
-        return sum(len(items) for items in self.pages.values())
+    def done(self, max_pages: int) -> bool:
+        """Nothing left to ask for, with this max_pages (which may differ from the last run's)."""
+        if self.rejected or self.end in ("empty_page", "since"):
+            return True
+        return self.last_page >= max_pages
 
 
 class JobState:
@@ -99,18 +107,22 @@ class JobState:
         self.history: set[str] = set()  # note ids found by earlier crawls
         self.runs: list[dict[str, Any]] = []
         self.exported: set[str] = set()  # note ids already in the output file(s)
+        self.crawl_record: dict[str, Any] = {}
         self._fd: int | None = None
 
     # --- reading -----------------------------------------------------------------
     def load(self, next_run: bool = True) -> JobState:
-        """Read the last crawl's journal; for ``next_run``, set up the crawl the next run works on."""
+        """Read the last crawl's journal; for ``next_run``, set up the crawl the next run works on.
+
+        Without ``next_run`` (a report, a dry run) nothing is written, not even a mended line.
+        """
         numbers = crawls(self.folder)
         self.crawl = numbers[-1] if numbers else 0
         if self.crawl:
-            for record in repair_jsonl(journal_path(self.folder, self.crawl)):
+            for record in repair_jsonl(journal_path(self.folder, self.crawl), mend=next_run):
                 self._apply(record)
         if self.crawl > 1:
-            first = next(repair_jsonl(journal_path(self.folder, self.crawl - 1)), {})
+            first = next(repair_jsonl(journal_path(self.folder, self.crawl - 1), mend=False), {})
             self.previous_crawl_started = first.get("at")
         if (self.folder / HISTORY).exists():
             self.history = set((self.folder / HISTORY).read_text(encoding="utf-8").split())
@@ -124,6 +136,7 @@ class JobState:
         event = record.get("e")
         if event == "crawl":
             self.crawl_started = record["at"]
+            self.crawl_record = record
         elif event == "run":
             self.runs.append(record)
         elif event == "end" and self.runs:
@@ -132,7 +145,8 @@ class JobState:
             state = self.queries.setdefault(tuple(record["q"]), QueryState())  # type: ignore[arg-type]
             if event == "page":
                 state.pages[record["p"]] = record["items"]
-                state.finished = state.finished or record["last"]
+                state.end = record.get("end") or state.end
+                state.next_rank = record.get("next_rank", state.next_rank)
             elif event == "rejected":
                 state.rejected = True
             else:
@@ -157,9 +171,10 @@ class JobState:
                 yield from state.pages[page]
 
     # --- writing -------------------------------------------------------------------
-    def begin_run(self, at: str) -> int:
+    def begin_run(self, at: str, crawl: dict[str, Any] | None = None) -> int:
         """Open the journal for a run: of a new crawl, unless the last one is still open.
 
+        ``crawl`` is what a new crawl's record keeps: its queries, its output offsets.
         Returns the run's number within its crawl.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +190,8 @@ class JobState:
         list(repair_jsonl(path))  # never append after a cut-off line
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if not self.runs:
-            self._append({"e": "crawl", "crawl": self.crawl, "at": at})
+            self.crawl_record = {"e": "crawl", "crawl": self.crawl, "at": at, **(crawl or {})}
+            self._append(self.crawl_record)
         record = {"e": "run", "run": len(self.runs) + 1, "at": at}
         self.runs.append(record)
         self._append(record)
@@ -209,11 +225,15 @@ class JobState:
             self.runs[-1]["end"] = record
         self._append(record)
 
-    def record_page(self, query: api.Query, page: int, items: list[dict[str, Any]], last: bool) -> None:
+    def record_page(
+        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
+    ) -> None:
         state = self.queries.setdefault(query_key(query), QueryState())
         state.pages[page] = items
-        state.finished = state.finished or last
-        self._append({"e": "page", "q": query_key(query), "p": page, "last": last, "items": items})
+        state.end = end or state.end
+        state.next_rank = next_rank
+        record = {"e": "page", "q": query_key(query), "p": page, "end": end, "next_rank": next_rank, "items": items}
+        self._append(record)
 
     def record_rejected(self, query: api.Query, page: int) -> None:
         self.queries.setdefault(query_key(query), QueryState()).rejected = True

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import ApiConfig
+from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.jobstate import JobState
 from rednote_crawl.summary import plural
 
@@ -27,13 +28,19 @@ def render_plan(spider: NoteSearchSpider, settings: BaseSettings) -> str:
     ]
     most = len(queries) * max_pages
     folder = settings.get("JUSTONEAPI_JOB_DIR")
+    if spider._since == "last" and not folder:
+        raise ConfigError(
+            "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR: the job folder remembers when its last crawl began"
+        )
     if folder:
-        state = JobState(folder).load()
+        if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+            raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
+        state = JobState(folder).load(next_run=False)  # reads, writes nothing
         if state.resuming:
             known = [state.query(q) for q in queries]
-            done = sum(1 for k in known if k and (k.finished or k.rejected))
+            done = sum(1 for k in known if k and k.done(max_pages))
             paid = sum(len(k.pages) for k in known if k)
-            most = sum(max_pages - (k.last_page if k else 0) for k in known if not (k and (k.finished or k.rejected)))
+            most = sum(max(0, max_pages - (k.last_page if k else 0)) for k in known if not (k and k.done(max_pages)))
             lines.append(
                 f"  job {state.folder}: crawl {state.crawl} is open: {done} queries done, {paid} pages paid; "
                 "the next run carries on"

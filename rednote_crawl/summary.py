@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals as scrapy_signals
@@ -15,6 +14,7 @@ from rednote_crawl.middlewares import PAGE_META, query_of
 from rednote_crawl.middlewares.policy import UNEXPECTED
 from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.middlewares.throttle import BUDGET_SPENT
+from rednote_crawl.outcome import exit_status
 from rednote_crawl.report import KeywordRow
 
 if TYPE_CHECKING:
@@ -23,21 +23,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Exit status of `scrapy crawl note_search` (README, "Exit status").
-EXIT_FINISHED = 0
-EXIT_ERROR = 1  # crashed, or stopped by Ctrl-C / another close reason
-EXIT_BAD_INPUT = 2  # a bad argument or setting, a missing token or seed file: nothing was sent
-EXIT_INCOMPLETE = 3  # finished, but some pages failed after every retry
-EXIT_STATUS: dict[str, int] = {
-    "justoneapi_invalid_token": 4,
-    "justoneapi_permission_denied": 4,
-    "justoneapi_insufficient_balance": 5,
-    "justoneapi_quota_exceeded": 5,
-    BUDGET_SPENT: 6,
-    UNEXPECTED: 7,
-}
-# Stats that mean notes may be missing: a callback crashed or a feed could not be written.
-LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
 RESUME_HINTS = {
     "justoneapi_invalid_token": "fix JUSTONEAPI_TOKEN (scrapy probe checks it), then run the same command again",
     "justoneapi_permission_denied": "ask the vendor to enable note search v2 for the token, then run the same command again",
@@ -49,13 +34,6 @@ RESUME_HINTS = {
 }
 RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
 NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
-
-
-def exit_status(finish_reason: str | None, stats: Mapping[str, Any]) -> int:
-    if finish_reason == "finished":
-        lost = stats.get("justoneapi/pages/failed") or any(k.startswith(LOSS_STATS) for k in stats)
-        return EXIT_INCOMPLETE if lost else EXIT_FINISHED
-    return EXIT_STATUS.get(finish_reason or "", EXIT_ERROR)
 
 
 class CrawlSummary:

@@ -247,19 +247,20 @@ def test_repair_and_reload_of_a_journal(tmp_path):
 
     state = JobState(tmp_path).load()
     assert state.begin_run("2026-11-27T00:00:00Z") == 1 and state.crawl == 1
-    state.record_page(Query("a"), 1, [{"note_id": "x"}], last=False)
+    state.record_page(Query("a"), 1, [{"note_id": "x"}], end=None, next_rank=1)
     state.close()
     with journal_path(tmp_path, 1).open("ab") as file:
         file.write(b'{"e": "page", "q": ["a", "general", "_0", "any"], "p": 2, "last": true, "ite')
     again = JobState(tmp_path).load()
     assert again.resuming and again.crawl == 1
-    assert again.query(Query("a")).last_page == 1 and not again.query(Query("a")).finished
+    assert again.query(Query("a")).last_page == 1 and not again.query(Query("a")).done(max_pages=20)
+    assert again.query(Query("a")).next_rank == 1
     assert journal_path(tmp_path, 1).read_bytes().endswith(b"\n"), "the cut-off line is gone"
     assert list(repair_jsonl(tmp_path / "none.jsonl")) == []
     assert Counter(e["e"] for e in repair_jsonl(journal_path(tmp_path, 1))) == {"crawl": 1, "run": 1, "page": 1}
     # A complete run: the next start is a new crawl, and the old one's notes become history.
     assert again.begin_run("2026-11-27T01:00:00Z") == 2
-    again.record_page(Query("a"), 2, [{"note_id": "y"}], last=True)
+    again.record_page(Query("a"), 2, [{"note_id": "y"}], end="empty_page", next_rank=0)
     again.end_run("finished", "2026-11-27T01:00:01Z", calls=2, complete=True)
     again.close()
     third = JobState(tmp_path).load()
@@ -285,3 +286,119 @@ def test_two_crawls_cannot_share_a_job_folder(sandbox_factory, seeds, tmp_path):
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(30)
+
+
+def test_a_bad_line_in_the_middle_is_kept_and_other_formats_are_left_alone(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    csv = tmp_path / "all.csv"
+    jsonl = tmp_path / "all.jsonl"
+    jsonl.write_bytes(b'{"note_id": "from-before"}\nnot json, but not ours to delete\n{"note_id": "also-before"}\n')
+    budget = ["-s", "JUSTONEAPI_MAX_REQUESTS=5"]
+    first = [c for c in command(seeds, job, jsonl) if c != "-O"] + ["-o", str(csv)]
+    first[first.index(str(jsonl))] = "-o"
+    first.insert(first.index("-o") + 1, str(jsonl))
+    assert run(first + budget, sandbox).returncode == 6
+    size = csv.stat().st_size
+    assert run(first, sandbox).returncode == 0
+    assert csv.stat().st_size > size, "the CSV feed is appended to, never cut"
+    lines = jsonl.read_bytes().splitlines()
+    assert lines[:3] == [
+        b'{"note_id": "from-before"}',
+        b"not json, but not ours to delete",
+        b'{"note_id": "also-before"}',
+    ]
+    ids = [orjson.loads(line)["note_id"] for line in lines[3:]]
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+
+
+def test_a_feed_that_failed_leaves_the_crawl_open(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    failed = run(command(seeds, job, Path("/dev/full:jsonl")), sandbox)
+    assert failed.returncode == 3
+    final = run(command(seeds, job, tmp_path / "notes.jsonl"), sandbox)
+    assert final.returncode == 0 and "resuming crawl 1" in final.stderr
+    assert set(output_ids(tmp_path / "notes.jsonl")) == EXPECTED
+    assert not paid_twice(sandbox)
+
+
+def test_max_pages_may_change_between_runs_of_a_crawl(sandbox, seeds, tmp_path):
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    assert run(command(seeds, job, output, "-a", "max_pages=2"), sandbox).returncode == 0  # complete at 2 pages
+    assert (
+        run(
+            command(seeds, job, tmp_path / "x.jsonl", "-a", "max_pages=1", "-s", "JUSTONEAPI_MAX_REQUESTS=1"), sandbox
+        ).returncode
+        == 6
+    )
+    raised = run(command(seeds, job, tmp_path / "x.jsonl"), sandbox)  # crawl 2, resumed with the default 20
+    assert raised.returncode == 0
+    pages = Counter((k, int(p)) for k, _, _, _, p in sandbox.paid_pages())
+    assert max(p for _, p in pages) > 2, "a query stopped by max_pages goes on when max_pages grows"
+
+
+def test_a_resumed_crawl_with_other_keywords_is_refused(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    assert run(command(seeds, job, tmp_path / "o.jsonl", "-s", "JUSTONEAPI_MAX_REQUESTS=3"), sandbox).returncode == 6
+    other = tmp_path / "other.txt"
+    other.write_text("Nike\n", encoding="utf-8")
+    refused = run(command(other, job, tmp_path / "o.jsonl"), sandbox)
+    assert refused.returncode == 2 and "was started with other keywords or filters" in refused.stderr
+
+
+def test_update_mode_with_an_appended_output_writes_every_note_of_the_day(sandbox, seeds, tmp_path):
+    job, output = tmp_path / "job", tmp_path / "all.jsonl"
+
+    def append(*extra):
+        cmd = command(seeds, job, output, *extra)
+        cmd[cmd.index("-O")] = "-o"
+        return run(cmd, sandbox)
+
+    assert append().returncode == 0
+    day1 = len(output.read_bytes().splitlines())
+    assert append("-s", "JUSTONEAPI_SEEN_NOTES=update", "-s", "JUSTONEAPI_MAX_REQUESTS=8").returncode == 6
+    assert append("-s", "JUSTONEAPI_SEEN_NOTES=update").returncode == 0
+    day2 = [orjson.loads(line)["note_id"] for line in output.read_bytes().splitlines()[day1:]]
+    assert len(day2) == len(set(day2)) and set(day2) == EXPECTED
+
+
+def test_ranks_survive_a_resume(sandbox, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Nike\n", encoding="utf-8")
+    args = ("-a", "sort=latest", "-a", "since=2026-10-01")
+    assert run(command(seeds, tmp_path / "a", tmp_path / "a.jsonl", *args), sandbox).returncode == 0
+    assert (
+        run(
+            command(seeds, tmp_path / "b", tmp_path / "b.jsonl", *args, "-s", "JUSTONEAPI_MAX_REQUESTS=1"), sandbox
+        ).returncode
+        == 6
+    )
+    assert run(command(seeds, tmp_path / "b", tmp_path / "b.jsonl", *args), sandbox).returncode == 0
+
+    def ranks(path):
+        return sorted((r["note_id"], r["page"], r["rank"]) for r in map(orjson.loads, path.read_bytes().splitlines()))
+
+    assert ranks(tmp_path / "a.jsonl") == ranks(tmp_path / "b.jsonl")
+
+
+def test_dry_run_and_report_do_not_write_to_the_job(sandbox, seeds, tmp_path):
+    job = tmp_path / "job"
+    assert run(command(seeds, job, tmp_path / "o.jsonl", "-s", "JUSTONEAPI_MAX_REQUESTS=3"), sandbox).returncode == 6
+    with journal_path(job, 1).open("ab") as file:
+        file.write(b'{"e": "page", "cut of')
+    before = journal_path(job, 1).read_bytes()
+    assert run(command(seeds, job, tmp_path / "o.jsonl", "--dry-run"), sandbox).returncode == 0
+    subprocess.run([sys.executable, "-m", "scrapy", "report", str(job)], cwd=ROOT, capture_output=True, check=True)
+    assert journal_path(job, 1).read_bytes() == before
+    no_job = [
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        "note_search",
+        "-a",
+        f"keywords={seeds}",
+        "-a",
+        "since=last",
+        "--dry-run",
+    ]
+    assert run(no_job, sandbox).returncode == 2

@@ -17,9 +17,9 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl.config import ConfigError
+from rednote_crawl.outcome import EXIT_BAD_INPUT, exit_status
 from rednote_crawl.plan import render_plan
 from rednote_crawl.seeds import SeedFileError
-from rednote_crawl.summary import EXIT_BAD_INPUT, exit_status
 
 if TYPE_CHECKING:
     import argparse

@@ -12,8 +12,8 @@ from scrapy.exceptions import UsageError
 
 from rednote_crawl import api, redaction
 from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.outcome import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_STATUS
 from rednote_crawl.probe import ProbeError, fetch, render
-from rednote_crawl.summary import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_STATUS
 
 
 class Command(ScrapyCommand):

@@ -24,6 +24,7 @@ PAGE_META = "justoneapi_page"
 NOT_BEFORE_META = "justoneapi_not_before"  # epoch seconds: backoff of a retried request
 RATE_LIMITED_META = "justoneapi_rate_limited"  # how often this page met a rate limit
 ENVELOPE_META = "justoneapi_envelope"  # the decoded answer, handed from the policy to the spider
+QUERY_END_META = "justoneapi_query_end"  # set by the spider on a query's last page: why it ended
 
 _closing: set[Any] = set()  # close_spider Deferreds in flight (kept referenced until done)
 

@@ -6,13 +6,16 @@ items before they reach the pipelines, and a new start of the same command:
 - puts the journaled items back through the pipelines (the dedupe pipeline drops
   the ones already in the output, so a note a kill lost on its way to the file
   comes back and none is written twice);
-- skips the queries that are finished or were rejected;
+- skips the queries that ended (an empty page, the cutoff of ``since``, or a rejection),
+  and those already at ``max_pages``;
 - continues every other query at the page after the last one paid for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
@@ -25,12 +28,14 @@ from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import api, signals
 from rednote_crawl.config import ConfigError
-from rednote_crawl.jobstate import JobState
-from rednote_crawl.middlewares import PAGE_META, query_of
+from rednote_crawl.jobstate import JobState, query_key
+from rednote_crawl.middlewares import PAGE_META, QUERY_END_META, query_of
+from rednote_crawl.outcome import exit_status
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -69,33 +74,53 @@ class ResumeMiddleware(BaseSpiderMiddleware):
             raise NotConfigured
         self.state = state
         self.stats = crawler.stats
+        self.reason: str | None = None
         crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
+        crawler.signals.connect(self.engine_stopped, signal=scrapy_signals.engine_stopped)
         crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
 
     def spider_opened(self) -> None:
-        run = self.state.begin_run(api.now_iso())
+        spider = self.crawler.spider
+        crawl = {"queries": [query_key(q) for q in spider.queries()], "outputs": feed_offsets(self.crawler.settings)}
+        run = self.state.begin_run(api.now_iso(), crawl)
         if run == 1:
             logger.info("Job %s: crawl %d begins", self.state.folder, self.state.crawl)
         else:
-            finished = sum(q.finished or q.rejected for q in self.state.queries.values())
+            done = sum(q.done(spider.max_pages) for q in self.state.queries.values())
             logger.info(
-                "Resuming the job in %s (run %d): %d queries finished, %d started, the rest new",
+                "Job %s: resuming crawl %d (run %d): %d queries done, %d started, the rest new",
                 self.state.folder,
+                self.state.crawl,
                 run,
-                finished,
-                len(self.state.queries) - finished,
+                done,
+                len(self.state.queries) - done,
             )
 
     def spider_closed(self, reason: str) -> None:
-        complete = reason == "finished" and not self.stats.get_value("justoneapi/pages/failed")
+        self.reason = reason
+
+    def engine_stopped(self) -> None:
+        """End the run once the feeds are stored: complete only if nothing is missing, and on disk."""
+        if self.reason is None:
+            return
+        stats = self.stats.get_stats()
+        for path in local_feeds(self.crawler.settings):
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        complete = exit_status(self.reason, stats) == 0
         self.state.end_run(
-            reason, api.now_iso(), calls=self.stats.get_value("justoneapi/requests/sent", 0), complete=complete
+            self.reason, api.now_iso(), calls=stats.get("justoneapi/requests/sent", 0), complete=complete
         )
         self.state.close()
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        spider = self.crawler.spider
         async for request in start:
             query = query_of(request) if isinstance(request, Request) else None
             known = self.state.query(query) if query is not None else None
@@ -106,11 +131,11 @@ class ResumeMiddleware(BaseSpiderMiddleware):
                 for item in known.pages[page]:
                     self.stats.inc_value("justoneapi/resume/items_replayed")
                     yield item
-            if known.finished or known.rejected:
+            if known.done(spider.max_pages):
                 self.stats.inc_value("justoneapi/queries/finished/in_an_earlier_run")
                 continue
             self.stats.inc_value("justoneapi/resume/queries_continued")
-            yield self.crawler.spider.page_request(query, known.last_page + 1, known.notes_so_far)
+            yield spider.page_request(query, known.last_page + 1, known.next_rank)
 
     def process_spider_output(self, response: Response, result: Iterable[Any]) -> Iterator[Any]:
         yield from self._journal(response, list(result))
@@ -124,8 +149,10 @@ class ResumeMiddleware(BaseSpiderMiddleware):
         query = query_of(response.request) if response.request is not None else None
         if query is not None:
             items = [o for o in outputs if not isinstance(o, Request)]
-            last = not any(isinstance(o, Request) and query_of(o) == query for o in outputs)
-            self.state.record_page(query, response.meta[PAGE_META], items, last)
+            following = [o for o in outputs if isinstance(o, Request) and query_of(o) == query]
+            next_rank = following[0].cb_kwargs.get("rank_offset", 0) if following else 0
+            end = response.meta.get(QUERY_END_META)
+            self.state.record_page(query, response.meta[PAGE_META], items, end, next_rank)
         return outputs
 
     def query_rejected(self, request: Request, message: str) -> None:
@@ -133,3 +160,28 @@ class ResumeMiddleware(BaseSpiderMiddleware):
 
     def page_failed(self, request: Request, reason: str) -> None:
         self.state.record_failed(query_of(request), request.meta[PAGE_META], reason)
+
+
+JSONL_FORMATS = ("jsonlines", "jsonl", "jl")
+
+
+def local_feeds(settings: BaseSettings) -> list[Path]:
+    """The fixed local JSON Lines files among FEEDS: the outputs a job can read back."""
+    paths = []
+    for uri, options in settings.getdict("FEEDS").items():
+        path = str(uri).removeprefix("file://")
+        if "://" not in path and "%(" not in path and options.get("format") in JSONL_FORMATS:
+            paths.append(Path(path).expanduser())
+    return paths
+
+
+def feed_offsets(settings: BaseSettings) -> dict[str, int]:
+    """Where this crawl's lines begin in each output: 0 when it is overwritten, else its size now."""
+    offsets = {}
+    overwrite = {
+        str(Path(str(u).removeprefix("file://")).expanduser()): o.get("overwrite")
+        for u, o in settings.getdict("FEEDS").items()
+    }
+    for path in local_feeds(settings):
+        offsets[str(path)] = 0 if overwrite.get(str(path)) or not path.exists() else path.stat().st_size
+    return offsets

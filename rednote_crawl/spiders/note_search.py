@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, ConfigError
-from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_META, record_failed_page
+from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_END_META, QUERY_META, record_failed_page
 from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.seeds import read_keywords
 
@@ -169,6 +169,7 @@ class NoteSearchSpider(scrapy.Spider):
         if page.is_last or page_number >= self.max_pages or since_reached:
             end = "empty_page" if page.is_last else "max_pages" if page_number >= self.max_pages else "since"
             stats.inc_value(f"justoneapi/queries/finished/{end}")
+            response.meta[QUERY_END_META] = end  # for the job journal: only an empty page is final
             return
         yield self.page_request(query, page_number + 1, rank_offset + len(page.notes))
 
