@@ -181,14 +181,19 @@ class JobState:
         if not self.resuming:  # load() has put the last crawl's notes in self.history
             if self.crawl:
                 temporary = self.folder / f"{HISTORY}.new"
-                temporary.write_text("".join(f"{note_id}\n" for note_id in sorted(self.history)), encoding="utf-8")
+                with temporary.open("w", encoding="utf-8") as file:
+                    file.write("".join(f"{note_id}\n" for note_id in sorted(self.history)))
+                    file.flush()
+                    os.fsync(file.fileno())
                 os.replace(temporary, self.folder / HISTORY)  # whole or not at all
+                _sync_folder(self.folder)
             self.crawl += 1
             self.crawl_started = at
             self.runs = []
         path = journal_path(self.folder, self.crawl)
         list(repair_jsonl(path))  # never append after a cut-off line
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        _sync_folder(self.folder)  # a new journal's name survives a reboot too
         if not self.runs:
             self.crawl_record = {"e": "crawl", "crawl": self.crawl, "at": at, **(crawl or {})}
             self._append(self.crawl_record)
@@ -242,6 +247,14 @@ class JobState:
     def record_failed(self, query: api.Query, page: int, why: str) -> None:
         self.queries.setdefault(query_key(query), QueryState()).failed.append((page, why))
         self._append({"e": "failed", "q": query_key(query), "p": page, "why": why}, sync=False)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def note_ids(records: Iterable[dict[str, Any]]) -> set[str]:
