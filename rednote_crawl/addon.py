@@ -9,13 +9,12 @@ request), where the token is hidden from every log line, and where
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
-from rednote_crawl.jobstate import JobState, note_ids, query_key, repair_jsonl
+from rednote_crawl.jobstate import JobState, local_path, note_ids, query_key, repair_jsonl
 from rednote_crawl.middlewares.resume import job_state, local_feeds
 
 if TYPE_CHECKING:
@@ -73,11 +72,11 @@ class JustOneApiAddon:
             )
         offsets = state.crawl_record.get("outputs", {})
         feeds = {}
-        readable = {str(p) for p in local_feeds(settings)}
+        readable = local_feeds(settings)
         for uri, options in settings.getdict("FEEDS").items():
-            path = str(_local_path(str(uri)))
-            if path in readable:
-                state.exported |= note_ids(repair_jsonl(Path(path), start=offsets.get(path, 0)))
+            path = local_path(str(uri))
+            if path is not None and path in readable:
+                state.exported |= note_ids(repair_jsonl(path, start=offsets.get(str(path), 0)))
             else:
                 logger.warning(
                     "Feed %s is not one fixed local JSON Lines file: a resumed job cannot tell what it holds", uri
@@ -97,16 +96,9 @@ class JustOneApiAddon:
         logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
 
 
-def _local_path(uri: str) -> Path | None:
-    path = uri.removeprefix("file://")
-    if "://" in path or path.startswith("stdout:"):
-        return None  # remote storage
-    return Path(path).expanduser()
-
-
 def _check_writable(uri: str) -> None:
     """Fail before any paid call when a local output file cannot be written."""
-    path = _local_path(uri)
+    path = local_path(uri)
     if path is None or "%(" in str(path):
         return  # remote, or named after the spider or the time: checked when the feed opens
     problem = f"cannot write the output file {uri!r}"

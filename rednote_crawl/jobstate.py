@@ -31,6 +31,14 @@ from rednote_crawl import api
 HISTORY = "history.ids"
 
 
+def local_path(uri: str) -> Path | None:
+    """The file a feed URI names, or None for remote storage and stdout."""
+    path = uri.removeprefix("file://")
+    if "://" in path or path.startswith("stdout:"):
+        return None
+    return Path(path).expanduser()
+
+
 def journal_path(folder: Path, crawl: int) -> Path:
     return folder / f"crawl-{crawl:04d}.journal.jsonl"
 

@@ -28,7 +28,7 @@ from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import api, signals
 from rednote_crawl.config import ConfigError
-from rednote_crawl.jobstate import JobState, query_key
+from rednote_crawl.jobstate import JobState, local_path, query_key
 from rednote_crawl.middlewares import PAGE_META, QUERY_END_META, query_of
 from rednote_crawl.outcome import exit_status
 
@@ -169,19 +169,17 @@ def local_feeds(settings: BaseSettings) -> list[Path]:
     """The fixed local JSON Lines files among FEEDS: the outputs a job can read back."""
     paths = []
     for uri, options in settings.getdict("FEEDS").items():
-        path = str(uri).removeprefix("file://")
-        if "://" not in path and "%(" not in path and options.get("format") in JSONL_FORMATS:
-            paths.append(Path(path).expanduser())
+        path = local_path(str(uri))
+        if path is not None and "%(" not in str(path) and options.get("format") in JSONL_FORMATS:
+            paths.append(path)
     return paths
 
 
 def feed_offsets(settings: BaseSettings) -> dict[str, int]:
     """Where this crawl's lines begin in each output: 0 when it is overwritten, else its size now."""
     offsets = {}
-    overwrite = {
-        str(Path(str(u).removeprefix("file://")).expanduser()): o.get("overwrite")
-        for u, o in settings.getdict("FEEDS").items()
-    }
-    for path in local_feeds(settings):
-        offsets[str(path)] = 0 if overwrite.get(str(path)) or not path.exists() else path.stat().st_size
+    for uri, options in settings.getdict("FEEDS").items():
+        path = local_path(str(uri))
+        if path is not None and path in local_feeds(settings):
+            offsets[str(path)] = 0 if options.get("overwrite") or not path.exists() else path.stat().st_size
     return offsets
