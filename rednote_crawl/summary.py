@@ -14,7 +14,7 @@ from rednote_crawl.middlewares import PAGE_META, query_of
 from rednote_crawl.middlewares.policy import UNEXPECTED
 from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.middlewares.throttle import BUDGET_SPENT
-from rednote_crawl.outcome import exit_status
+from rednote_crawl.outcome import LOSS_STATS, exit_status
 from rednote_crawl.report import KeywordRow
 
 if TYPE_CHECKING:
@@ -161,7 +161,11 @@ class CrawlSummary:
         if self.failed:
             lines.append("  failed pages:")
             lines += [f"    {query} page {page}: {why}" for query, page, why in self.failed]
-        if reason in RESUME_HINTS or self.failed or unfinished > 0:
+        losses = {k: v for k, v in stats.items() if k.startswith(LOSS_STATS)}
+        if losses:
+            lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()))
+            lines.append(f"  lost:     {lost} (notes may be missing: see the errors above)")
+        if reason in RESUME_HINTS or self.failed or unfinished > 0 or losses:
             state = job_state(self.crawler)
             how = RESUMES.format(folder=state.folder) if state else NO_RESUME
             lines.append(f"  next: {RESUME_HINTS.get(reason, 'run the same command again')}; {how}")
