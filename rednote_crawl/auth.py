@@ -32,9 +32,10 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
 
     def __init__(self, crawler: Crawler, inner: BaseDownloadHandler | None = None) -> None:
         super().__init__(crawler)
-        self._token = ApiConfig.of(crawler).token
+        config = ApiConfig.of(crawler)
+        self._token = config.token
         redaction.install(self._token)
-        self._signed_prefix = api.search_url(ApiConfig.of(crawler).base_url, {})  # ".../search-note/v2?"
+        self._signed_prefix = api.search_url(config.base_url, {})  # ".../search-note/v2?"
         if inner is None:
             handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
             inner = build_from_crawler(handler_cls, crawler)
