@@ -12,8 +12,11 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import redis
+
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
+from rednote_crawl.distributed.shared import REDIS_ERRORS, connect, display_url
 from rednote_crawl.jobstate import JobState, local_path, note_ids, query_key, repair_jsonl
 from rednote_crawl.middlewares.resume import job_state, local_feeds
 
@@ -45,7 +48,9 @@ class JustOneApiAddon:
         redaction.install(config.token)
         settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
         state = job_state(self.crawler)
-        if not settings.getdict("FEEDS"):
+        if config.redis_url:
+            _distributed(settings, config.redis_url)
+        elif not settings.getdict("FEEDS"):
             feeds = {str(state.output): DEFAULT_FEED_OPTIONS} if state else DEFAULT_FEEDS
             settings.set("FEEDS", feeds, priority="addon")
         for uri in settings.getdict("FEEDS"):
@@ -94,6 +99,24 @@ class JustOneApiAddon:
         if not settings.get("JUSTONEAPI_TOKEN"):
             settings.set("JUSTONEAPI_TOKEN", SANDBOX_TOKEN, priority="cmdline")
         logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
+
+
+def _distributed(settings: BaseSettings, url: str) -> None:
+    """REDIS_URL: the queue, the dupefilter, note dedupe and the notes themselves live in Redis.
+
+    The notes go to the list ``<spider>:items`` (``scrapy redis drain`` writes them to a file),
+    so there is no default feed; ``-o FILE`` still writes the notes this worker delivered.
+    """
+    try:
+        connect(url, settings).ping()
+    except REDIS_ERRORS as exc:
+        raise ConfigError(
+            f"cannot reach Redis at REDIS_URL={display_url(url)!r} ({exc}); start redis-server there, or fix REDIS_URL"
+        ) from None
+    except redis.RedisError as exc:
+        raise ConfigError(f"Redis at REDIS_URL={display_url(url)!r} refused us ({exc}); check its password") from None
+    settings.set("SCHEDULER", "rednote_crawl.distributed.scheduler.LeasedScheduler", priority="addon")
+    settings.set("SCHEDULER_PERSIST", True, priority="addon")
 
 
 def _check_writable(uri: str) -> None:

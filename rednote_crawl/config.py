@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_SANDBOX": False,
     "JUSTONEAPI_JOB_DIR": None,  # a job state folder: makes the crawl resumable (jobstate.py)
     "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
+    "JUSTONEAPI_REDIS_LEASE": 60,  # distributed: seconds before a dead worker's requests go to another
 }
 SEEN_NOTES = ("skip", "update")
 
@@ -93,6 +94,11 @@ def _base_url(raw: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
 
 
+def _redis_url(settings: BaseSettings, environ: Mapping[str, str]) -> str | None:
+    """``REDIS_URL`` from the settings, else from the environment; None: single-machine mode."""
+    return str(settings.get("REDIS_URL") or environ.get("REDIS_URL") or "").strip() or None
+
+
 def _check_names(settings: BaseSettings) -> None:
     """A mistyped JUSTONEAPI_ setting would be ignored, and the crawl would run, and pay, without it."""
     for name in settings:
@@ -118,6 +124,8 @@ class ApiConfig:
     keep_ads: bool
     keep_raw: bool
     seen_notes: str
+    redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
+    redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
 
     @classmethod
     def from_settings(
@@ -148,6 +156,17 @@ class ApiConfig:
                 f"JUSTONEAPI_BACKOFF_MAX={backoff_max} is below JUSTONEAPI_BACKOFF_BASE={backoff_base}; raise it"
             )
         _check_names(settings)
+        redis_url = _redis_url(settings, environ)
+        if redis_url and settings.get("JUSTONEAPI_JOB_DIR"):
+            raise ConfigError(
+                "JUSTONEAPI_JOB_DIR and REDIS_URL do not go together: in a distributed crawl Redis keeps the "
+                "crawl's state (leave out JUSTONEAPI_JOB_DIR), on one machine the job folder does (leave out REDIS_URL)"
+            )
+        if redis_url and seen_notes == "update":
+            raise ConfigError(
+                "JUSTONEAPI_SEEN_NOTES=update does not apply to a distributed crawl: "
+                "to deliver notes that earlier crawls found, forget them with `scrapy redis reset --notes`"
+            )
         return cls(
             token=token,
             base_url=base_url,
@@ -163,6 +182,8 @@ class ApiConfig:
             keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
+            redis_url=redis_url,
+            redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 1),
         )
 
     @classmethod

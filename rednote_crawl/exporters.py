@@ -9,6 +9,11 @@ from itemadapter import ItemAdapter
 from scrapy.exporters import BaseItemExporter
 
 
+def dumps(data: Any) -> bytes:
+    """A note as one JSON object: the line format of the feed and of the Redis items list."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+
+
 class OrjsonLinesItemExporter(BaseItemExporter):
     def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
         super().__init__(dont_fail=True, **kwargs)
@@ -17,4 +22,4 @@ class OrjsonLinesItemExporter(BaseItemExporter):
     def export_item(self, item: Any) -> None:
         # -s FEED_EXPORT_FIELDS=... picks and orders fields; otherwise the item goes out whole.
         data = dict(self.get_serialized_fields(item)) if self.fields_to_export else ItemAdapter(item).asdict()
-        self.file.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS))
+        self.file.write(dumps(data) + b"\n")

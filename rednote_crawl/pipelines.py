@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from itemadapter import ItemAdapter
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import DropItem, NotConfigured
 
 from rednote_crawl.config import ApiConfig
+from rednote_crawl.distributed.shared import shared_crawl
 from rednote_crawl.middlewares.resume import job_state
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class NoteDedupePipeline:
     """
 
     def __init__(self, crawler: Crawler) -> None:
+        if shared_crawl(crawler) is not None:
+            raise NotConfigured("distributed: RedisNotePipeline dedupes in Redis")
         self.stats = crawler.stats
         state = job_state(crawler)
         self.seen: set[str] = set(state.exported) if state else set()
@@ -37,12 +40,17 @@ class NoteDedupePipeline:
 
     async def process_item(self, item: Any) -> Any:
         note_id = ItemAdapter(item).get("note_id")
-        if note_id in self.seen:
+        if not await self.first_time(note_id, item):
             self.stats.inc_value("justoneapi/notes/duplicate")
             raise DropItem(f"duplicate note {note_id}", log_level="DEBUG")
-        self.seen.add(note_id)
         if note_id in self.earlier:
             self.stats.inc_value("justoneapi/notes/found_by_an_earlier_crawl")
             raise DropItem(f"note {note_id} was found by an earlier crawl", log_level="DEBUG")
         self.stats.inc_value("justoneapi/notes/unique")
         return item
+
+    async def first_time(self, note_id: str, item: Any) -> bool:
+        if note_id in self.seen:
+            return False
+        self.seen.add(note_id)
+        return True

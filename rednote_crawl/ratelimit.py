@@ -4,6 +4,10 @@ An AIMD limiter: calls start at most ``max_rps`` per second; a rate-limit
 answer halves the rate and pauses every caller (``Retry-After`` when the API
 sends one), and each paid page wins back a little of the rate. Plain asyncio,
 no Scrapy: the middleware owns when to call it.
+
+The rules are pure functions of a ``RateState``. ``AdaptiveRateLimiter`` keeps
+that state in memory; in a distributed crawl, ``SharedRateLimiter``
+(distributed/account.py) keeps it in Redis and applies the same functions.
 """
 
 from __future__ import annotations
@@ -12,55 +16,109 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 
 MIN_RATE = 0.2  # calls per second: the floor after repeated 302s
 RECOVERY_STEPS = 50  # paid pages to climb back from the floor to max_rps
 COOLDOWN = 1.0  # seconds: 302s closer than this count as one signal
+RECENT = 50  # start times kept while the rate is unbounded, to estimate it at the first 302
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class RateState:
+    rate: float  # calls per second; inf: no ceiling yet
+    next_start: float = 0.0
+    last_cut: float = -math.inf
+    epoch: int = 0  # bumped by every cut: callers waiting on an old booking book again
+    recent: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        finite = math.isfinite
+        return {
+            "rate": self.rate if finite(self.rate) else None,
+            "next_start": self.next_start,
+            "last_cut": self.last_cut if finite(self.last_cut) else None,
+            "epoch": self.epoch,
+            "recent": self.recent,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RateState:
+        rate, last_cut = data.get("rate"), data.get("last_cut")
+        return cls(
+            rate=math.inf if rate is None else float(rate),
+            next_start=float(data.get("next_start", 0.0)),
+            last_cut=-math.inf if last_cut is None else float(last_cut),
+            epoch=int(data.get("epoch", 0)),
+            recent=[float(x) for x in data.get("recent", [])],
+        )
+
+
+def book(state: RateState, now: float, max_rate: float) -> tuple[int, float]:
+    """Reserve the next start time; return the epoch and how long to wait for it."""
+    state.rate = min(state.rate, max_rate)  # a lower JUSTONEAPI_MAX_RPS than the state was made with
+    start = max(now, state.next_start)
+    if math.isfinite(state.rate):
+        state.next_start = start + 1 / state.rate
+    else:
+        state.recent = [*state.recent[-(RECENT - 1) :], start]
+    return state.epoch, start - now
+
+
+def cut(state: RateState, now: float, retry_after: float | None) -> None:
+    """Halve the rate (once per burst of 302s) and pause every caller."""
+    if now - state.last_cut >= COOLDOWN:
+        if math.isinf(state.rate):
+            span = (state.recent[-1] - state.recent[0]) if len(state.recent) > 1 else 0
+            state.rate = len(state.recent) / span if span > 0 else 1.0
+        state.rate = max(MIN_RATE, state.rate / 2)
+        state.last_cut = now
+    pause = retry_after if retry_after and retry_after > 0 else 1 / state.rate
+    # Drop every booking made at the old rate: sleepers wake and book again behind the pause.
+    state.next_start = now + pause
+    state.epoch += 1
+
+
+def recover(state: RateState, now: float, max_rate: float) -> None:
+    """Win back a step of the rate after a paid page."""
+    if state.rate < max_rate:
+        ceiling = max_rate if math.isfinite(max_rate) else state.rate * 2
+        step = max(ceiling / RECOVERY_STEPS, 0.05)
+        state.rate = min(max_rate, state.rate + step)
 
 
 class AdaptiveRateLimiter:
     def __init__(self, max_rps: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_rate = max_rps if max_rps > 0 else math.inf
-        self.rate = self.max_rate
+        self.state = RateState(rate=self.max_rate)
         self.clock = clock
-        self._next_start = 0.0
-        self._last_cut = -math.inf
-        self._epoch = 0  # bumped by slow_down(): sleepers re-book their slot
-        self._recent: list[float] = []  # start times, to estimate the rate when unbounded
+
+    @property
+    def rate(self) -> float:
+        """The rate as last seen (in Redis: as of this worker's last call)."""
+        return self.state.rate
+
+    def change(self, rule: Callable[[RateState, float], T]) -> T:
+        """Apply a rule to the state at the current time."""
+        return rule(self.state, self.clock())
 
     def _book(self) -> float:
-        """Reserve the next start time; return how long to wait for it."""
-        now = self.clock()
-        start = max(now, self._next_start)
-        if math.isfinite(self.rate):
-            self._next_start = start + 1 / self.rate
-        else:
-            self._recent = [*self._recent[-49:], start]
-        return start - now
+        return self.change(partial(book, max_rate=self.max_rate))[1]
 
     async def acquire(self, sleep: Callable[[float], Awaitable[bool | None]] = asyncio.sleep) -> None:
         """Wait for this call's turn. A ``sleep`` that returns False was cut short: give up waiting."""
         while True:
-            epoch = self._epoch
-            delay = self._book()
-            if delay <= 0 or await sleep(delay) is False or epoch == self._epoch:
+            epoch, delay = self.change(partial(book, max_rate=self.max_rate))
+            if delay <= 0 or await sleep(delay) is False or self.change(lambda state, now: state.epoch) == epoch:
                 return
 
     def slow_down(self, retry_after: float | None = None) -> None:
-        now = self.clock()
-        if now - self._last_cut >= COOLDOWN:
-            if math.isinf(self.rate):
-                span = (self._recent[-1] - self._recent[0]) if len(self._recent) > 1 else 0
-                self.rate = len(self._recent) / span if span > 0 else 1.0
-            self.rate = max(MIN_RATE, self.rate / 2)
-            self._last_cut = now
-        pause = retry_after if retry_after and retry_after > 0 else 1 / self.rate
-        # Drop every booking made at the old rate: sleepers wake and book again behind the pause.
-        self._next_start = now + pause
-        self._epoch += 1
+        self.change(partial(cut, retry_after=retry_after))
 
     def speed_up(self) -> None:
         if self.rate < self.max_rate:
-            ceiling = self.max_rate if math.isfinite(self.max_rate) else self.rate * 2
-            step = max(ceiling / RECOVERY_STEPS, 0.05)
-            self.rate = min(self.max_rate, self.rate + step)
+            self.change(partial(recover, max_rate=self.max_rate))

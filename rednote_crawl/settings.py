@@ -49,10 +49,25 @@ DOWNLOAD_HANDLERS = {
     "https": "rednote_crawl.auth.TokenAuthDownloadHandler",
 }
 
-# With JUSTONEAPI_JOB_DIR: journal every paid page, resume where the last run stopped.
-SPIDER_MIDDLEWARES = {"rednote_crawl.middlewares.resume.ResumeMiddleware": 950}
-ITEM_PIPELINES = {"rednote_crawl.pipelines.NoteDedupePipeline": 100}
-EXTENSIONS = {"rednote_crawl.summary.CrawlSummary": 500}
+SPIDER_MIDDLEWARES = {
+    # With JUSTONEAPI_JOB_DIR: journal every paid page, resume where the last run stopped.
+    "rednote_crawl.middlewares.resume.ResumeMiddleware": 950,
+    # With REDIS_URL: end a taken request's lease once its output is stored (closest to the engine).
+    "rednote_crawl.distributed.leases.LeaseMiddleware": 10,
+}
+ITEM_PIPELINES = {
+    "rednote_crawl.pipelines.NoteDedupePipeline": 100,  # one machine
+    "rednote_crawl.distributed.items.RedisNotePipeline": 100,  # REDIS_URL: dedupe and deliver in Redis
+}
+EXTENSIONS = {
+    "rednote_crawl.summary.CrawlSummary": 500,
+    "rednote_crawl.distributed.worker.DistributedWorker": 500,  # REDIS_URL only
+}
+
+# Distributed mode (REDIS_URL, setting or environment variable): the add-on switches SCHEDULER
+# to rednote_crawl.distributed.scheduler.LeasedScheduler. A worker closes after this many
+# seconds during which the whole crawl had no work (scrapy-redis's setting; 0: never).
+MAX_IDLE_TIME_BEFORE_CLOSE = 30
 
 FEED_EXPORTERS = {
     "jsonlines": "rednote_crawl.exporters.OrjsonLinesItemExporter",

@@ -20,6 +20,7 @@ from rednote_crawl.config import ConfigError
 from rednote_crawl.outcome import EXIT_BAD_INPUT, exit_status
 from rednote_crawl.plan import render_plan
 from rednote_crawl.seeds import SeedFileError
+from rednote_crawl.spiders.note_search import NO_KEYWORDS
 
 if TYPE_CHECKING:
     import argparse
@@ -61,6 +62,8 @@ class Command(ScrapyCrawlCommand):
         assert self.crawler_process is not None and self.settings is not None
         try:
             spider = self.crawler_process.spider_loader.load(name)(**spargs)
+            if not spider.keywords:
+                raise ConfigError(NO_KEYWORDS)
             print(render_plan(spider, self.settings))
         except (ConfigError, SeedFileError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ from scrapy.exceptions import IgnoreRequest
 
 from rednote_crawl import signals
 from rednote_crawl.config import ApiConfig
+from rednote_crawl.distributed.account import SharedCallBudget, SharedRateLimiter
+from rednote_crawl.distributed.shared import shared_crawl
 from rednote_crawl.middlewares import NOT_BEFORE_META, query_of, stop_crawl
 from rednote_crawl.ratelimit import AdaptiveRateLimiter
 
@@ -55,13 +57,33 @@ class WallClock:
             self.stats.inc_value(self.key, time.monotonic() - self.since)
 
 
+class CallBudget:
+    """``JUSTONEAPI_MAX_REQUESTS`` calls for this crawl (SharedCallBudget: for all workers)."""
+
+    def __init__(self, max_requests: int) -> None:
+        self.max_requests = max_requests
+        self.sent = 0
+
+    async def spend(self, sleep: object = None) -> tuple[str, str, str] | None:
+        """None: send the call. Else (reason, message, worker) of the stop."""
+        if self.max_requests and self.sent >= self.max_requests:
+            return BUDGET_SPENT, f"the budget of {self.max_requests} calls is spent", ""
+        self.sent += 1
+        return None
+
+
 class TokenThrottleMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.config = ApiConfig.of(crawler)
         self.stats = crawler.stats
-        self.limiter = AdaptiveRateLimiter(self.config.max_rps)
-        self.sent = 0
+        self.shared = shared_crawl(crawler)
+        if self.shared is None:
+            self.limiter = AdaptiveRateLimiter(self.config.max_rps)
+            self.budget: CallBudget | SharedCallBudget = CallBudget(self.config.max_requests)
+        else:  # one rate and one budget for the token across all workers
+            self.limiter = SharedRateLimiter(self.shared, self.config.max_rps)
+            self.budget = SharedCallBudget(self.shared, self.config.max_requests, BUDGET_SPENT)
         self.stopping: str | None = None
         self._stopped = asyncio.Event()
         self._backoff = WallClock(self.stats, "justoneapi/retry/backoff_seconds")
@@ -86,13 +108,14 @@ class TokenThrottleMiddleware:
         with self._held:
             await self.limiter.acquire(self._sleep)
         self._check_open()
-        if self.config.max_requests and self.sent >= self.config.max_requests:
-            logger.warning(
-                "Stopping the crawl: the budget of JUSTONEAPI_MAX_REQUESTS=%d calls is spent", self.config.max_requests
-            )
-            stop_crawl(self.crawler, BUDGET_SPENT, "request budget spent")
+        if (stop := await self.budget.spend(self._sleep)) is not None:
+            reason, message, worker = stop
+            if self.shared is not None and worker != self.shared.worker_id:
+                logger.error("Stopping: worker %s stopped the crawl (%s: %s)", worker, reason, message)
+            elif reason == BUDGET_SPENT:
+                logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", message)
+            stop_crawl(self.crawler, reason, message)
             self._check_open()
-        self.sent += 1
         self.stats.inc_value("justoneapi/requests/sent")
 
     async def _sleep(self, seconds: float) -> bool:

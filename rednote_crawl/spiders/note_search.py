@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ARGUMENTS = ("keywords", "sort", "note_type", "note_time", "max_pages", "since")
+NO_KEYWORDS = (
+    "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt); "
+    "only a worker of a distributed crawl (REDIS_URL set) runs without keywords"
+)
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -62,11 +66,7 @@ class NoteSearchSpider(scrapy.Spider):
         if unknown := [name for name in kwargs if not name.startswith("_")]:
             raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
         super().__init__(**kwargs)
-        if not keywords:
-            raise ConfigError(
-                "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt)"
-            )
-        self.keywords = read_keywords(keywords)
+        self.keywords = read_keywords(keywords) if keywords else []
         self.sorts = _choices("sort", sort, api.SORTS, api.DEFAULT_SORT)
         self.note_types = _choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)
         self.note_times = _choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)
@@ -76,6 +76,8 @@ class NoteSearchSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NoteSearchSpider:
         spider: NoteSearchSpider = super().from_crawler(crawler, *args, **kwargs)
+        if not spider.keywords and not ApiConfig.from_settings(crawler.settings, require_token=False).redis_url:
+            raise ConfigError(NO_KEYWORDS)
         if spider._since == "last" and not crawler.settings.get("JUSTONEAPI_JOB_DIR"):
             raise ConfigError(
                 "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR: the job folder remembers when its last crawl began"
@@ -111,6 +113,9 @@ class NoteSearchSpider(scrapy.Spider):
             yield api.Query(keyword, sort, note_type, note_time)
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        if not self.keywords:
+            logger.info("No keywords: working on the queries already in Redis")
+            return
         count = len(self.keywords) * len(self.sorts) * len(self.note_types) * len(self.note_times)
         self.crawler.stats.set_value("justoneapi/queries/total", count)
         logger.info(
@@ -123,18 +128,24 @@ class NoteSearchSpider(scrapy.Spider):
         for query in self.queries():
             yield self.page_request(query, 1, rank_offset=0)
 
-    def page_request(self, query: api.Query, page: int, rank_offset: int) -> scrapy.Request:
+    def page_request(self, query: api.Query, page: int, rank_offset: int, **options: Any) -> scrapy.Request:
+        """``options``: the query's ``max_pages`` and ``since`` when not this spider's own."""
         url = api.search_url(self.config.base_url, query.params(page, self.config.note_time_style))
         return scrapy.Request(
             url,
             callback=self.parse,
             errback=self.page_error,
             meta={QUERY_META: query, PAGE_META: page},
-            cb_kwargs={"rank_offset": rank_offset},
+            # The crawl's options travel with the request: in a distributed crawl, the worker that
+            # fetches a page may have been started with other arguments, or none.
+            cb_kwargs={"rank_offset": rank_offset, "max_pages": self.max_pages, "since": self.since, **options},
             priority=page,  # finish started queries before opening new ones
         )
 
-    def parse(self, response: Response, rank_offset: int = 0) -> Iterator[Any]:
+    def parse(
+        self, response: Response, rank_offset: int = 0, max_pages: int | None = None, since: int | None = None
+    ) -> Iterator[Any]:
+        max_pages = max_pages or self.max_pages
         query: api.Query = response.meta[QUERY_META]
         page_number: int = response.meta[PAGE_META]
         envelope = response.meta.pop(ENVELOPE_META, None) or api.judge(response.status, response.body).envelope or {}
@@ -148,7 +159,7 @@ class NoteSearchSpider(scrapy.Spider):
         older = 0
         for rank, note in enumerate(page.notes, start=rank_offset + 1):
             published = api.epoch_seconds(note.get("timestamp"))
-            if self.since is not None and published is not None and published < self.since:
+            if since is not None and published is not None and published < since:
                 older += 1
                 continue
             yield api.note_item(
@@ -166,12 +177,12 @@ class NoteSearchSpider(scrapy.Spider):
         # Sorted by time, the first older note means every later page is older too; otherwise
         # a page with nothing new is the best sign there is (the cutoff is approximate then).
         since_reached = older > 0 and (query.sort == "time_descending" or older == len(page.notes))
-        if page.is_last or page_number >= self.max_pages or since_reached:
-            end = "empty_page" if page.is_last else "max_pages" if page_number >= self.max_pages else "since"
+        if page.is_last or page_number >= max_pages or since_reached:
+            end = "empty_page" if page.is_last else "max_pages" if page_number >= max_pages else "since"
             stats.inc_value(f"justoneapi/queries/finished/{end}")
             response.meta[QUERY_END_META] = end  # for the job journal: only an empty page is final
             return
-        yield self.page_request(query, page_number + 1, rank_offset + len(page.notes))
+        yield self.page_request(query, page_number + 1, rank_offset + len(page.notes), max_pages=max_pages, since=since)
 
     def page_error(self, failure: Failure) -> None:
         """A page that ended in an error the middlewares did not already account for."""

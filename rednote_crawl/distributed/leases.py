@@ -1,0 +1,155 @@
+"""When a request taken from Redis is done, so that its lease can end (be acked).
+
+A request is done when everything it produced is in Redis:
+
+- its response went through the spider (``LeaseMiddleware`` sees the output end) and each
+  of its notes went through the pipelines (item_scraped, item_dropped or item_error);
+- or it was replaced by its retry (the scheduler acks it in the script that pushes the retry);
+- or its page failed or its query was rejected (``page_failed`` / ``query_rejected``).
+
+Anything else (a request not sent because the crawl stopped) is still held when the spider
+closes, and is given back to the queue then. The ack goes through the outbox after the writes
+of the request's output, so it never overtakes them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from itemadapter import is_item
+from scrapy import signals as scrapy_signals
+from scrapy.exceptions import NotConfigured
+from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
+
+from rednote_crawl import signals
+from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from twisted.python.failure import Failure
+
+LEASE_META = "justoneapi_lease"  # the id of the Redis lease of a request taken from the shared queue
+
+
+@dataclass(slots=True)
+class _Held:
+    items: int = 0  # notes of its response still in the pipelines
+    output_ended: bool = False
+
+
+class LeaseBook:
+    def __init__(self, shared: SharedCrawl, stats: Any) -> None:
+        self.shared = shared
+        self.stats = stats
+        self.held: dict[str, _Held] = {}
+
+    def taken(self, lease: str) -> None:
+        self.held[lease] = _Held()
+
+    def replaced(self, lease: str) -> None:
+        self.held.pop(lease, None)
+
+    def item_started(self, lease: str) -> None:
+        if (held := self.held.get(lease)) is not None:
+            held.items += 1
+
+    def item_done(self, lease: str) -> None:
+        if (held := self.held.get(lease)) is not None:
+            held.items -= 1
+            self._ack_if_done(lease, held)
+
+    def output_ended(self, lease: str) -> None:
+        if (held := self.held.get(lease)) is not None:
+            held.output_ended = True
+            self._ack_if_done(lease, held)
+
+    def finished(self, lease: str) -> None:
+        if self.held.pop(lease, None) is not None:
+            self.shared.ack(lease)
+
+    def _ack_if_done(self, lease: str, held: _Held) -> None:
+        if held.output_ended and held.items == 0:
+            self.finished(lease)
+
+    def renew(self) -> None:
+        """Keep our leases; a lease that ran out (this worker stalled) may be done twice."""
+        if lost := self.shared.renew(list(self.held)):
+            self.stats.inc_value("justoneapi/redis/leases_lost", lost)
+
+    def release_all(self) -> int:
+        """Give every request still held back to the queue (the crawl stops before doing them)."""
+        leases = list(self.held)
+        self.held.clear()
+        if not leases:
+            return 0
+        try:
+            self.shared.flush()  # acks first: a done request must not go back
+            return self.shared.release(leases)
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            return 0  # their leases run out and another worker takes them
+
+
+_BOOKS: weakref.WeakKeyDictionary[Any, LeaseBook] = weakref.WeakKeyDictionary()
+
+
+def lease_book(crawler: Crawler) -> LeaseBook:
+    book = _BOOKS.get(crawler)
+    if book is None:
+        shared = shared_crawl(crawler)
+        assert shared is not None
+        book = _BOOKS[crawler] = LeaseBook(shared, crawler.stats)
+    return book
+
+
+def lease_of(request: Request | None) -> str | None:
+    return request.meta.get(LEASE_META) if request is not None else None
+
+
+class LeaseMiddleware(BaseSpiderMiddleware):
+    """Follows each leased response's output to its end, and its notes through the pipelines."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        if shared_crawl(crawler) is None:
+            raise NotConfigured
+        self.book = lease_book(crawler)
+        for signal in (scrapy_signals.item_scraped, scrapy_signals.item_dropped, scrapy_signals.item_error):
+            crawler.signals.connect(self._item_done, signal=signal)
+        crawler.signals.connect(self._page_done, signal=signals.page_failed)
+        crawler.signals.connect(self._page_done, signal=signals.query_rejected)
+
+    def process_spider_output(self, response: Response, result: Iterable[Any]) -> Iterator[Any]:
+        lease = lease_of(response.request)
+        try:
+            for output in result:
+                if lease and is_item(output):
+                    self.book.item_started(lease)
+                yield output
+        finally:
+            if lease:
+                self.book.output_ended(lease)
+
+    async def process_spider_output_async(self, response: Response, result: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        lease = lease_of(response.request)
+        try:
+            async for output in result:
+                if lease and is_item(output):
+                    self.book.item_started(lease)
+                yield output
+        finally:
+            if lease:
+                self.book.output_ended(lease)
+
+    def _item_done(self, item: Any, response: Response | Failure | None, **kwargs: Any) -> None:
+        if (lease := lease_of(getattr(response, "request", None))) is not None:
+            self.book.item_done(lease)
+
+    def _page_done(self, request: Request, **kwargs: Any) -> None:
+        if (lease := lease_of(request)) is not None:
+            self.book.finished(lease)

@@ -1,0 +1,142 @@
+"""scrapy-redis's scheduler, fixed for a crawl that must lose nothing (DESIGN.md's measured gaps).
+
+- Requests are leased from Redis, not popped (``SharedCrawl.pop``): a worker killed with
+  ``kill -9`` gives its requests back when their leases run out.
+- The dupefilter check and the push are one script: no kill between them loses a request.
+- A retry replaces its request in the same script, so the retry and the ack cannot part.
+- Requests are stored as JSON, never pickle: nothing in Redis can run code on a worker.
+- ``SCHEDULER_PERSIST`` is always on: no worker's shutdown deletes the shared queue or
+  dupefilter; ``scrapy redis reset`` does, when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from scrapy.utils.request import request_from_dict
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.queue import Base
+from scrapy_redis.scheduler import Scheduler
+
+from rednote_crawl.api import Query
+from rednote_crawl.distributed.leases import LEASE_META, lease_book
+from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
+from rednote_crawl.middlewares import PAGE_META, QUERY_META
+
+if TYPE_CHECKING:
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+
+    from rednote_crawl.distributed.leases import LeaseBook
+
+logger = logging.getLogger(__name__)
+
+
+class JsonRequestQueue(Base):
+    """Encodes requests as JSON for the shared queue; ``SharedCrawl`` stores and leases them."""
+
+    def __init__(self, server: Any, spider: Spider, key: str, serializer: Any = orjson) -> None:
+        super().__init__(server, spider, key, serializer)
+
+    def _encode_request(self, request: Request) -> str:
+        data = request.to_dict(spider=self.spider)
+        meta = dict(data.get("meta") or {})
+        if isinstance(query := meta.get(QUERY_META), Query):
+            meta[QUERY_META] = [query.keyword, query.sort, query.note_type, query.note_time]
+        data["meta"] = meta
+        data["headers"] = {k.decode("latin-1"): [v.decode("latin-1") for v in vs] for k, vs in data["headers"].items()}
+        data["body"] = data["body"].decode("latin-1")
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError as exc:
+            raise TypeError(f"a request to {request.url} cannot be stored in Redis as JSON: {exc}") from None
+
+    def _decode_request(self, encoded: str) -> Request:
+        data = orjson.loads(encoded)
+        meta = data.get("meta") or {}
+        if isinstance(query := meta.get(QUERY_META), list):
+            meta[QUERY_META] = Query(*query)
+        data["body"] = data.get("body", "").encode("latin-1")
+        return request_from_dict(data, spider=self.spider)
+
+    def __len__(self) -> int:
+        return self.server.zcard(self.key)
+
+
+class LeasedScheduler(Scheduler):
+    shared: SharedCrawl
+    book: LeaseBook
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
+        shared = shared_crawl(crawler)
+        assert shared is not None, "LeasedScheduler needs REDIS_URL"
+        scheduler = cls(
+            server=shared.server,
+            persist=True,
+            queue_key=shared.keys.requests,
+            queue_cls=f"{JsonRequestQueue.__module__}.{JsonRequestQueue.__qualname__}",
+            dupefilter_key=shared.keys.dupefilter,
+            dupefilter=RFPDupeFilter(shared.server, key=shared.keys.dupefilter),
+            serializer=orjson,
+        )
+        scheduler.stats = crawler.stats
+        scheduler.shared = shared
+        scheduler.book = lease_book(crawler)
+        return scheduler
+
+    def open(self, spider: Spider) -> None:
+        self.spider = spider
+        self.queue = JsonRequestQueue(self.server, spider, self.queue_key)
+
+    def close(self, reason: str) -> None:
+        """Keep the shared state: other workers use it (scrapy-redis deletes it unless persisting)."""
+
+    def flush(self) -> None:
+        raise RuntimeError("the shared queue is cleared only by `scrapy redis reset`")
+
+    def enqueue_request(self, request: Request) -> bool:
+        replaces = request.meta.pop(LEASE_META, "")
+        if replaces:
+            self.book.replaced(replaces)
+        fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
+        query_start = request.meta.get(PAGE_META) == 1 and not replaces
+        self.shared.push(self.queue._encode_request(request), -request.priority, fingerprint, replaces, query_start)
+        self.stats.inc_value("scheduler/enqueued/redis")
+        return True
+
+    def next_request(self) -> Request | None:
+        if not self.shared.flush():
+            return None
+        try:
+            taken = self.shared.pop()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            return None
+        self.shared.health.ok()
+        if taken is None:
+            return None
+        lease, encoded = taken
+        try:
+            request = self.queue._decode_request(encoded or "")
+        except Exception as exc:  # written by something else than a worker: keep it out of the crawl
+            logger.error("Dropped request %s from Redis: it is not a request of this project (%s)", lease, exc)
+            self.stats.inc_value("justoneapi/redis/requests_unreadable")
+            self.shared.ack(lease)
+            return None
+        request.meta[LEASE_META] = lease
+        self.book.taken(lease)
+        self.stats.inc_value("scheduler/dequeued/redis")
+        return request
+
+    def has_pending_requests(self) -> bool:
+        try:
+            return self.shared.busy()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            return True  # unknown: keep the worker open and asking
+
+    def __len__(self) -> int:
+        return len(self.queue)

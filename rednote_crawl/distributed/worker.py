@@ -1,0 +1,172 @@
+"""A worker of a distributed crawl: heartbeat, crawl-wide stops, idle close, progress.
+
+Every ``HEARTBEAT`` seconds: send the outbox, renew this worker's leases, say it is alive,
+and look for a stop set by another worker. A stop (a fatal answer, the budget) seen by any
+worker is written to Redis and stops all of them. A worker closes after
+``MAX_IDLE_TIME_BEFORE_CLOSE`` seconds (scrapy-redis's setting; 0: never) during which the
+whole crawl had no work: nothing queued and nothing taken by any worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals as scrapy_signals
+from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy.utils.asyncio import create_looping_call
+
+from rednote_crawl import signals
+from rednote_crawl.distributed.leases import lease_book
+from rednote_crawl.distributed.shared import REDIS_ERRORS, display_url, shared_crawl
+from rednote_crawl.middlewares import stop_crawl
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 1.0  # seconds
+LOCAL_REASONS = ("shutdown",)  # they stop this worker only
+
+
+class DistributedWorker:
+    def __init__(self, crawler: Crawler) -> None:
+        shared = shared_crawl(crawler)
+        if shared is None:
+            raise NotConfigured
+        self.crawler = crawler
+        self.shared = shared
+        self.book = lease_book(crawler)
+        self.stats = crawler.stats
+        self.max_idle = crawler.settings.getfloat("MAX_IDLE_TIME_BEFORE_CLOSE")
+        self.progress_every = crawler.settings.getfloat("LOGSTATS_INTERVAL")
+        self.idle_since: float | None = None
+        self.stopping = False
+        self.last_progress = time.monotonic()
+        self.task: Any = None
+        crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
+        crawler.signals.connect(self.spider_idle, signal=scrapy_signals.spider_idle)
+        crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
+        crawler.signals.connect(self.crawl_stopping, signal=signals.crawl_stopping)
+        crawler.signals.connect(self.page_paid, signal=signals.page_paid)
+        crawler.signals.connect(self.page_failed, signal=signals.page_failed)
+        crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DistributedWorker:
+        return cls(crawler)
+
+    def spider_opened(self) -> None:
+        status = self.shared.status()
+        logger.info(
+            "Distributed crawl on Redis at %s as worker %s: %d requests queued, %d in flight, %d notes so far",
+            display_url(self.shared.url),
+            self.shared.worker_id,
+            status["queued"],
+            status["in_flight"],
+            status["notes"],
+        )
+        if stop := status["stop"]:
+            logger.error(
+                "The crawl is stopped (%s: %s, by worker %s); when the cause is fixed, run `scrapy redis resume`",
+                stop.get("reason"),
+                stop.get("message"),
+                stop.get("worker"),
+            )
+            self.stopping = True
+            stop_crawl(self.crawler, stop["reason"], stop.get("message", ""))
+            return
+        self.task = create_looping_call(self.heartbeat)
+        self.task.start(HEARTBEAT, now=True)
+
+    def heartbeat(self) -> None:
+        try:
+            if not self.shared.flush():
+                return
+            self.book.renew()
+            self.shared.beat(len(self.book.held), HEARTBEAT)
+            stop = None if self.stopping else self.shared.stopped()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            return
+        self.shared.health.ok()
+        if stop:
+            self.stopping = True
+            logger.error(
+                "Stopping: worker %s stopped the crawl (%s: %s)",
+                stop.get("worker"),
+                stop["reason"],
+                stop.get("message"),
+            )
+            stop_crawl(self.crawler, stop["reason"], stop.get("message", ""))
+        if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
+            self.last_progress = time.monotonic()
+            self.log_progress()
+
+    def log_progress(self) -> None:
+        try:
+            status = self.shared.status()
+        except REDIS_ERRORS:
+            return
+        logger.info(
+            "Crawl-wide: %d queries, %d requests queued, %d in flight, %d pages paid, %d unique notes, %d workers",
+            status["stats"].get("queries", 0),
+            status["queued"],
+            status["in_flight"],
+            status["stats"].get("pages_paid", 0),
+            status["notes"],
+            len(status["workers"]),
+        )
+
+    def spider_idle(self) -> None:
+        """Scrapy calls this when this worker has nothing to do; close once the whole crawl has not."""
+        try:
+            busy = self.shared.busy()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            busy = True
+        now = time.monotonic()
+        if busy or self.stopping:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        if busy or self.max_idle <= 0 or now - (self.idle_since or now) < self.max_idle:
+            raise DontCloseSpider
+
+    def crawl_stopping(self, reason: str, message: str) -> None:
+        if reason in LOCAL_REASONS:
+            return
+        self.stopping = True
+        try:
+            self.shared.stop(reason, message)
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+
+    def page_paid(self, request: Any) -> None:
+        self.shared.count("pages_paid")
+
+    def page_failed(self, request: Any, reason: str) -> None:
+        self.shared.count("pages_failed")
+
+    def query_rejected(self, request: Any, message: str) -> None:
+        self.shared.count("queries_rejected")
+
+    def spider_closed(self, reason: str) -> None:
+        if self.task is not None and self.task.running:
+            self.task.stop()
+        if released := self.book.release_all():
+            self.stats.set_value("justoneapi/redis/requests_given_back", released)
+            logger.info("Gave %d requests this worker had taken back to the shared queue", released)
+        try:
+            self.shared.flush()
+            self.shared.leave()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+        if self.shared.outbox:
+            logger.warning(
+                "Redis is still away: %d writes of this worker are not stored; the requests they finish "
+                "go back to the queue when their leases run out, and are done again",
+                len(self.shared.outbox),
+            )
