@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
+# KEYS: lock. ARGV: holder, new holder, seconds. Take the lock over only from that holder.
+TAKE_OVER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
 
 
 class RedisNotePipeline(NoteDedupePipeline):
@@ -65,9 +68,15 @@ def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH)
     next one, which writes the batch again. The head of the list only moves here, under a lock.
     """
     lock = f"{keys.drain}:lock"
-    token = uuid.uuid4().hex
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not server.set(lock, token, nx=True, ex=DRAIN_LOCK_SECONDS):
-        raise DrainBusy(f"another drain of {keys.items} is running; wait for it to finish")
+        holder = server.get(lock) or ""
+        if not _dead_here(holder) or not server.eval(TAKE_OVER, 1, lock, holder, token, DRAIN_LOCK_SECONDS):
+            left = server.ttl(lock)
+            raise DrainBusy(
+                f"another drain of {keys.items} is running ({holder}); wait for it to finish "
+                f"(if it was killed on another machine, its lock expires in {left} s)"
+            )
     try:
         _undo_interrupted(server, keys)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +96,21 @@ def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH)
     finally:
         if server.get(lock) == token:
             server.delete(lock)
+
+
+def _dead_here(holder: str) -> bool:
+    """The lock holder was a process on this machine that is gone (killed, say)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _undo_interrupted(server: redis.Redis, keys: Keys) -> None:

@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.request import request_from_dict
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import Base
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from rednote_crawl.distributed.leases import LeaseBook
 
 logger = logging.getLogger(__name__)
+
+WAKE_EVERY = 1.0  # seconds: how soon an idle worker notices new work in Redis
+HANDOFF_META = "justoneapi_handoff"  # a request leased by _wake(), on its way back in through engine.crawl()
 
 
 class JsonRequestQueue(Base):
@@ -66,6 +71,7 @@ class JsonRequestQueue(Base):
 
 
 class LeasedScheduler(Scheduler):
+    crawler: Crawler
     shared: SharedCrawl
     book: LeaseBook
 
@@ -83,6 +89,7 @@ class LeasedScheduler(Scheduler):
             serializer=orjson,
         )
         scheduler.stats = crawler.stats
+        scheduler.crawler = crawler
         scheduler.shared = shared
         scheduler.book = lease_book(crawler)
         return scheduler
@@ -90,14 +97,30 @@ class LeasedScheduler(Scheduler):
     def open(self, spider: Spider) -> None:
         self.spider = spider
         self.queue = JsonRequestQueue(self.server, spider, self.queue_key)
+        self.handoff: deque[Request] = deque()
+        self.waker = create_looping_call(self._wake)
+        self.waker.start(WAKE_EVERY, now=False)
 
     def close(self, reason: str) -> None:
         """Keep the shared state: other workers use it (scrapy-redis deletes it unless persisting)."""
+        if self.waker.running:
+            self.waker.stop()
+
+    def _wake(self) -> None:
+        """An idle engine asks again only every 5 s: hand it work as soon as Redis has some."""
+        if self.crawler.engine.downloader.active or self.handoff or not self.shared.health.up:
+            return
+        if (request := self._take()) is not None:
+            request.meta[HANDOFF_META] = True
+            self.crawler.engine.crawl(request)  # comes back through enqueue_request, into self.handoff
 
     def flush(self) -> None:
         raise RuntimeError("the shared queue is cleared only by `scrapy redis reset`")
 
     def enqueue_request(self, request: Request) -> bool:
+        if request.meta.pop(HANDOFF_META, False):
+            self.handoff.append(request)
+            return True
         replaces = request.meta.pop(LEASE_META, "")
         if replaces:
             self.book.replaced(replaces)
@@ -108,6 +131,12 @@ class LeasedScheduler(Scheduler):
         return True
 
     def next_request(self) -> Request | None:
+        if self.handoff:
+            return self.handoff.popleft()
+        return self._take()
+
+    def _take(self) -> Request | None:
+        """Lease the next request from Redis."""
         if not self.shared.flush():
             return None
         try:
@@ -132,6 +161,8 @@ class LeasedScheduler(Scheduler):
         return request
 
     def has_pending_requests(self) -> bool:
+        if self.handoff:
+            return True
         try:
             return self.shared.busy()
         except REDIS_ERRORS as exc:

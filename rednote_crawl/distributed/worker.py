@@ -20,7 +20,7 @@ from scrapy.utils.asyncio import create_looping_call
 from rednote_crawl import signals
 from rednote_crawl.distributed.leases import lease_book
 from rednote_crawl.distributed.shared import REDIS_ERRORS, display_url, shared_crawl
-from rednote_crawl.middlewares import stop_crawl
+from rednote_crawl.middlewares import close_spider, stop_crawl
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -101,6 +101,7 @@ class DistributedWorker:
                 stop.get("message"),
             )
             stop_crawl(self.crawler, stop["reason"], stop.get("message", ""))
+        self._close_if_idle()
         if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
             self.last_progress = time.monotonic()
             self.log_progress()
@@ -121,19 +122,20 @@ class DistributedWorker:
         )
 
     def spider_idle(self) -> None:
-        """Scrapy calls this when this worker has nothing to do; close once the whole crawl has not."""
-        try:
-            busy = self.shared.busy()
-        except REDIS_ERRORS as exc:
-            self.shared.health.failed(exc)
-            busy = True
-        now = time.monotonic()
-        if busy or self.stopping:
-            self.idle_since = None
-        elif self.idle_since is None:
-            self.idle_since = now
-        if busy or self.max_idle <= 0 or now - (self.idle_since or now) < self.max_idle:
-            raise DontCloseSpider
+        """This worker has nothing to do: stay open; the heartbeat closes it once the whole crawl is idle."""
+        if self.idle_since is None and not self.stopping:
+            self.idle_since = time.monotonic()
+        raise DontCloseSpider
+
+    def _close_if_idle(self) -> None:
+        if self.idle_since is None or self.stopping:
+            return
+        if not self.crawler.engine.spider_is_idle() or self.shared.busy():
+            self.idle_since = None  # work came: the idle time starts again next time
+        elif self.max_idle > 0 and time.monotonic() - self.idle_since >= self.max_idle:
+            logger.info("The crawl has had no work for %.0f s (MAX_IDLE_TIME_BEFORE_CLOSE): closing", self.max_idle)
+            self.stopping = True
+            close_spider(self.crawler, "finished")
 
     def crawl_stopping(self, reason: str, message: str) -> None:
         if reason in LOCAL_REASONS:

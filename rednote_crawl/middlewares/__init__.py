@@ -49,6 +49,11 @@ def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
 def stop_crawl(crawler: Crawler, reason: str, message: str) -> None:
     """Tell every component the crawl is stopping, then close the spider with ``reason``."""
     crawler.signals.send_catch_log(signals.crawl_stopping, reason=reason, message=message)
+    close_spider(crawler, reason)
+
+
+def close_spider(crawler: Crawler, reason: str) -> None:
+    """Close the spider with ``reason``, from synchronous code."""
     closing = deferred_from_coro(crawler.engine.close_spider_async(reason=reason))
     _closing.add(closing)
     closing.addErrback(lambda failure: logger.error("Closing the spider failed: %s", failure.getErrorMessage()))

@@ -1,0 +1,319 @@
+"""Distributed crawls: several `scrapy crawl` workers, a real redis-server, the sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from scrapy.utils.test import get_crawler
+
+from rednote_crawl.api import Query
+from rednote_crawl.distributed.scheduler import JsonRequestQueue
+from rednote_crawl.distributed.shared import Keys
+from rednote_crawl.sandbox.corpus import Corpus
+from rednote_crawl.spiders.note_search import NoteSearchSpider
+from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice
+
+pytestmark = pytest.mark.crawl
+
+CORPUS = Corpus()
+KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶", "华为", "特斯拉", "星巴克", "优衣库"]
+EXPECTED = {i for k in KEYWORDS for i in CORPUS.expected_note_ids(k)}
+PAGES = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in KEYWORDS)
+KEYS = Keys("note_search")
+CONCURRENCY = 2
+WORKER = {
+    **FAST,
+    "CONCURRENT_REQUESTS": str(CONCURRENCY),  # 3 workers x 2 < 10 queries: work for all
+    "JUSTONEAPI_REDIS_LEASE": "2",
+    "MAX_IDLE_TIME_BEFORE_CLOSE": "1",
+}
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def wait(self, timeout: float = 90) -> int:
+        return self.proc.wait(timeout)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> Path:
+    path = tmp_path / "keywords.txt"
+    path.write_text("\n".join(KEYWORDS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_server: RedisServer):
+    started: list[Worker] = []
+
+    def start(sandbox, keywords: Path | None = None, *args: str, env: dict | None = None, **settings: str) -> Worker:
+        cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search"]
+        if keywords is not None:
+            cmd += ["-a", f"keywords={keywords}"]
+        for name, value in {**WORKER, **settings}.items():
+            cmd += ["-s", f"{name}={value}"]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
+        environ |= {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
+        environ |= {"PYTHONWARNINGS": "error::DeprecationWarning", **(env or {})}
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([*cmd, *args], cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        started.append(Worker(proc, log_path))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+
+
+def redis_command(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
+    env["REDIS_URL"] = redis_server.url
+    cmd = [sys.executable, "-m", "scrapy", "redis", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def delivered(redis_server: RedisServer) -> list[str]:
+    return [orjson.loads(note)["note_id"] for note in redis_server.client().lrange(KEYS.items, 0, -1)]
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def everything_in(redis_server: RedisServer) -> str:
+    """Every key and value in Redis, as text."""
+    client = redis_server.client()
+    parts = []
+    for key in client.scan_iter():
+        kind = client.type(key)
+        value = {
+            "string": lambda k: client.get(k),
+            "hash": lambda k: client.hgetall(k),
+            "list": lambda k: client.lrange(k, 0, -1),
+            "set": lambda k: client.smembers(k),
+            "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+        }[kind](key)
+        parts.append(f"{key} {value}")
+    return "\n".join(parts)
+
+
+def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_factory, workers, seeds, redis_server):
+    sandbox = sandbox_factory(latency=0.05)
+    first = workers(sandbox, seeds, JUSTONEAPI_MAX_RPS="30")
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    others = [workers(sandbox), workers(sandbox)]  # no keywords: they take work from Redis
+    assert [w.wait() for w in (first, *others)] == [0, 0, 0], first.log[-3000:]
+
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)), "a note was delivered twice"
+    assert set(ids) == EXPECTED
+    assert paid_twice(sandbox) == {}
+    assert len(sandbox.paid_pages()) == PAGES
+    for worker in others:
+        assert "Summary of note_search: finished, exit status 0" in worker.log
+        assert "calls sent" in worker.log and " 0 calls sent" not in worker.log, "every worker did some of the work"
+    client = redis_server.client()
+    assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
+    assert client.scard(KEYS.dupefilter) >= PAGES, "the shared state outlives the workers"
+    assert TOKEN not in everything_in(redis_server)
+    assert TOKEN not in "".join(w.log for w in (first, *others))
+
+
+def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, seeds, redis_server):
+    sandbox = sandbox_factory(latency=0.2)
+    client = redis_server.client()
+    first = workers(sandbox, seeds)
+    wait_until(lambda: client.zcard(KEYS.requests) > 0)
+    victim = workers(sandbox)
+    survivor = workers(sandbox)
+
+    def victim_holds_requests() -> bool:
+        beats = [client.get(k) or "" for k in client.scan_iter(match=KEYS.worker("*"))]
+        return len(sandbox.paid_pages()) > 20 and len(beats) == 3 and all(not b.startswith("0 ") for b in beats)
+
+    wait_until(victim_holds_requests)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert first.wait() == 0 and survivor.wait() == 0, survivor.log[-3000:]
+
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    twice = paid_twice(sandbox)
+    assert sum(n - 1 for n in twice.values()) <= CONCURRENCY, f"only the killed worker's requests: {twice}"
+    assert int(client.hget(KEYS.stats, "leases_expired") or 0) >= 1, "the killed worker's requests came back"
+
+
+def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_factory, workers, seeds, redis_server):
+    sandbox = sandbox_factory(latency=0.05)
+    first = workers(sandbox, seeds, JUSTONEAPI_MAX_REQUESTS="12")
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, JUSTONEAPI_MAX_REQUESTS="12")
+    assert [first.wait(), second.wait()] == [6, 6]
+    assert len(sandbox.log) <= 12, "the budget is the crawl's, not each worker's"
+
+    client = redis_server.client()
+    assert client.zcard(KEYS.requests) > 0, "stopping deleted the shared queue"
+    stored = client.hvals(KEYS.data)
+    assert stored and all(orjson.loads(r)["url"].startswith(sandbox.url) for r in stored), "requests are JSON"
+    assert TOKEN not in everything_in(redis_server)
+    status = redis_command(redis_server, "status")
+    assert status.returncode == 0
+    assert f"{client.zcard(KEYS.requests)} queued, 0 in flight" in status.stdout
+    assert "STOPPED:  justoneapi_budget_spent" in status.stdout
+    assert "scrapy redis resume" in status.stdout
+
+    refused = workers(sandbox)
+    assert refused.wait() == 6 and "run `scrapy redis resume`" in refused.log
+    assert redis_command(redis_server, "resume").returncode == 0
+    assert [w.wait() for w in (workers(sandbox), workers(sandbox))] == [0, 0]
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert paid_twice(sandbox) == {}, "a page paid for before the stop was asked for again"
+
+
+def test_one_fatal_answer_stops_every_worker(sandbox_factory, workers, seeds, redis_server):
+    broke = "tok-with-no-balance"
+    sandbox = sandbox_factory(latency=0.2, token_codes={broke: 601})
+    first = workers(sandbox, seeds)
+    wait_until(lambda: len(sandbox.paid_pages()) > 5)
+    second = workers(sandbox, None, env={"JUSTONEAPI_TOKEN": broke})  # the one that meets code 601
+    assert [first.wait(), second.wait()] == [5, 5]
+    assert "the API answered code 601" in second.log
+    assert "Stopping: worker" in first.log and "justoneapi_insufficient_balance" in first.log
+    times = [entry["time"] for entry in sandbox.log if entry.get("code") == 601]
+    later = [entry for entry in sandbox.log if entry["time"] > times[0] + 0.5]
+    assert len(later) <= CONCURRENCY, "the other worker kept calling after the crawl was stopped"
+    assert redis_server.client().hget(KEYS.stop, "reason") == "justoneapi_insufficient_balance"
+
+
+def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, seeds, redis_server):
+    sandbox = sandbox_factory(latency=0.05)
+    settings = {"JUSTONEAPI_MAX_RPS": "20", "JUSTONEAPI_REDIS_LEASE": "30"}
+    first = workers(sandbox, seeds, **settings)
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, **settings)
+    client = redis_server.client()
+    wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2 and len(sandbox.paid_pages()) >= 15)
+    redis_server.stop()
+    time.sleep(3)
+    redis_server.start()
+    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert paid_twice(sandbox) == {}
+    for worker in (first, second):
+        assert worker.log.count("is unreachable") == 1, worker.log[-3000:]
+        assert "is back after" in worker.log
+        assert "Traceback" not in worker.log
+
+
+def test_drain_killed_midway_writes_every_note_once(tmp_path, redis_server):
+    client = redis_server.client()
+    notes = [orjson.dumps({"note_id": f"n{i:06d}", "title": "x" * 200}).decode() for i in range(200_000)]
+    for start in range(0, len(notes), 10_000):
+        client.rpush(KEYS.items, *notes[start : start + 10_000])
+    out = tmp_path / "notes.jsonl"
+    env = {**os.environ, "REDIS_URL": redis_server.url}
+    cmd = [sys.executable, "-m", "scrapy", "redis", "drain", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: out.exists() and out.stat().st_size > 1_000_000)
+    proc.kill()
+    proc.wait()
+    assert 0 < client.llen(KEYS.items) < len(notes), "killed midway"
+    again = redis_command(redis_server, "drain", str(out))
+    assert again.returncode == 0, again.stderr
+    assert out.read_text().splitlines() == notes
+    assert client.llen(KEYS.items) == 0
+
+
+def test_drain_cuts_back_a_batch_it_did_not_finish(tmp_path, redis_server):
+    client = redis_server.client()
+    client.rpush(KEYS.items, '{"note_id":"a"}', '{"note_id":"b"}')
+    out = tmp_path / "notes.jsonl"
+    out.write_bytes(b'{"note_id":"z"}\n{"note_id":"a"}\n{"note_')  # killed after writing part of [a, b]
+    client.hset(KEYS.drain, mapping={"path": str(out), "size": 16})
+    assert redis_command(redis_server, "drain", str(out)).returncode == 0
+    assert out.read_bytes() == b'{"note_id":"z"}\n{"note_id":"a"}\n{"note_id":"b"}\n'
+
+
+def test_reset_keeps_the_notes_unless_asked_and_refuses_to_drop_undrained_ones(redis_server):
+    client = redis_server.client()
+    client.zadd(KEYS.requests, {"r1": 0})
+    client.sadd(KEYS.dupefilter, "fp")
+    client.sadd(KEYS.seen_notes, "a")
+    client.rpush(KEYS.items, '{"note_id":"a"}')
+    assert redis_command(redis_server, "reset").returncode == 0
+    assert not client.exists(KEYS.requests, KEYS.dupefilter)
+    assert client.exists(KEYS.seen_notes, KEYS.items) == 2
+    refused = redis_command(redis_server, "reset", "--notes")
+    assert refused.returncode == 1 and "not drained" in refused.stderr
+    assert redis_command(redis_server, "reset", "--notes", "--force").returncode == 0
+    assert client.dbsize() == 0
+
+
+def test_bad_distributed_setups_fail_before_any_call(sandbox, crawl, seeds, tmp_path):
+    unreachable = crawl(sandbox, keywords=str(seeds), settings={"REDIS_URL": "redis://127.0.0.1:9/0"})
+    assert unreachable.returncode == 2
+    assert "cannot reach Redis at REDIS_URL='redis://127.0.0.1:9/0'" in unreachable.log
+    both = crawl(
+        sandbox,
+        keywords=str(seeds),
+        settings={"REDIS_URL": "redis://127.0.0.1:9/0", "JUSTONEAPI_JOB_DIR": str(tmp_path / "job")},
+    )
+    assert both.returncode == 2 and "JUSTONEAPI_JOB_DIR and REDIS_URL do not go together" in both.log
+    no_keywords = crawl(sandbox)
+    assert no_keywords.returncode == 2 and "only a worker of a distributed crawl" in no_keywords.log
+    assert len(sandbox.log) == 0
+
+
+def test_requests_go_to_redis_as_json_and_come_back_whole():
+    crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
+    spider = NoteSearchSpider.from_crawler(crawler, keywords=str(ROOT / "seeds" / "brands.txt"))
+    queue = JsonRequestQueue(None, spider, "note_search:requests")
+    request = spider.page_request(Query("Nike x 耐克", "popularity_descending", "_1", "week"), 3, 40)
+    request.meta["retry_times"] = 2
+    encoded = queue._encode_request(request)
+    assert orjson.loads(encoded)["meta"]["justoneapi_query"] == ["Nike x 耐克", "popularity_descending", "_1", "week"]
+    back = queue._decode_request(encoded)
+    assert (back.url, back.priority, back.callback, back.errback) == (
+        request.url,
+        request.priority,
+        spider.parse,
+        spider.page_error,
+    )
+    assert back.meta == request.meta and back.cb_kwargs == request.cb_kwargs
+
+
+def test_paid_pages_counter_matches_the_sandbox(sandbox_factory, workers, seeds, redis_server):
+    """The crawl-wide counters `scrapy redis status` shows are the real ones."""
+    sandbox = sandbox_factory()
+    assert workers(sandbox, seeds).wait() == 0
+    stats = redis_server.client().hgetall(KEYS.stats)
+    assert int(stats["pages_paid"]) == len(sandbox.paid_pages()) == PAGES
+    assert int(stats["queries"]) == len(KEYWORDS)
+    assert int(stats["notes"]) == len(EXPECTED)
+    status = redis_command(redis_server, "status").stdout
+    assert f"{len(EXPECTED)} unique; {len(EXPECTED)} waiting in note_search:items" in status
+    assert Counter(delivered(redis_server)) == Counter(EXPECTED)
