@@ -134,6 +134,7 @@ class RedisServer:
     folder: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    _client: redis.Redis | None = None
 
     @property
     def url(self) -> str:
@@ -167,7 +168,14 @@ class RedisServer:
             self.proc.wait(10)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
+        if self._client is None:
+            self._client = redis.Redis(port=self.port, decode_responses=True)
+        return self._client
+
+    def close(self) -> None:
+        self.stop()
+        if self._client is not None:
+            self._client.close()
 
 
 @pytest.fixture
@@ -176,4 +184,4 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     folder.mkdir()
     server = RedisServer(folder).start()
     yield server
-    server.stop()
+    server.close()
