@@ -27,7 +27,7 @@ class NoteDedupePipeline:
 
     def __init__(self, crawler: Crawler) -> None:
         if shared_crawl(crawler) is not None:
-            raise NotConfigured("distributed: RedisNotePipeline dedupes in Redis")
+            raise NotConfigured  # distributed: RedisNotePipeline dedupes in Redis
         self.stats = crawler.stats
         state = job_state(crawler)
         self.seen: set[str] = set(state.exported) if state else set()

@@ -10,6 +10,7 @@ from scrapy import signals as scrapy_signals
 from scrapy.utils.asyncio import create_looping_call
 
 from rednote_crawl import report, signals
+from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
 from rednote_crawl.middlewares import PAGE_META, query_of
 from rednote_crawl.middlewares.policy import UNEXPECTED
 from rednote_crawl.middlewares.resume import job_state
@@ -31,6 +32,14 @@ RESUME_HINTS = {
     "justoneapi_quota_exceeded": "the daily quota is used up: run the same command again tomorrow",
     "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
     BUDGET_SPENT: "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
+}
+DISTRIBUTED_HINTS = {  # what to fix before `scrapy redis resume`
+    "justoneapi_invalid_token": "fix JUSTONEAPI_TOKEN on the workers (scrapy probe checks it)",
+    "justoneapi_permission_denied": "ask the vendor to enable note search v2 for the token",
+    UNEXPECTED: "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
+    "justoneapi_quota_exceeded": "wait for tomorrow's quota",
+    "justoneapi_insufficient_balance": "top up the balance",
+    BUDGET_SPENT: "give the workers a higher -s JUSTONEAPI_MAX_REQUESTS (the calls of all workers count)",
 }
 RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
 NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
@@ -136,10 +145,18 @@ class CrawlSummary:
         total, done = self._get("queries/total"), self._queries_done()
         incomplete = len({query for query, _, _ in self.failed})
         unfinished = total - done - len(self.rejected) - incomplete
+        shared = shared_crawl(self.crawler)
+        if shared is not None:  # a worker sees its own part; the crawl's totals are in Redis
+            queries = (
+                f"  queries:  {done} finished by this worker, {len(self.rejected)} rejected, {incomplete} incomplete"
+            )
+            unfinished = 0
+        else:
+            queries = f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
         lines = [
             f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {exit_status(reason, stats)}, "
             f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
-            f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
+            queries
             + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else "")
             + (
                 f"; {capped} stopped at max_pages (more results may exist: raise -a max_pages)"
@@ -165,11 +182,28 @@ class CrawlSummary:
         if losses:
             lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()))
             lines.append(f"  lost:     {lost} (notes may be missing: see the errors above)")
-        if reason in RESUME_HINTS or self.failed or unfinished > 0 or losses:
+        if shared is not None:
+            lines.append(_crawl_wide(shared, reason))
+        elif reason in RESUME_HINTS or self.failed or unfinished > 0 or losses:
             state = job_state(self.crawler)
             how = RESUMES.format(folder=state.folder) if state else NO_RESUME
             lines.append(f"  next: {RESUME_HINTS.get(reason, 'run the same command again')}; {how}")
         return "\n".join(lines)
+
+
+def _crawl_wide(shared: SharedCrawl, reason: str) -> str:
+    try:
+        status = shared.status()
+    except REDIS_ERRORS:
+        return "  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"
+    line = (
+        f"  crawl:    {status['queued']} requests queued, {status['in_flight']} in flight, "
+        f"{status['notes']} unique notes ({status['items']} waiting to be drained: scrapy redis drain FILE)"
+    )
+    if status["stop"] and reason != "shutdown":
+        hint = DISTRIBUTED_HINTS.get(reason, "fix the cause")
+        line += f"\n  next: {hint}, run `scrapy redis resume`, then start the workers again"
+    return line
 
 
 def plural(count: int, noun: str) -> str:

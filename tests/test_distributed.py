@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +138,12 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
     assert client.scard(KEYS.dupefilter) >= PAGES, "the shared state outlives the workers"
     assert TOKEN not in everything_in(redis_server)
     assert TOKEN not in "".join(w.log for w in (first, *others))
+    stats = client.hgetall(KEYS.stats)  # the crawl-wide counters `scrapy redis status` shows
+    assert (int(stats["pages_paid"]), int(stats["queries"]), int(stats["notes"])) == (PAGES, len(KEYWORDS), len(ids))
+    status = redis_command(redis_server, "status").stdout
+    assert (
+        f"{PAGES} paid, 0 failed" in status and f"{len(ids)} unique; {len(ids)} waiting in note_search:items" in status
+    )
 
 
 def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, seeds, redis_server):
@@ -306,14 +311,45 @@ def test_requests_go_to_redis_as_json_and_come_back_whole():
     assert back.meta == request.meta and back.cb_kwargs == request.cb_kwargs
 
 
-def test_paid_pages_counter_matches_the_sandbox(sandbox_factory, workers, seeds, redis_server):
-    """The crawl-wide counters `scrapy redis status` shows are the real ones."""
-    sandbox = sandbox_factory()
-    assert workers(sandbox, seeds).wait() == 0
-    stats = redis_server.client().hgetall(KEYS.stats)
-    assert int(stats["pages_paid"]) == len(sandbox.paid_pages()) == PAGES
-    assert int(stats["queries"]) == len(KEYWORDS)
-    assert int(stats["notes"]) == len(EXPECTED)
-    status = redis_command(redis_server, "status").stdout
-    assert f"{len(EXPECTED)} unique; {len(EXPECTED)} waiting in note_search:items" in status
-    assert Counter(delivered(redis_server)) == Counter(EXPECTED)
+def test_one_rate_limit_for_the_token_across_workers(sandbox_factory, workers, tmp_path, redis_server):
+    """Three workers at JUSTONEAPI_MAX_RPS=8 together: the API, allowing 10/s, sees at most that."""
+    seeds = tmp_path / "four.txt"
+    seeds.write_text("小米\n华为\n优衣库\n海信\n", encoding="utf-8")
+    sandbox = sandbox_factory(latency=0.1, rate_limit=10)
+    one_each = {"JUSTONEAPI_MAX_RPS": "8", "CONCURRENT_REQUESTS": "1"}  # 3 slots for 4 queries: all work
+    first = workers(sandbox, seeds, **one_each)
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    others = [workers(sandbox, None, **one_each) for _ in range(2)]
+    assert [w.wait() for w in (first, *others)] == [0, 0, 0]
+    assert sum(" 0 calls sent" not in w.log for w in (first, *others)) >= 2, "workers called side by side"
+    times = sorted(entry["time"] for entry in sandbox.log)
+    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert busiest <= 10, f"{busiest} calls in one second"
+    rate_limited = sum(1 for entry in sandbox.log if entry.get("code") == 302)
+    assert rate_limited <= 0.02 * len(times)
+
+
+def test_a_302_seen_by_one_worker_slows_every_worker(redis_server):
+    from functools import partial
+
+    from scrapy.settings import Settings
+
+    from rednote_crawl.distributed.account import SharedRateLimiter
+    from rednote_crawl.distributed.shared import SharedCrawl, connect
+    from rednote_crawl.ratelimit import book
+
+    def limiter() -> SharedRateLimiter:
+        shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
+        return SharedRateLimiter(shared, 20)
+
+    one, other = limiter(), limiter()
+    for _ in range(5):
+        other.change(partial(book, max_rate=20))
+    one.slow_down(retry_after=2)
+    _, delay = other.change(partial(book, max_rate=20))
+    assert delay == pytest.approx(2, abs=0.1), "the other worker waits out the pause"
+    assert other.rate == 10, "and calls at the halved rate"
+    _, delay = other.change(partial(book, max_rate=20))
+    assert delay == pytest.approx(2.1, abs=0.1)
+    for limiter_ in (one, other):
+        limiter_.shared.server.close()

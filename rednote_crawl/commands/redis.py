@@ -53,12 +53,16 @@ class Command(ScrapyCommand):
             raise UsageError(f"name an action: scrapy redis {self.syntax()}")
         action, rest = args[0], args[1:]
         if (action == "drain") != (len(rest) == 1) or len(rest) > 1:
-            raise UsageError("drain takes one file: scrapy redis drain FILE" if action == "drain" else "too many arguments")
+            raise UsageError(
+                "drain takes one file: scrapy redis drain FILE" if action == "drain" else "too many arguments"
+            )
         assert self.settings is not None
         try:
             url = ApiConfig.from_settings(self.settings, require_token=False).redis_url
             if url is None:
-                raise ConfigError("no Redis: set REDIS_URL (environment variable, or -s REDIS_URL=redis://HOST:PORT/DB)")
+                raise ConfigError(
+                    "no Redis: set REDIS_URL (environment variable, or -s REDIS_URL=redis://HOST:PORT/DB)"
+                )
             shared = SharedCrawl(connect(url, self.settings), opts.spider, url, lease_seconds=1)
             self.exitcode = getattr(self, f"_{action}")(shared, opts, *rest)
         except ConfigError as exc:
@@ -81,7 +85,10 @@ class Command(ScrapyCommand):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print(f"\ninterrupted: {plural(count, 'note')} written; run the same command again for the rest", file=sys.stderr)
+            print(
+                f"\ninterrupted: {plural(count, 'note')} written; run the same command again for the rest",
+                file=sys.stderr,
+            )
             return 1
         print(f"{'' if count == 0 else chr(10)}drained {plural(count, 'note')} from {shared.keys.items} into {path}")
         return 0
@@ -135,7 +142,9 @@ def render_status(spider: str, url: str, status: dict[str, Any]) -> str:
         f"  notes:    {status['notes']} unique; {status['items']} waiting in {spider}:items (scrapy redis drain FILE)",
     ]
     rate = status["rate"]
-    lines.append(f"  rate:     {'no ceiling' if rate is None else f'{rate:.2f} calls/s'} for the token, all workers together")
+    lines.append(
+        f"  rate:     {'no ceiling' if rate is None else f'{rate:.2f} calls/s'} for the token, all workers together"
+    )
     workers = status["workers"]
     lines.append(f"  workers:  {len(workers)} alive" + "".join(f"\n    {w}: {v}" for w, v in sorted(workers.items())))
     if stop := status["stop"]:

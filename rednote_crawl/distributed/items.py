@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
 # KEYS: lock. ARGV: holder, new holder, seconds. Take the lock over only from that holder.
-TAKE_OVER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
+TAKE_OVER = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
+)
 
 
 class RedisNotePipeline(NoteDedupePipeline):

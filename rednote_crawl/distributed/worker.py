@@ -68,18 +68,8 @@ class DistributedWorker:
             status["in_flight"],
             status["notes"],
         )
-        if stop := status["stop"]:
-            logger.error(
-                "The crawl is stopped (%s: %s, by worker %s); when the cause is fixed, run `scrapy redis resume`",
-                stop.get("reason"),
-                stop.get("message"),
-                stop.get("worker"),
-            )
-            self.stopping = True
-            stop_crawl(self.crawler, stop["reason"], stop.get("message", ""))
-            return
         self.task = create_looping_call(self.heartbeat)
-        self.task.start(HEARTBEAT, now=True)
+        self.task.start(HEARTBEAT, now=False)  # (closing the spider while it opens skips its summary)
 
     def heartbeat(self) -> None:
         try:
@@ -95,7 +85,8 @@ class DistributedWorker:
         if stop:
             self.stopping = True
             logger.error(
-                "Stopping: worker %s stopped the crawl (%s: %s)",
+                "Stopping: worker %s stopped the crawl (%s: %s); when the cause is fixed, "
+                "run `scrapy redis resume` and start the workers again",
                 stop.get("worker"),
                 stop["reason"],
                 stop.get("message"),
