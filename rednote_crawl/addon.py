@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
+from scrapy.settings import SETTINGS_PRIORITIES
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ApiConfig, ConfigError, flag
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 # The feed used when the command line names none (-o/-O) and FEEDS is empty; with a job
 # state folder, JUSTONEAPI_JOB_DIR/crawl-NNNN.jsonl.
 DEFAULT_FEED_OPTIONS = {"format": "jsonlines", "encoding": "utf-8"}
+SAFE_LEASE = 10  # seconds: leases are renewed every second, by Redis calls with 5 s timeouts
 DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": DEFAULT_FEED_OPTIONS}
 
 
@@ -42,6 +44,12 @@ class JustOneApiAddon:
         return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
+        if settings.getpriority("JUSTONEAPI_TOKEN") == SETTINGS_PRIORITIES["cmdline"]:
+            raise ConfigError(
+                "the token must not be passed with -s JUSTONEAPI_TOKEN=... (or a scrapyd job's setting=): command "
+                "lines show up in process lists and scrapyd's logs and listjobs.json. Set the JUSTONEAPI_TOKEN "
+                "environment variable where the crawl runs (for scrapyd: in the scrapyd service's environment)"
+            )
         if flag(settings, "JUSTONEAPI_SANDBOX"):
             self._start_sandbox(settings)
         config = ApiConfig.of(self.crawler)
@@ -49,7 +57,7 @@ class JustOneApiAddon:
         settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
         state = job_state(self.crawler)
         if config.redis_url:
-            _distributed(settings, config.redis_url)
+            _distributed(settings, config.redis_url, config.redis_lease)
         elif not settings.getdict("FEEDS"):
             feeds = {str(state.output): DEFAULT_FEED_OPTIONS} if state else DEFAULT_FEEDS
             settings.set("FEEDS", feeds, priority="addon")
@@ -101,7 +109,7 @@ class JustOneApiAddon:
         logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
 
 
-def _distributed(settings: BaseSettings, url: str) -> None:
+def _distributed(settings: BaseSettings, url: str, lease: float) -> None:
     """REDIS_URL: the queue, the dupefilter, note dedupe and the notes themselves live in Redis.
 
     The notes go to the list ``<spider>:items`` (``scrapy redis drain`` writes them to a file),
@@ -115,6 +123,13 @@ def _distributed(settings: BaseSettings, url: str) -> None:
         ) from None
     except redis.RedisError as exc:
         raise ConfigError(f"Redis at REDIS_URL={display_url(url)!r} refused us ({exc}); check its password") from None
+    if lease < SAFE_LEASE:
+        logger.warning(
+            "JUSTONEAPI_REDIS_LEASE=%s: a lease this short can run out during one slow Redis call (5 s timeouts), "
+            "and its page is then paid for twice; use %s or more outside tests",
+            lease,
+            SAFE_LEASE,
+        )
     settings.set("SCHEDULER", "rednote_crawl.distributed.scheduler.LeasedScheduler", priority="addon")
     settings.set("SCHEDULER_PERSIST", True, priority="addon")
 

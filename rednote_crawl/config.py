@@ -183,7 +183,7 @@ class ApiConfig:
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
             redis_url=redis_url,
-            redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 1),
+            redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
         )
 
     @classmethod

@@ -113,8 +113,12 @@ class AdaptiveRateLimiter:
         """Wait for this call's turn. A ``sleep`` that returns False was cut short: give up waiting."""
         while True:
             epoch, delay = self.change(partial(book, max_rate=self.max_rate))
-            if delay <= 0 or await sleep(delay) is False or self.change(lambda state, now: state.epoch) == epoch:
+            if delay <= 0 or await sleep(delay) is False or self.epoch() == epoch:
                 return
+
+    def epoch(self) -> int:
+        """The current epoch: a cut since a booking means booking again."""
+        return self.state.epoch
 
     def slow_down(self, retry_after: float | None = None) -> None:
         self.change(partial(cut, retry_after=retry_after))

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -353,3 +354,55 @@ def test_a_302_seen_by_one_worker_slows_every_worker(redis_server):
     assert delay == pytest.approx(2.1, abs=0.1)
     for limiter_ in (one, other):
         limiter_.shared.server.close()
+
+
+def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_factory, workers, seeds, redis_server):
+    """Retries replace their request in Redis; a page with no notes acks only once its next page is pushed."""
+    sandbox = sandbox_factory(latency=0.02, faults=["500:0.15", "302:0.05", "html502:0.05"])
+    busy = {"CONCURRENT_ITEMS": "1", "JUSTONEAPI_MAX_RPS": "0"}
+    first = workers(sandbox, seeds, **busy)
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, **busy)
+    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert paid_twice(sandbox) == {}
+    codes = Counter(entry.get("code") for entry in sandbox.log)
+    assert codes[500] and codes[302], "the faults were met"
+    client = redis_server.client()
+    assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
+
+
+def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server):
+    from scrapy.settings import Settings
+
+    from rednote_crawl.distributed.leases import LeaseBook
+    from rednote_crawl.distributed.shared import SharedCrawl, connect
+
+    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
+    book = LeaseBook(shared, get_crawler().stats)
+    client = redis_server.client()
+
+    def take() -> str:
+        shared.push('{"url": "x"}', 0, "", "", False)
+        lease, _ = shared.pop()
+        book.taken(lease)
+        return lease
+
+    lease = take()
+    book.output_started(lease)  # the next page
+    book.output_started(lease)  # a note
+    book.output_ended(lease)
+    book.output_stored(lease)
+    assert client.zscore(KEYS.leases, lease) is not None, "acked before its next page was pushed"
+    book.output_stored(lease)
+    assert client.zscore(KEYS.leases, lease) is None and not client.hexists(KEYS.data, lease)
+
+    broken = take()
+    book.output_started(broken)
+    book.output_ended(broken)
+    book.output_stored(broken, ok=False)  # a pipeline failed on its note
+    assert client.zscore(KEYS.leases, broken) is not None
+    assert book.release_all() == 1
+    assert client.zrange(KEYS.requests, 0, -1) == [broken], "given back to be done again"
+    shared.server.close()

@@ -46,6 +46,10 @@ class SharedRateLimiter(AdaptiveRateLimiter):
                 self.shared.health.ok()
                 return result
 
+    def epoch(self) -> int:
+        raw = self.shared.server.get(self.shared.keys.ratelimit)
+        return RateState.from_dict(orjson.loads(raw)).epoch if raw else 0
+
     async def acquire(self, sleep: Sleep) -> None:
         while True:
             try:

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
+# KEYS: lock, items, marker. ARGV: holder, batch size, seconds.
+TRIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[2], ARGV[2], -1)
+redis.call('DEL', KEYS[3])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 # KEYS: lock. ARGV: holder, new holder, seconds. Take the lock over only from that holder.
 TAKE_OVER = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
@@ -37,13 +45,16 @@ TAKE_OVER = (
 
 
 class RedisNotePipeline(NoteDedupePipeline):
+    """``NoteDedupePipeline`` with its memory in Redis: ``seen_notes`` holds the notes of every
+    earlier crawl too, until ``scrapy redis reset --notes``."""
+
     def __init__(self, crawler: Crawler) -> None:
         shared = shared_crawl(crawler)
         if shared is None:
             raise NotConfigured
         self.shared = shared
         self.stats = crawler.stats
-        self.earlier: set[str] = set()  # seen_notes keeps every earlier crawl's notes until a reset --notes
+        self.earlier = set()
 
     async def first_time(self, note_id: str, item: Any) -> bool:
         note = dumps(ItemAdapter(item).asdict())
@@ -90,9 +101,12 @@ def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH)
                 file.write("".join(f"{note}\n" for note in notes).encode())
                 file.flush()
                 os.fsync(file.fileno())
-                with server.pipeline() as pipe:  # MULTI: the batch leaves the list with its marker
-                    pipe.ltrim(keys.items, len(notes), -1).delete(keys.drain).expire(lock, DRAIN_LOCK_SECONDS)
-                    pipe.execute()
+                # The batch leaves the list with its marker, only while the lock is still ours.
+                if not server.eval(TRIM, 3, lock, keys.items, keys.drain, token, len(notes), DRAIN_LOCK_SECONDS):
+                    raise DrainBusy(
+                        f"this drain stalled for over {DRAIN_LOCK_SECONDS} s and another one took over; "
+                        f"its last batch is in {path} and still in Redis: let the other drain finish"
+                    )
                 total += len(notes)
                 yield total
     finally:

@@ -2,13 +2,16 @@
 
 A request is done when everything it produced is in Redis:
 
-- its response went through the spider (``LeaseMiddleware`` sees the output end) and each
-  of its notes went through the pipelines (item_scraped, item_dropped or item_error);
+- its response went through the spider (``LeaseMiddleware`` sees the output end), each of its
+  notes went through the pipelines (item_scraped or item_dropped), and each request it made
+  (the next page) was pushed by the scheduler;
 - or it was replaced by its retry (the scheduler acks it in the script that pushes the retry);
 - or its page failed or its query was rejected (``page_failed`` / ``query_rejected``).
 
-Anything else (a request not sent because the crawl stopped) is still held when the spider
-closes, and is given back to the queue then. The ack goes through the outbox after the writes
+A callback that fails (spider_error) ends its response's output: the page is lost, counted by
+Scrapy's ``spider_exceptions`` stats, and not paid for again. Anything else (a request not sent
+because the crawl stopped, a note a pipeline failed on) is still held when the spider closes, and
+is given back to the queue then, to be done again. The ack goes through the outbox after the writes
 of the request's output, so it never overtakes them.
 """
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from itemadapter import is_item
+from scrapy import Request
 from scrapy import signals as scrapy_signals
 from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
@@ -28,18 +32,19 @@ from rednote_crawl import signals
 from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
 
 if TYPE_CHECKING:
-    from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
 
 LEASE_META = "justoneapi_lease"  # the id of the Redis lease of a request taken from the shared queue
+PARENT_META = "justoneapi_parent_lease"  # on a request a leased response made, until the scheduler pushes it
 
 
 @dataclass(slots=True)
 class _Held:
-    items: int = 0  # notes of its response still in the pipelines
+    pending: int = 0  # its response's notes still in the pipelines, and requests not yet pushed
     output_ended: bool = False
+    broken: bool = False  # a note failed in the pipelines: give it back at close, never ack
 
 
 class LeaseBook:
@@ -54,13 +59,15 @@ class LeaseBook:
     def replaced(self, lease: str) -> None:
         self.held.pop(lease, None)
 
-    def item_started(self, lease: str) -> None:
+    def output_started(self, lease: str) -> None:
+        """A note or a request of the lease's response is on its way."""
         if (held := self.held.get(lease)) is not None:
-            held.items += 1
+            held.pending += 1
 
-    def item_done(self, lease: str) -> None:
+    def output_stored(self, lease: str, ok: bool = True) -> None:
         if (held := self.held.get(lease)) is not None:
-            held.items -= 1
+            held.pending -= 1
+            held.broken |= not ok
             self._ack_if_done(lease, held)
 
     def output_ended(self, lease: str) -> None:
@@ -73,7 +80,7 @@ class LeaseBook:
             self.shared.ack(lease)
 
     def _ack_if_done(self, lease: str, held: _Held) -> None:
-        if held.output_ended and held.items == 0:
+        if held.output_ended and held.pending == 0 and not held.broken:
             self.finished(lease)
 
     def renew(self) -> None:
@@ -88,7 +95,8 @@ class LeaseBook:
         if not leases:
             return 0
         try:
-            self.shared.flush()  # acks first: a done request must not go back
+            if not self.shared.flush():  # acks first: a done request must not go back
+                return 0
             return self.shared.release(leases)
         except REDIS_ERRORS as exc:
             self.shared.health.failed(exc)
@@ -119,8 +127,10 @@ class LeaseMiddleware(BaseSpiderMiddleware):
         if shared_crawl(crawler) is None:
             raise NotConfigured
         self.book = lease_book(crawler)
-        for signal in (scrapy_signals.item_scraped, scrapy_signals.item_dropped, scrapy_signals.item_error):
-            crawler.signals.connect(self._item_done, signal=signal)
+        crawler.signals.connect(self._item_stored, signal=scrapy_signals.item_scraped)
+        crawler.signals.connect(self._item_stored, signal=scrapy_signals.item_dropped)
+        crawler.signals.connect(self._item_failed, signal=scrapy_signals.item_error)
+        crawler.signals.connect(self._spider_error, signal=scrapy_signals.spider_error)
         crawler.signals.connect(self._page_done, signal=signals.page_failed)
         crawler.signals.connect(self._page_done, signal=signals.query_rejected)
 
@@ -128,9 +138,7 @@ class LeaseMiddleware(BaseSpiderMiddleware):
         lease = lease_of(response.request)
         try:
             for output in result:
-                if lease and is_item(output):
-                    self.book.item_started(lease)
-                yield output
+                yield self._follow(lease, output)
         finally:
             if lease:
                 self.book.output_ended(lease)
@@ -139,16 +147,32 @@ class LeaseMiddleware(BaseSpiderMiddleware):
         lease = lease_of(response.request)
         try:
             async for output in result:
-                if lease and is_item(output):
-                    self.book.item_started(lease)
-                yield output
+                yield self._follow(lease, output)
         finally:
             if lease:
                 self.book.output_ended(lease)
 
-    def _item_done(self, item: Any, response: Response | Failure | None, **kwargs: Any) -> None:
+    def _follow(self, lease: str | None, output: Any) -> Any:
+        if lease is None:
+            return output
+        if isinstance(output, Request):
+            output.meta[PARENT_META] = lease  # the scheduler reports it stored (output_stored)
+            self.book.output_started(lease)
+        elif is_item(output):
+            self.book.output_started(lease)
+        return output
+
+    def _item_stored(self, item: Any, response: Response | Failure | None, **kwargs: Any) -> None:
         if (lease := lease_of(getattr(response, "request", None))) is not None:
-            self.book.item_done(lease)
+            self.book.output_stored(lease)
+
+    def _item_failed(self, item: Any, response: Response | Failure | None, **kwargs: Any) -> None:
+        if (lease := lease_of(getattr(response, "request", None))) is not None:
+            self.book.output_stored(lease, ok=False)
+
+    def _spider_error(self, failure: Failure, response: Response, **kwargs: Any) -> None:
+        if (lease := lease_of(getattr(response, "request", None))) is not None:
+            self.book.output_ended(lease)
 
     def _page_done(self, request: Request, **kwargs: Any) -> None:
         if (lease := lease_of(request)) is not None:

@@ -23,7 +23,7 @@ from scrapy_redis.queue import Base
 from scrapy_redis.scheduler import Scheduler
 
 from rednote_crawl.api import Query
-from rednote_crawl.distributed.leases import LEASE_META, lease_book
+from rednote_crawl.distributed.leases import LEASE_META, PARENT_META, lease_book
 from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
 from rednote_crawl.middlewares import PAGE_META, QUERY_META
 
@@ -110,7 +110,12 @@ class LeasedScheduler(Scheduler):
         """An idle engine asks again only every 5 s: hand it work as soon as Redis has some."""
         if self.crawler.engine.downloader.active or self.handoff or not self.shared.health.up:
             return
-        if (request := self._take()) is not None:
+        try:
+            request = self._take()
+        except Exception:  # a looping call stops for good at its first exception
+            logger.exception("Taking a request from Redis failed")
+            return
+        if request is not None:
             request.meta[HANDOFF_META] = True
             self.crawler.engine.crawl(request)  # comes back through enqueue_request, into self.handoff
 
@@ -122,11 +127,14 @@ class LeasedScheduler(Scheduler):
             self.handoff.append(request)
             return True
         replaces = request.meta.pop(LEASE_META, "")
+        parent = request.meta.pop(PARENT_META, None)
         if replaces:
             self.book.replaced(replaces)
         fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
         query_start = request.meta.get(PAGE_META) == 1 and not replaces
         self.shared.push(self.queue._encode_request(request), -request.priority, fingerprint, replaces, query_start)
+        if parent is not None:
+            self.book.output_stored(parent)  # its ack goes into the outbox after this push
         self.stats.inc_value("scheduler/enqueued/redis")
         return True
 
@@ -150,10 +158,12 @@ class LeasedScheduler(Scheduler):
         lease, encoded = taken
         try:
             request = self.queue._decode_request(encoded or "")
-        except Exception as exc:  # written by something else than a worker: keep it out of the crawl
-            logger.error("Dropped request %s from Redis: it is not a request of this project (%s)", lease, exc)
+        except Exception as exc:  # not a request of this project (or of this version): set it aside
+            logger.error(
+                "Set request %s aside in %s: this worker cannot read it (%s)", lease, self.shared.keys.unreadable, exc
+            )
             self.stats.inc_value("justoneapi/redis/requests_unreadable")
-            self.shared.ack(lease)
+            self.shared.set_aside(lease, encoded or "")
             return None
         request.meta[LEASE_META] = lease
         self.book.taken(lease)

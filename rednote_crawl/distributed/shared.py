@@ -11,7 +11,8 @@ leases              ZSET    ids of the requests workers have taken, scored by th
 seen_notes          SET     ids of the notes already in ``items`` (or drained from it)
 stats               HASH    crawl-wide counters (``scrapy redis status`` shows them)
 stop                HASH    why the crawl stopped, set by the worker that saw it
-ratelimit           HASH    the token's shared rate (account.py)
+ratelimit           STRING  the token's shared rate, as JSON (account.py)
+requests:unreadable HASH    id -> requests no worker could read, set aside for a look
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
 ==================  ======  ==================================================================
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -54,7 +56,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Redis away, or unable to write for now (a replica promoted late, memory full): wait for it.
+REDIS_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
 # Redis calls block the reactor while they wait, so they must fail fast; outages are ridden
 # out by the callers (outbox, polling), not by redis-py's own retries.
 CONNECTION_DEFAULTS: dict[str, Any] = {
@@ -67,13 +75,13 @@ REQUEUE_SCORE = -1e9  # a request given back (expired or released lease) goes be
 
 
 def display_url(url: str) -> str:
-    """The URL with its password masked, for logs."""
+    """The URL with its password masked (``:PASSWORD@`` or ``?password=``), for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=(f"{parts.username}:***@" if parts.username else ":***@") + netloc)
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit(parts._replace(query=query))
 
 
 def connect(url: str, settings: BaseSettings) -> redis.Redis:
@@ -117,6 +125,10 @@ class Keys:
         return self._key("leases")
 
     @property
+    def unreadable(self) -> str:
+        return self._key("requests:unreadable")
+
+    @property
     def seen_notes(self) -> str:
         return self._key("seen_notes")
 
@@ -141,7 +153,16 @@ class Keys:
 
     def crawl_state(self) -> list[str]:
         """What ``scrapy redis reset`` clears: the crawl, not the notes."""
-        return [self.requests, self.data, self.leases, self.dupefilter, self.stats, self.stop, self.ratelimit]
+        return [
+            self.requests,
+            self.data,
+            self.leases,
+            self.dupefilter,
+            self.stats,
+            self.stop,
+            self.ratelimit,
+            self.unreadable,
+        ]
 
     def notes(self) -> list[str]:
         """What ``scrapy redis reset --notes`` clears as well."""
@@ -165,7 +186,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then return false end
 local popped = redis.call('ZPOPMIN', KEYS[1])
 if #popped == 0 then return false end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), popped[1])
-return {popped[1], redis.call('HGET', KEYS[3], popped[1])}
+return {popped[1], redis.call('HGET', KEYS[3], popped[1]) or ''}
 """
 )
 
@@ -315,6 +336,11 @@ class SharedCrawl:
     def ack(self, *lease_ids: str) -> None:
         k = self.keys
         self.write(lambda: self.run("ack", [k.leases, k.requests, k.data], list(lease_ids)))
+
+    def set_aside(self, lease_id: str, request: str) -> None:
+        k = self.keys
+        self.write(lambda: self.server.hset(k.unreadable, lease_id, request))
+        self.ack(lease_id)
 
     def count(self, field: str, amount: int = 1) -> None:
         self.write(lambda: self.server.hincrby(self.keys.stats, field, amount))

@@ -17,7 +17,7 @@ from scrapy import signals as scrapy_signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 
-from rednote_crawl import signals
+from rednote_crawl import redaction, signals
 from rednote_crawl.distributed.leases import lease_book
 from rednote_crawl.distributed.shared import REDIS_ERRORS, display_url, shared_crawl
 from rednote_crawl.middlewares import close_spider, stop_crawl
@@ -59,7 +59,13 @@ class DistributedWorker:
         return cls(crawler)
 
     def spider_opened(self) -> None:
-        status = self.shared.status()
+        self.task = create_looping_call(self.heartbeat)
+        self.task.start(HEARTBEAT, now=False)  # (closing the spider while it opens skips its summary)
+        try:
+            status = self.shared.status()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+            return
         logger.info(
             "Distributed crawl on Redis at %s as worker %s: %d requests queued, %d in flight, %d notes so far",
             display_url(self.shared.url),
@@ -68,19 +74,25 @@ class DistributedWorker:
             status["in_flight"],
             status["notes"],
         )
-        self.task = create_looping_call(self.heartbeat)
-        self.task.start(HEARTBEAT, now=False)  # (closing the spider while it opens skips its summary)
 
     def heartbeat(self) -> None:
+        """Never raises: a looping call stops for good at its first exception."""
         try:
-            if not self.shared.flush():
-                return
-            self.book.renew()
-            self.shared.beat(len(self.book.held), HEARTBEAT)
-            stop = None if self.stopping else self.shared.stopped()
+            self._beat()
         except REDIS_ERRORS as exc:
             self.shared.health.failed(exc)
+        except Exception:
+            logger.exception(
+                "The heartbeat of worker %s failed; it beats again in %s s", self.shared.worker_id, HEARTBEAT
+            )
+
+    def _beat(self) -> None:
+        if not self.shared.flush():
             return
+        # Renew first: after an outage, our leases must not look expired for longer than needed.
+        self.book.renew()
+        self.shared.beat(len(self.book.held), HEARTBEAT)
+        stop = None if self.stopping else self.shared.stopped()
         self.shared.health.ok()
         if stop:
             self.stopping = True
@@ -132,10 +144,8 @@ class DistributedWorker:
         if reason in LOCAL_REASONS:
             return
         self.stopping = True
-        try:
-            self.shared.stop(reason, message)
-        except REDIS_ERRORS as exc:
-            self.shared.health.failed(exc)
+        message = redaction.redact(message)
+        self.shared.write(lambda: self.shared.stop(reason, message))  # waits out an outage, like every write
 
     def page_paid(self, request: Any) -> None:
         self.shared.count("pages_paid")

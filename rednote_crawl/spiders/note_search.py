@@ -18,16 +18,17 @@ from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_END_META, QUERY_META, record_failed_page
 from rednote_crawl.middlewares.resume import job_state
-from rednote_crawl.seeds import read_keywords
+from rednote_crawl.seeds import parse_inline, read_keywords
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
 
-ARGUMENTS = ("keywords", "sort", "note_type", "note_time", "max_pages", "since")
+ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")
 NO_KEYWORDS = (
-    "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt); "
+    "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt), "
+    "or -a keyword=海信,Nike; "
     "only a worker of a distributed crawl (REDIS_URL set) runs without keywords"
 )
 
@@ -35,7 +36,8 @@ NO_KEYWORDS = (
 class NoteSearchSpider(scrapy.Spider):
     """Spider arguments (``-a name=value``):
 
-    keywords   path of the seed file (one keyword a line)            required
+    keywords   path of the seed file (one keyword a line)            required, or:
+    keyword    the keywords themselves, comma-separated (one-off jobs)
     sort       general, popularity_descending/popular, time_descending/latest,
                comment_descending/comments, collect_descending/collects   general
     note_type  all/_0, video/_1, normal/_2 (image)                    all
@@ -49,6 +51,7 @@ class NoteSearchSpider(scrapy.Spider):
     def __init__(
         self,
         keywords: str | None = None,
+        keyword: str | None = None,
         sort: str | None = None,
         note_type: str | None = None,
         note_time: str | None = None,
@@ -66,7 +69,9 @@ class NoteSearchSpider(scrapy.Spider):
         if unknown := [name for name in kwargs if not name.startswith("_")]:
             raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
         super().__init__(**kwargs)
-        self.keywords = read_keywords(keywords) if keywords else []
+        if keywords and keyword:
+            raise ConfigError("pass -a keywords=FILE or -a keyword=WORD,WORD, not both")
+        self.keywords = read_keywords(keywords) if keywords else parse_inline(keyword) if keyword else []
         self.sorts = _choices("sort", sort, api.SORTS, api.DEFAULT_SORT)
         self.note_types = _choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)
         self.note_times = _choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)
