@@ -332,7 +332,7 @@ def parse_count(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        return value
+        return value if abs(value) < _INT64 else None
     if isinstance(value, str):
         text = value.strip().rstrip("+").replace(",", "")
         factor = 1
@@ -343,9 +343,12 @@ def parse_count(value: Any) -> int | None:
             value = float(text) * factor
         except ValueError:
             return None
-    if isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < _INT64:
         return round(value)
-    return None
+    return None  # "1e30" is no count; and JSON Lines writers (orjson) take 64-bit integers only
+
+
+_INT64 = 2**63
 
 
 # ``#tag`` or the app's ``#tag[话题]#``; the closing ``#`` belongs to the bracket form only,

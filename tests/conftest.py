@@ -185,3 +185,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(folder).start()
     yield server
     server.close()
+
+
+def run_command(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run a command as a user would, with none of the project's variables but ``env``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
+    return subprocess.run(
+        cmd, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -283,14 +283,18 @@ def test_request_budget_closes_the_crawl_with_a_named_reason(sandbox, crawl):
 
 def test_the_token_never_shows_in_logs_or_output(sandbox_factory, crawl):
     server = sandbox_factory(tokens=frozenset({TOKEN}), faults=["html502@Nike#1x1", "reset@Nike#2x1"])
-    # The worst case: the token passed as a setting on the command line, and DEBUG logs.
-    result = crawl(server, keywords=["Nike"], token=None, settings={"JUSTONEAPI_TOKEN": TOKEN, "LOG_LEVEL": "DEBUG"})
+    # The worst case that runs: DEBUG logs, which show every request and response.
+    result = crawl(server, keywords=["Nike"], settings={"LOG_LEVEL": "DEBUG"})
     assert result.returncode == 0, result.log
     assert len(result.items) > 0, "the sandbox accepts only this token, so it was sent"
     for form in (TOKEN, quote(TOKEN, safe="")):
         assert form not in result.log
         assert form.encode() not in result.output
     assert "tok-…" in result.log  # at most its first 4 characters
+    # On the command line it would show in process lists (and scrapyd's listjobs): refused, not echoed.
+    refused = crawl(server, keywords=["Nike"], token=None, settings={"JUSTONEAPI_TOKEN": TOKEN, "LOG_LEVEL": "DEBUG"})
+    assert refused.returncode == 2 and "the token must not be passed with -s JUSTONEAPI_TOKEN" in refused.log
+    assert TOKEN not in refused.log
 
 
 def test_no_token_is_a_clear_error_pointing_at_the_sandbox(sandbox, crawl):
@@ -385,7 +389,7 @@ def test_an_unwritable_output_file_stops_the_crawl_before_any_call(sandbox, craw
 def test_a_mistyped_argument_is_an_error_not_an_unfiltered_crawl(sandbox, crawl):
     result = crawl(sandbox, "-a", "note_types=video", keywords=["小米"])
     assert result.returncode == 2
-    assert "unknown spider argument -a note_types=...; the arguments are: keywords, sort, note_type" in result.log
+    assert "unknown spider argument -a note_types=...; the arguments are: keywords, keyword, sort, note_type" in result.log
     assert not sandbox.log
 
 

@@ -20,7 +20,7 @@ from rednote_crawl.distributed.scheduler import JsonRequestQueue
 from rednote_crawl.distributed.shared import Keys
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.spiders.note_search import NoteSearchSpider
-from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice
+from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, run_command
 
 pytestmark = pytest.mark.crawl
 
@@ -85,10 +85,7 @@ def workers(tmp_path: Path, redis_server: RedisServer):
 
 
 def redis_command(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-    env["REDIS_URL"] = redis_server.url
-    cmd = [sys.executable, "-m", "scrapy", "redis", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_command([sys.executable, "-m", "scrapy", "redis", *args], {"REDIS_URL": redis_server.url})
 
 
 def delivered(redis_server: RedisServer) -> list[str]:

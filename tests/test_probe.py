@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -13,24 +12,14 @@ from typing import ClassVar
 import pytest
 
 from rednote_crawl.sandbox.corpus import Corpus
-from tests.conftest import ROOT, TOKEN
+from tests.conftest import TOKEN, run_command
 
 
 def probe(server_url: str | None, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
-    if token:
-        env["JUSTONEAPI_TOKEN"] = token
+    env = {"JUSTONEAPI_TOKEN": token} if token else {}
     if server_url:
         env["JUSTONEAPI_BASE_URL"] = server_url
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", "probe", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_command([sys.executable, "-m", "scrapy", "probe", *args], env)
 
 
 def test_probe_shows_the_first_page(sandbox):

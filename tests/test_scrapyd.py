@@ -20,7 +20,7 @@ import requests
 from rednote_crawl.sandbox import SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.seeds import read_keywords
-from tests.conftest import ROOT, TOKEN, RedisServer, paid_twice
+from tests.conftest import ROOT, TOKEN, RedisServer, paid_twice, run_command
 
 pytestmark = pytest.mark.crawl
 
@@ -120,16 +120,8 @@ def deployed(scrapyd: Scrapyd, tmp_path_factory: pytest.TempPathFactory) -> Scra
     config = tmp_path / "config"
     config.mkdir()
     (config / "scrapy.cfg").write_text(f"[deploy:test]\nurl = {scrapyd.url}\nproject = rednote_crawl\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-    env["XDG_CONFIG_HOME"] = str(config)
-    deploy = subprocess.run(
-        [sys.executable, "-m", "scrapyd_client.deploy", "test"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    deploy = run_command(
+        [sys.executable, "-m", "scrapyd_client.deploy", "test"], {"XDG_CONFIG_HOME": str(config)}, project
     )
     assert deploy.returncode == 0 and '"status": "ok"' in deploy.stdout, deploy.stderr + deploy.stdout
     assert '"spiders": 1' in deploy.stdout
