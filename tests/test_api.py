@@ -257,3 +257,12 @@ def test_iso_utc_accepts_seconds_and_milliseconds():
 def test_counts_that_are_not_finite_are_null(value):
     assert api.parse_count(value) is None
     assert api.iso_utc(value) is None
+
+
+@pytest.mark.parametrize("value", ["1e25", 10**20, -(2**63), 9.3e18])
+def test_counts_beyond_64_bits_are_null_so_every_item_can_be_written(value):
+    assert api.parse_count(value) is None
+
+
+def test_the_largest_64_bit_count_is_kept():
+    assert api.parse_count(2**63 - 1) == 2**63 - 1
