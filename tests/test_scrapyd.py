@@ -22,7 +22,7 @@ from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.seeds import read_keywords
 from tests.conftest import ROOT, TOKEN, RedisServer, paid_twice, run_command
 
-pytestmark = pytest.mark.crawl
+pytestmark = [pytest.mark.crawl, pytest.mark.xdist_group("scrapyd")]  # one scrapyd for the module
 
 CORPUS = Corpus()
 BRANDS = read_keywords(ROOT / "seeds" / "brands.txt")
