@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,14 @@ def _base_url(raw: str) -> str:
 
 def _redis_url(settings: BaseSettings, environ: Mapping[str, str]) -> str | None:
     """``REDIS_URL`` from the settings, else from the environment; None: single-machine mode."""
-    return str(settings.get("REDIS_URL") or environ.get("REDIS_URL") or "").strip() or None
+    url = str(settings.get("REDIS_URL") or environ.get("REDIS_URL") or "").strip() or None
+    if url is not None:
+        parts = urlsplit(url)
+        db = parts.path.strip("/")
+        if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and db and not db.isdigit()):
+            shown = re.sub(r"//[^@/]*@", "//***@", url)
+            raise ConfigError(f"REDIS_URL={shown!r} is not a Redis URL; use redis://HOST:PORT/DB (DB a number)")
+    return url
 
 
 def _check_names(settings: BaseSettings) -> None:

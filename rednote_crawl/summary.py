@@ -197,12 +197,15 @@ def _crawl_wide(shared: SharedCrawl, reason: str) -> str:
     except REDIS_ERRORS:
         return "  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"
     line = (
-        f"  crawl:    {status['queued']} requests queued, {status['in_flight']} in flight, "
-        f"{status['notes']} unique notes ({status['items']} waiting to be drained: scrapy redis drain FILE)"
+        f"  crawl:    {status['queued']} requests queued, {status['in_flight']} in flight (all workers); "
+        f"{status['items']} notes waiting in {shared.keys.items}"
+        + (" (scrapy redis drain FILE)" if status["items"] else "")
     )
-    if status["stop"] and reason != "shutdown":
-        hint = DISTRIBUTED_HINTS.get(reason, "fix the cause")
+    if status["stop"] and reason in DISTRIBUTED_HINTS:
+        hint = DISTRIBUTED_HINTS[reason]
         line += f"\n  next: {hint}, run `scrapy redis resume`, then start the workers again"
+    elif status["queued"] or status["in_flight"]:
+        line += "\n  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)"
     return line
 
 

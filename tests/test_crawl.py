@@ -389,7 +389,9 @@ def test_an_unwritable_output_file_stops_the_crawl_before_any_call(sandbox, craw
 def test_a_mistyped_argument_is_an_error_not_an_unfiltered_crawl(sandbox, crawl):
     result = crawl(sandbox, "-a", "note_types=video", keywords=["小米"])
     assert result.returncode == 2
-    assert "unknown spider argument -a note_types=...; the arguments are: keywords, keyword, sort, note_type" in result.log
+    assert (
+        "unknown spider argument -a note_types=...; the arguments are: keywords, keyword, sort, note_type" in result.log
+    )
     assert not sandbox.log
 
 

@@ -140,7 +140,8 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
     assert (int(stats["pages_paid"]), int(stats["queries"]), int(stats["notes"])) == (PAGES, len(KEYWORDS), len(ids))
     status = redis_command(redis_server, "status").stdout
     assert (
-        f"{PAGES} paid, 0 failed" in status and f"{len(ids)} unique; {len(ids)} waiting in note_search:items" in status
+        f"{PAGES} paid, 0 failed" in status
+        and f"{len(ids)} delivered since the last `reset --notes`; {len(ids)} waiting" in status
     )
 
 

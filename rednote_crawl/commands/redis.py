@@ -49,8 +49,10 @@ class Command(ScrapyCommand):
         parser.add_argument("--force", action="store_true", help="reset: even with live workers or undrained notes")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if not args or args[0] not in ACTIONS:
+        if not args:
             raise UsageError(f"name an action: scrapy redis {self.syntax()}")
+        if args[0] not in ACTIONS:
+            raise UsageError(f"unknown action {args[0]!r}: scrapy redis {self.syntax()}")
         action, rest = args[0], args[1:]
         if (action == "drain") != (len(rest) == 1) or len(rest) > 1:
             raise UsageError(
@@ -78,9 +80,11 @@ class Command(ScrapyCommand):
 
     def _drain(self, shared: SharedCrawl, opts: argparse.Namespace, path: str) -> int:
         count = 0
+        live = sys.stderr.isatty()
         try:
             for count in drain(shared.server, shared.keys, Path(path)):
-                print(f"\r{plural(count, 'note')} written to {path}", end="", file=sys.stderr, flush=True)
+                if live:
+                    print(f"\r{plural(count, 'note')} written to {path}", end="", file=sys.stderr, flush=True)
         except DrainBusy as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -90,7 +94,9 @@ class Command(ScrapyCommand):
                 file=sys.stderr,
             )
             return 1
-        print(f"{'' if count == 0 else chr(10)}drained {plural(count, 'note')} from {shared.keys.items} into {path}")
+        if live and count:
+            print(file=sys.stderr)
+        print(f"drained {plural(count, 'note')} from {shared.keys.items} into {path}")
         return 0
 
     def _resume(self, shared: SharedCrawl, opts: argparse.Namespace) -> int:
@@ -139,12 +145,12 @@ def render_status(spider: str, url: str, status: dict[str, Any]) -> str:
         + (f", {stats['leases_expired']} given back after their worker died" if stats.get("leases_expired") else ""),
         f"  pages:    {stats.get('pages_paid', 0)} paid, {stats.get('pages_failed', 0)} failed; "
         f"{plural(stats.get('calls', 0), 'call')} sent",
-        f"  notes:    {status['notes']} unique; {status['items']} waiting in {spider}:items (scrapy redis drain FILE)",
+        f"  notes:    {status['notes']} delivered since the last `reset --notes`; "
+        f"{status['items']} waiting in {spider}:items" + (" (scrapy redis drain FILE)" if status["items"] else ""),
     ]
     rate = status["rate"]
-    lines.append(
-        f"  rate:     {'no ceiling' if rate is None else f'{rate:.2f} calls/s'} for the token, all workers together"
-    )
+    rate_text = "not set yet (workers start at their JUSTONEAPI_MAX_RPS)" if rate is None else f"{rate:.2f} calls/s"
+    lines.append(f"  rate:     {rate_text} for the token, all workers together")
     workers = status["workers"]
     lines.append(f"  workers:  {len(workers)} alive" + "".join(f"\n    {w}: {v}" for w, v in sorted(workers.items())))
     if stop := status["stop"]:

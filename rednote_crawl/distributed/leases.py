@@ -17,6 +17,7 @@ of the request's output, so it never overtakes them.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
 
 LEASE_META = "justoneapi_lease"  # the id of the Redis lease of a request taken from the shared queue
 PARENT_META = "justoneapi_parent_lease"  # on a request a leased response made, until the scheduler pushes it
@@ -87,6 +90,11 @@ class LeaseBook:
         """Keep our leases; a lease that ran out (this worker stalled) may be done twice."""
         if lost := self.shared.renew(list(self.held)):
             self.stats.inc_value("justoneapi/redis/leases_lost", lost)
+            logger.warning(
+                "%d requests this worker holds had outlived their lease (JUSTONEAPI_REDIS_LEASE) and went back to "
+                "the queue: another worker may pay for them again",
+                lost,
+            )
 
     def release_all(self) -> int:
         """Give every request still held back to the queue (the crawl stops before doing them)."""

@@ -236,7 +236,10 @@ RENEW = (
     + """
 local n = 0
 for i = 2, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[i])
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+    n = n + 1
+  end
 end
 return n
 """
@@ -325,13 +328,20 @@ class SharedCrawl:
     def push(self, request: str, score: float, fingerprint: str, replaces: str, query_start: bool) -> None:
         k = self.keys
         args = [uuid.uuid4().hex, request, score, fingerprint, replaces, "1" if query_start else ""]
-        self.write(
-            lambda: self._count_push(self.run("push", [k.requests, k.data, k.dupefilter, k.leases, k.stats], args))
-        )
+        keys = [k.requests, k.data, k.dupefilter, k.leases, k.stats]
+        self.write(lambda: self._count_push(self.run("push", keys, args), query_start))
 
-    def _count_push(self, added: int) -> None:
-        if not added and self.stats is not None:
-            self.stats.inc_value("justoneapi/redis/requests_filtered")
+    def _count_push(self, added: int, query_start: bool) -> None:
+        if added or self.stats is None:
+            return
+        self.stats.inc_value("justoneapi/redis/requests_filtered")
+        if query_start:
+            if not self.stats.get_value("justoneapi/redis/queries_known"):
+                logger.warning(
+                    "A query seeded now is already in this crawl (seeded before, perhaps already done): it is not "
+                    "asked for again. To crawl known keywords anew, start a new crawl with `scrapy redis reset`"
+                )
+            self.stats.inc_value("justoneapi/redis/queries_known")
 
     def ack(self, *lease_ids: str) -> None:
         k = self.keys
@@ -374,7 +384,7 @@ class SharedCrawl:
 
     def beat(self, held: int, period: float) -> None:
         """Say this worker is alive (the key expires after three missed beats)."""
-        value = f"{held} in flight since {time.strftime('%H:%M:%S')}"
+        value = f"{held} requests in flight, last beat {time.strftime('%H:%M:%S')}"
         self.server.set(self.keys.worker(self.worker_id), value, px=int(period * 3000))
 
     def leave(self) -> None:
@@ -404,7 +414,7 @@ class SharedCrawl:
             "notes": seen,
             "stats": {name: int(value) for name, value in stats.items()},
             "stop": stop or None,
-            "rate": orjson.loads(rate)["rate"] if rate else None,  # calls/s; None: no ceiling
+            "rate": orjson.loads(rate)["rate"] if rate else None,  # calls/s; None: not set, or no ceiling
             "workers": workers,
         }
 
