@@ -138,6 +138,9 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
     assert TOKEN not in "".join(w.log for w in (first, *others))
     stats = client.hgetall(KEYS.stats)  # the crawl-wide counters `scrapy redis status` shows
     assert (int(stats["pages_paid"]), int(stats["queries"]), int(stats["notes"])) == (PAGES, len(KEYWORDS), len(ids))
+    again = workers(sandbox, seeds)  # the same keywords, same crawl: nothing is asked again, and it says so
+    assert again.wait() == 0 and "is already in this crawl" in again.log and "scrapy redis reset" in again.log
+    assert len(sandbox.paid_pages()) == PAGES
     status = redis_command(redis_server, "status").stdout
     assert (
         f"{PAGES} paid, 0 failed" in status
