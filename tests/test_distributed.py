@@ -118,9 +118,9 @@ def everything_in(redis_server: RedisServer) -> str:
 
 def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_factory, workers, seeds, redis_server):
     sandbox = sandbox_factory(latency=0.05)
-    first = workers(sandbox, seeds, JUSTONEAPI_MAX_RPS="30")
+    first = workers(sandbox, seeds, JUSTONEAPI_MAX_RPS="15")
     wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    others = [workers(sandbox), workers(sandbox)]  # no keywords: they take work from Redis
+    others = [workers(sandbox, None, JUSTONEAPI_MAX_RPS="15") for _ in range(2)]  # no keywords: work from Redis
     assert [w.wait() for w in (first, *others)] == [0, 0, 0], first.log[-3000:]
 
     ids = delivered(redis_server)
@@ -130,7 +130,8 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
     assert len(sandbox.paid_pages()) == PAGES
     for worker in others:
         assert "Summary of note_search: finished, exit status 0" in worker.log
-        assert "calls sent" in worker.log and " 0 calls sent" not in worker.log, "every worker did some of the work"
+    helped = [w for w in others if "calls sent" in w.log and " 0 calls sent" not in w.log]
+    assert helped, "the workers started without keywords did some of the work"
     client = redis_server.client()
     assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
     assert client.scard(KEYS.dupefilter) >= PAGES, "the shared state outlives the workers"
@@ -269,11 +270,11 @@ def test_reset_keeps_the_notes_unless_asked_and_refuses_to_drop_undrained_ones(r
     client = redis_server.client()
     client.zadd(KEYS.requests, {"r1": 0})
     client.sadd(KEYS.dupefilter, "fp")
-    client.sadd(KEYS.seen_notes, "a")
+    client.set(f"{KEYS.seen_notes}:3268", "0123456789")
     client.rpush(KEYS.items, '{"note_id":"a"}')
     assert redis_command(redis_server, "reset").returncode == 0
     assert not client.exists(KEYS.requests, KEYS.dupefilter)
-    assert client.exists(KEYS.seen_notes, KEYS.items) == 2
+    assert client.exists(f"{KEYS.seen_notes}:3268", KEYS.items) == 2
     refused = redis_command(redis_server, "reset", "--notes")
     assert refused.returncode == 1 and "not drained" in refused.stderr
     assert redis_command(redis_server, "reset", "--notes", "--force").returncode == 0
@@ -406,4 +407,27 @@ def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server)
     assert client.zscore(KEYS.leases, broken) is not None
     assert book.release_all() == 1
     assert client.zrange(KEYS.requests, 0, -1) == [broken], "given back to be done again"
+    shared.server.close()
+
+
+def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
+    from scrapy.settings import Settings
+
+    from rednote_crawl.distributed.shared import SharedCrawl, connect
+
+    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
+    ids = [f"{i:020x}{i % 7:04x}" for i in range(3000)] + ["not-an-object-id", "6AB07FD02A1A5BD8044E3268"]
+    assert all(shared.add_note(i, b"{}") for i in ids)
+    assert not any(shared.add_note(i, b"{}") for i in ids), "each id is seen again"
+    # an id whose record shows up across two stored records of its bucket is still new
+    first, second = bytes(range(10)).hex(), bytes(range(10, 20)).hex()
+    assert shared.add_note(first + "ffff", b"{}") and shared.add_note(second + "ffff", b"{}")
+    straddling = bytes(range(5, 15)).hex() + "ffff"
+    assert shared.add_note(straddling, b"{}") and not shared.add_note(straddling, b"{}")
+    client = redis_server.client()
+    buckets = [
+        k for k in client.scan_iter(match=f"{KEYS.seen_notes}:*") if k.rsplit(":", 1)[1] not in ("other", "count")
+    ]
+    assert sum(client.strlen(k) for k in buckets) == 10 * (3000 + 3)
+    assert int(client.get(f"{KEYS.seen_notes}:count")) == len(ids) + 3 == client.llen(KEYS.items)
     shared.server.close()

@@ -131,6 +131,11 @@ class Command(ScrapyCommand):
                 return 1
             keys += shared.keys.notes()
         shared.server.delete(*keys)
+        if opts.notes:
+            seen = list(shared.server.scan_iter(match=f"{shared.keys.seen_notes}:*", count=1000))
+            for start in range(0, len(seen), 1000):
+                shared.server.delete(*seen[start : start + 1000])
+            keys.append(f"{shared.keys.seen_notes}:*")
         kept = "" if opts.notes else f"; kept {plural(status['notes'], 'seen note')} and the items list"
         print(f"reset the crawl {shared.keys.spider}: cleared {', '.join(keys)}{kept}")
         return 0

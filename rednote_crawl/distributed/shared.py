@@ -8,7 +8,9 @@ dupefilter          SET     request fingerprints (scrapy-redis's RFPDupeFilter c
 items               LIST    the notes, one JSON object each (same fields as the JSON Lines output)
 requests:data       HASH    id -> the request as JSON (no token: it is added at the last hop)
 leases              ZSET    ids of the requests workers have taken, scored by their deadline
-seen_notes          SET     ids of the notes already in ``items`` (or drained from it)
+seen_notes:XXXX     STRING  ids of the notes already delivered, 10 bytes each (``seen_record``)
+seen_notes:other    SET     ids of another form than the API's 24 hex digits
+seen_notes:count    STRING  how many notes were delivered
 stats               HASH    crawl-wide counters (``scrapy redis status`` shows them)
 stop                HASH    why the crawl stopped, set by the worker that saw it
 ratelimit           STRING  the token's shared rate, as JSON (account.py)
@@ -130,7 +132,15 @@ class Keys:
 
     @property
     def seen_notes(self) -> str:
+        """The prefix of the buckets of seen note ids; ``seen_notes:*`` are all of them."""
         return self._key("seen_notes")
+
+    def seen_bucket(self, note_id: str) -> str:
+        return f"{self.seen_notes}:{note_id[-4:]}" if _OBJECT_ID.fullmatch(note_id) else f"{self.seen_notes}:other"
+
+    @property
+    def seen_count(self) -> str:
+        return f"{self.seen_notes}:count"
 
     @property
     def stats(self) -> str:
@@ -166,7 +176,7 @@ class Keys:
 
     def notes(self) -> list[str]:
         """What ``scrapy redis reset --notes`` clears as well."""
-        return [self.items, self.seen_notes, self.drain]
+        return [self.items, self.drain]  # and every seen_notes:* key
 
 
 # Lua: each script runs atomically in Redis, so a worker killed mid-way leaves all or nothing.
@@ -245,11 +255,28 @@ return n
 """
 )
 
-# KEYS: seen_notes, items, stats. ARGV: note id, note as JSON. -> 1 when new
+# KEYS: bucket, items, stats, count. ARGV: record ('' = the id is in a plain set), note id, note as JSON.
+# A bucket is a string of 10-byte records: about 10 bytes per seen note, exact (a Redis set of
+# ids takes about 80). Buckets stay small (65,536 of them), so the scan is short. -> 1 when new
 ADD_NOTE = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
+if ARGV[1] == '' then
+  if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return 0 end
+else
+  local seen = redis.call('GET', KEYS[1])
+  if seen then
+    local from = 1
+    while true do
+      local at = string.find(seen, ARGV[1], from, true)
+      if not at then break end
+      if (at - 1) % 10 == 0 then return 0 end
+      from = at + 1
+    end
+  end
+  redis.call('APPEND', KEYS[1], ARGV[1])
+end
+redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'notes', 1)
+redis.call('INCR', KEYS[4])
 return 1
 """
 
@@ -261,6 +288,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 return redis.call('HGET', KEYS[1], 'reason')
 """
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def seen_record(note_id: str) -> bytes:
+    """The API's note ids are 24 hex digits (MongoDB ObjectIds): the last 4 name the bucket (they
+    end in a counter, so buckets fill evenly) and the first 20 are stored as 10 bytes. b'': another form."""
+    return bytes.fromhex(note_id[:20]) if _OBJECT_ID.fullmatch(note_id) else b""
 
 
 class RedisHealth:
@@ -371,9 +407,10 @@ class SharedCrawl:
             return 0
         return len(lease_ids) - self.run("renew", [self.keys.leases], [self.lease_ms, *lease_ids])
 
-    def add_note(self, note_id: str, note: bytes) -> bool:
+    def add_note(self, note_id: str, note: bytes, client: Any = None) -> bool:
         k = self.keys
-        return bool(self.run("add_note", [k.seen_notes, k.items, k.stats], [note_id, note]))
+        keys = [k.seen_bucket(note_id), k.items, k.stats, k.seen_count]
+        return bool(self._scripts["add_note"](keys=keys, args=[seen_record(note_id), note_id, note], client=client))
 
     def stop(self, reason: str, message: str) -> str:
         """Stop every worker; return the reason in force (an earlier stop wins)."""
@@ -402,7 +439,7 @@ class SharedCrawl:
     def status(self) -> dict[str, Any]:
         k = self.keys
         with self.server.pipeline(transaction=False) as pipe:
-            pipe.zcard(k.requests).zcard(k.leases).llen(k.items).scard(k.seen_notes)
+            pipe.zcard(k.requests).zcard(k.leases).llen(k.items).get(k.seen_count)
             pipe.hgetall(k.stats).hgetall(k.stop).get(k.ratelimit)
             queued, leased, items, seen, stats, stop, rate = pipe.execute()
         prefix = k.worker("")
@@ -411,7 +448,7 @@ class SharedCrawl:
             "queued": queued,
             "in_flight": leased,
             "items": items,
-            "notes": seen,
+            "notes": int(seen or 0),
             "stats": {name: int(value) for name, value in stats.items()},
             "stop": stop or None,
             "rate": orjson.loads(rate)["rate"] if rate else None,  # calls/s; None: not set, or no ceiling

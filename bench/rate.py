@@ -1,0 +1,128 @@
+"""Rate-limit efficiency (issue 7, point 1) and scale (point 5).
+
+The sandbox allows R calls/s per token (a token bucket, 302 beyond it) and answers in 0.5 s.
+Each crawler runs for ``seconds``; from the sandbox's log we take, after a warm-up, paid pages
+per second divided by R, and the share of answers that were 302. Compared, in the same run:
+
+- rednote_crawl: ``JUSTONEAPI_MAX_RPS=R``; with several workers, one distributed crawl on Redis
+- autothrottle: the same spider under Scrapy's AutoThrottle and RetryMiddleware (429 retried),
+  the project's own throttle and policy middlewares off
+- download_delay: the same with a fixed ``DOWNLOAD_DELAY`` of workers/R (each worker gets its share)
+
+With several workers, the two baselines run as independent processes on a share of the keywords
+each (they cannot share a token's state).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import crawl_command, environ, keywords_file, redis_server, sandbox, start, stop
+
+LATENCY = 0.5
+WARMUP = 5.0
+PLAIN = {
+    "DOWNLOADER_MIDDLEWARES": json.dumps(
+        {
+            "rednote_crawl.middlewares.policy.ApiPolicyMiddleware": None,
+            "rednote_crawl.middlewares.throttle.TokenThrottleMiddleware": None,
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": 550,
+        }
+    ),
+    "RETRY_ENABLED": "True",
+    "RETRY_HTTP_CODES": "429,500,502,503,504",
+    "RETRY_TIMES": "10",
+}
+BASELINES: dict[str, Any] = {
+    "autothrottle": lambda rate, workers: {**PLAIN, "AUTOTHROTTLE_ENABLED": "True"},
+    "download_delay": lambda rate, workers: {**PLAIN, "DOWNLOAD_DELAY": str(workers / rate)},
+}
+COMMON = {"LOGSTATS_INTERVAL": "0", "MAX_IDLE_TIME_BEFORE_CLOSE": "5", "JUSTONEAPI_REDIS_LEASE": "60"}
+
+
+def measure(log: list[dict[str, Any]], rate: float | None) -> dict[str, float]:
+    times = sorted(entry["time"] for entry in log)
+    if not times:
+        return {"paid_per_s": 0.0, "efficiency": 0.0, "share_302": 0.0, "calls": 0}
+    begin, end = times[0] + WARMUP, times[-1]
+    window = [e for e in log if begin <= e["time"] <= end]
+    span = max(end - begin, 1e-9)
+    paid = sum(1 for e in window if e.get("code") == 0) / span
+    return {
+        "paid_per_s": round(paid, 2),
+        "efficiency": round(paid / rate, 3) if rate else None,
+        "share_302": round(sum(1 for e in window if e.get("code") == 302) / max(len(window), 1), 4),
+        "calls": len(window),
+    }
+
+
+def run_one(crawler: str, rate: float | None, workers: int, seconds: float, folder: Path) -> dict[str, Any]:
+    limit = ["--rate-limit", str(rate)] if rate else []
+    with sandbox("--latency", str(LATENCY), *limit) as box:
+        seeds = keywords_file(400 * workers, folder)
+        procs = []
+        if crawler == "rednote_crawl":
+            settings = {**COMMON, "JUSTONEAPI_MAX_RPS": rate or 0}
+            if workers == 1:
+                procs.append(
+                    start(
+                        crawl_command("-a", f"keywords={seeds}", settings=settings), environ(box.url), folder / "w0.log"
+                    )
+                )
+                _run_for(procs, seconds)
+                return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
+            with redis_server() as url:
+                env = environ(box.url, REDIS_URL=url)
+                procs.append(start(crawl_command("-a", f"keywords={seeds}", settings=settings), env, folder / "w0.log"))
+                for n in range(1, workers):
+                    procs.append(start(crawl_command(settings=settings), env, folder / f"w{n}.log"))
+                _run_for(procs, seconds)
+                return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
+        words = seeds.read_text(encoding="utf-8").splitlines()
+        settings = {**COMMON, **BASELINES[crawler](rate or 1000, workers)}
+        for n in range(workers):
+            share = folder / f"share-{n}.txt"
+            share.write_text("\n".join(words[n::workers]) + "\n", encoding="utf-8")
+            procs.append(
+                start(
+                    crawl_command("-a", f"keywords={share}", settings=settings), environ(box.url), folder / f"w{n}.log"
+                )
+            )
+        _run_for(procs, seconds)
+        return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
+
+
+def _run_for(procs: list[Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    stop(procs)
+
+
+def efficiency(
+    seconds: float, rates: tuple[float, ...] = (5, 20), workers: tuple[int, ...] = (1, 4)
+) -> list[dict[str, Any]]:
+    results = []
+    for rate in rates:
+        for count in workers:
+            for crawler in ("rednote_crawl", "autothrottle", "download_delay"):
+                with tempfile.TemporaryDirectory() as folder:
+                    result = run_one(crawler, rate, count, seconds, Path(folder))
+                print(f"  rate {rate}/s, {count} worker(s), {crawler}: {result}", flush=True)
+                results.append(result)
+    return results
+
+
+def scale(seconds: float, workers: tuple[int, ...] = (1, 2, 4, 8)) -> list[dict[str, Any]]:
+    """Goodput with 1..8 workers when the token's limit is not the bottleneck (no limit, 0.5 s answers)."""
+    results = []
+    for count in workers:
+        with tempfile.TemporaryDirectory() as folder:
+            result = run_one("rednote_crawl", None, count, seconds, Path(folder))
+        print(f"  {count} worker(s): {result}", flush=True)
+        results.append(result)
+    return results

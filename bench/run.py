@@ -1,0 +1,112 @@
+"""The benchmark suite (issue 7), in one command; not part of the test run.
+
+    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory]
+
+Everything runs against the sandbox and a redis-server on 127.0.0.1, each in its own process.
+Results go to bench/results.json and the plots to docs/benchmarks/*.png; docs/benchmarks.md
+gives the numbers of the last full run and the machine it ran on. ``--quick`` runs shorter and
+smaller, to check the suite itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from bench import cost, memory, rate
+from bench.common import ROOT, machine
+
+RESULTS = ROOT / "bench" / "results.json"
+PLOTS = ROOT / "docs" / "benchmarks"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="rednote_crawl benchmarks")
+    parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
+    parser.add_argument("--only", default="rate,scale,cost,cpu,memory")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = machine()
+    results["command"] = f"python -m bench.run{' --quick' if args.quick else ''} --only {args.only}"
+    seconds = 15 if args.quick else 40
+    steps = {
+        "rate": lambda: rate.efficiency(seconds),
+        "scale": lambda: rate.scale(seconds),
+        "cost": cost.calls_per_note,
+        "cpu": lambda: cost.cpu_per_note(100 if args.quick else 600),
+        "memory": lambda: memory.measure((100_000,) if args.quick else (1_000_000, 10_000_000)),
+    }
+    for name, step in steps.items():
+        if name in only:
+            print(f"{name}:", flush=True)
+            began = time.monotonic()
+            results[name] = step()
+            print(f"  ({time.monotonic() - began:.0f} s)", flush=True)
+            RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    plot(results)
+
+
+def plot(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    if rows := results.get("rate"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        labels = sorted({(r["rate"], r["workers"]) for r in rows})
+        crawlers = ["rednote_crawl", "autothrottle", "download_delay"]
+        for axis, key, title in (
+            (axes[0], "efficiency", "paid pages/s ÷ R"),
+            (axes[1], "share_302", "share of 302 answers"),
+        ):
+            for n, crawler in enumerate(crawlers):
+                values = [
+                    next((r[key] or 0 for r in rows if (r["rate"], r["workers"]) == lab and r["crawler"] == crawler), 0)
+                    for lab in labels
+                ]
+                axis.bar([i + n * 0.27 for i in range(len(labels))], values, width=0.27, label=crawler)
+            axis.set_xticks(
+                [i + 0.27 for i in range(len(labels))], [f"R={r:g}, {w} worker{'s' * (w > 1)}" for r, w in labels]
+            )
+            axis.set_title(title)
+        axes[0].axhline(0.95, color="grey", linestyle="--", linewidth=1)
+        axes[1].axhline(0.02, color="grey", linestyle="--", linewidth=1)
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS / "rate_efficiency.png", dpi=110)
+        plt.close(fig)
+    if rows := results.get("scale"):
+        fig, axis = plt.subplots(figsize=(5.5, 4))
+        axis.plot([r["workers"] for r in rows], [r["paid_per_s"] for r in rows], marker="o")
+        axis.set_xlabel("workers (one Redis)")
+        axis.set_ylabel("paid pages per second")
+        axis.set_title("goodput, no token limit, 0.5 s answers")
+        fig.tight_layout()
+        fig.savefig(PLOTS / "scale.png", dpi=110)
+        plt.close(fig)
+    if rows := results.get("memory"):
+        fig, axis = plt.subplots(figsize=(7, 4))
+        layouts = ["local_python_set", "redis_seen_notes", "redis_set_of_ids", "scrapy_redis_dupefilter"]
+        for n, row in enumerate(rows):
+            axis.bar(
+                [i + n * 0.4 for i in range(len(layouts))],
+                [row[k] for k in layouts],
+                width=0.4,
+                label=f"{row['ids']:,} ids",
+            )
+        axis.set_xticks([i + 0.2 for i in range(len(layouts))], [k.replace("_", " ") for k in layouts], fontsize=8)
+        axis.axhline(16, color="grey", linestyle="--", linewidth=1)
+        axis.set_ylabel("bytes per id")
+        axis.legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS / "dedupe_memory.png", dpi=110)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
