@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
 from scrapy.exceptions import NotConfigured
 
 from rednote_crawl.distributed.account import RETRY_REDIS
 from rednote_crawl.distributed.shared import REDIS_ERRORS, Keys, shared_crawl
-from rednote_crawl.exporters import dumps
+from rednote_crawl.exporters import as_dict, dumps
 from rednote_crawl.pipelines import NoteDedupePipeline
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class RedisNotePipeline(NoteDedupePipeline):
         self.earlier = set()
 
     async def first_time(self, note_id: str, item: Any) -> bool:
-        note = dumps(ItemAdapter(item).asdict())
+        note = dumps(as_dict(item))
         while True:
             try:
                 new = self.shared.add_note(note_id, note)
