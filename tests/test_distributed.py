@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 from scrapy.utils.test import get_crawler
 
 from rednote_crawl.api import Query
@@ -99,12 +100,12 @@ def wait_until(condition, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
-def everything_in(redis_server: RedisServer) -> str:
-    """Every key and value in Redis, as text."""
-    client = redis_server.client()
+def everything_in(redis_server: RedisServer) -> bytes:
+    """Every key and value in Redis, as bytes (seen notes are binary)."""
+    client = redis.Redis(port=redis_server.port)
     parts = []
     for key in client.scan_iter():
-        kind = client.type(key)
+        kind = client.type(key).decode()
         value = {
             "string": lambda k: client.get(k),
             "hash": lambda k: client.hgetall(k),
@@ -112,8 +113,9 @@ def everything_in(redis_server: RedisServer) -> str:
             "set": lambda k: client.smembers(k),
             "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
         }[kind](key)
-        parts.append(f"{key} {value}")
-    return "\n".join(parts)
+        parts.append(key + b" " + repr(value).encode())
+    client.close()
+    return b"\n".join(parts)
 
 
 def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_factory, workers, seeds, redis_server):
@@ -135,7 +137,7 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
     client = redis_server.client()
     assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
     assert client.scard(KEYS.dupefilter) >= PAGES, "the shared state outlives the workers"
-    assert TOKEN not in everything_in(redis_server)
+    assert TOKEN.encode() not in everything_in(redis_server)
     assert TOKEN not in "".join(w.log for w in (first, *others))
     stats = client.hgetall(KEYS.stats)  # the crawl-wide counters `scrapy redis status` shows
     assert (int(stats["pages_paid"]), int(stats["queries"]), int(stats["notes"])) == (PAGES, len(KEYWORDS), len(ids))
@@ -185,7 +187,7 @@ def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_fa
     assert client.zcard(KEYS.requests) > 0, "stopping deleted the shared queue"
     stored = client.hvals(KEYS.data)
     assert stored and all(orjson.loads(r)["url"].startswith(sandbox.url) for r in stored), "requests are JSON"
-    assert TOKEN not in everything_in(redis_server)
+    assert TOKEN.encode() not in everything_in(redis_server)
     status = redis_command(redis_server, "status")
     assert status.returncode == 0
     assert f"{client.zcard(KEYS.requests)} queued, 0 in flight" in status.stdout
