@@ -58,6 +58,10 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
         except Exception as exc:
             exc.args = tuple(redaction.redact(a) if isinstance(a, str) else a for a in exc.args)
             raise
+        finally:
+            # What the HTTP handler notes on the request (download_latency, which AutoThrottle
+            # reads) belongs to the request the crawl knows, not to its signed copy.
+            request.meta.update(signed.meta)
         return response.replace(url=request.url)
 
     async def close(self) -> None:

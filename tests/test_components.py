@@ -315,6 +315,7 @@ class RecordingHandler:
 
     async def download_request(self, request: Request):
         self.urls.append(request.url)
+        request.meta["download_latency"] = 0.5  # as Scrapy's HTTP handler notes it
         if self.fail:
             raise TimeoutError(f"Getting {request.url} took longer than 60 seconds.")
         return TextResponse(request.url, body=b"{}", request=request)
@@ -334,6 +335,7 @@ def test_the_token_is_added_at_the_last_hop_only():
     request, response, inner = asyncio.run(scenario(False))
     assert inner.urls == [URL + "&token=" + TOKEN]
     assert request.url == URL and response.url == URL and TOKEN not in repr(response)
+    assert request.meta["download_latency"] == 0.5, "AutoThrottle reads it from the crawl's own request"
     with pytest.raises(TimeoutError) as excinfo:
         asyncio.run(scenario(True))
     assert TOKEN not in str(excinfo.value) and "unit…" in str(excinfo.value)
