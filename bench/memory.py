@@ -1,7 +1,7 @@
 """Dedupe memory (issue 7, point 4): bytes per seen note id, locally and in Redis, exact.
 
 - local: the single-machine pipeline's Python set of ids (tracemalloc)
-- redis seen_notes: the distributed pipeline's buckets of 10-byte records (SharedCrawl.add_note)
+- redis seen_notes: the distributed pipeline's buckets of 11-byte records (SharedCrawl.add_note)
 - redis SET of ids: what a plain Redis set of the 24-character ids would take
 - scrapy-redis dupefilter: its SET of 40-character SHA1 fingerprints, one per request
 
@@ -37,7 +37,7 @@ def local_set(ids: list[str]) -> float:
     tracemalloc.start()
     seen: set[str] = set()
     for note_id in ids:
-        seen.add(note_id[:])  # a fresh str, as one decoded from a page
+        seen.add(note_id.encode().decode())  # a str of its own, as one decoded from a page
     size = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return size / len(ids)

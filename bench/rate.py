@@ -5,8 +5,8 @@ Each crawler runs for ``seconds``; from the sandbox's log we take, after a warm-
 per second divided by R, and the share of answers that were 302. Compared, in the same run:
 
 - rednote_crawl: ``JUSTONEAPI_MAX_RPS=R``; with several workers, one distributed crawl on Redis
-- autothrottle: the same spider under Scrapy's AutoThrottle and RetryMiddleware (429 retried),
-  the project's own throttle and policy middlewares off
+- autothrottle: the same spider under Scrapy's AutoThrottle (target concurrency R x latency per
+  worker's share) and RetryMiddleware (429 retried), the project's throttle and policy off
 - download_delay: the same with a fixed ``DOWNLOAD_DELAY`` of workers/R (each worker gets its share)
 
 With several workers, the two baselines run as independent processes on a share of the keywords
@@ -38,7 +38,13 @@ PLAIN = {
     "RETRY_TIMES": "10",
 }
 BASELINES: dict[str, Any] = {
-    "autothrottle": lambda rate, workers: {**PLAIN, "AUTOTHROTTLE_ENABLED": "True"},
+    # Tuned as a user who knows R would: Little's law, R x latency requests in flight (the default
+    # target of 1 would give 1/latency = 2 calls/s whatever R is).
+    "autothrottle": lambda rate, workers: {
+        **PLAIN,
+        "AUTOTHROTTLE_ENABLED": "True",
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": str(rate * LATENCY / workers),
+    },
     "download_delay": lambda rate, workers: {**PLAIN, "DOWNLOAD_DELAY": str(workers / rate)},
 }
 COMMON = {"LOGSTATS_INTERVAL": "0", "MAX_IDLE_TIME_BEFORE_CLOSE": "5", "JUSTONEAPI_REDIS_LEASE": "60"}
@@ -103,13 +109,19 @@ def _run_for(procs: list[Any], seconds: float) -> None:
     stop(procs)
 
 
+CRAWLERS = ("rednote_crawl", "autothrottle", "download_delay")
+
+
 def efficiency(
-    seconds: float, rates: tuple[float, ...] = (5, 20), workers: tuple[int, ...] = (1, 4)
+    seconds: float,
+    rates: tuple[float, ...] = (5, 20),
+    workers: tuple[int, ...] = (1, 4),
+    crawlers: tuple[str, ...] = CRAWLERS,
 ) -> list[dict[str, Any]]:
     results = []
     for rate in rates:
         for count in workers:
-            for crawler in ("rednote_crawl", "autothrottle", "download_delay"):
+            for crawler in crawlers:
                 with tempfile.TemporaryDirectory() as folder:
                     result = run_one(crawler, rate, count, seconds, Path(folder))
                 print(f"  rate {rate}/s, {count} worker(s), {crawler}: {result}", flush=True)

@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="rednote_crawl benchmarks")
     parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
     parser.add_argument("--only", default="rate,scale,cost,cpu,memory")
+    parser.add_argument("--crawlers", default=",".join(rate.CRAWLERS), help="rate: which crawlers to run again")
     args = parser.parse_args()
     only = set(args.only.split(","))
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -33,7 +34,9 @@ def main() -> None:
     results["command"] = f"python -m bench.run{' --quick' if args.quick else ''} --only {args.only}"
     seconds = 15 if args.quick else 40
     steps = {
-        "rate": lambda: rate.efficiency(seconds),
+        "rate": lambda: _merge(
+            results.get("rate", []), rate.efficiency(seconds, crawlers=tuple(args.crawlers.split(",")))
+        ),
         "scale": lambda: rate.scale(seconds),
         "cost": cost.calls_per_note,
         "cpu": lambda: cost.cpu_per_note(100 if args.quick else 600),
@@ -47,6 +50,16 @@ def main() -> None:
             print(f"  ({time.monotonic() - began:.0f} s)", flush=True)
             RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     plot(results)
+
+
+def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a partial run replace the same (crawler, rate, workers) of the last one."""
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return (row["crawler"], row["rate"], row["workers"])
+
+    fresh = {key(row) for row in new}
+    return [row for row in old if key(row) not in fresh] + new
 
 
 def plot(results: dict[str, Any]) -> None:

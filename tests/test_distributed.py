@@ -272,11 +272,11 @@ def test_reset_keeps_the_notes_unless_asked_and_refuses_to_drop_undrained_ones(r
     client = redis_server.client()
     client.zadd(KEYS.requests, {"r1": 0})
     client.sadd(KEYS.dupefilter, "fp")
-    client.set(f"{KEYS.seen_notes}:3268", "0123456789")
+    client.set(f"{KEYS.seen_notes}:268", "0123456789a")
     client.rpush(KEYS.items, '{"note_id":"a"}')
     assert redis_command(redis_server, "reset").returncode == 0
     assert not client.exists(KEYS.requests, KEYS.dupefilter)
-    assert client.exists(f"{KEYS.seen_notes}:3268", KEYS.items) == 2
+    assert client.exists(f"{KEYS.seen_notes}:268", KEYS.items) == 2
     refused = redis_command(redis_server, "reset", "--notes")
     assert refused.returncode == 1 and "not drained" in refused.stderr
     assert redis_command(redis_server, "reset", "--notes", "--force").returncode == 0
@@ -412,7 +412,7 @@ def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server)
     shared.server.close()
 
 
-def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
+def test_seen_notes_take_eleven_bytes_each_and_tell_every_id_apart(redis_server):
     from scrapy.settings import Settings
 
     from rednote_crawl.distributed.shared import SharedCrawl, connect
@@ -422,14 +422,14 @@ def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
     assert all(shared.add_note(i, b"{}") for i in ids)
     assert not any(shared.add_note(i, b"{}") for i in ids), "each id is seen again"
     # an id whose record shows up across two stored records of its bucket is still new
-    first, second = bytes(range(10)).hex(), bytes(range(10, 20)).hex()
-    assert shared.add_note(first + "ffff", b"{}") and shared.add_note(second + "ffff", b"{}")
-    straddling = bytes(range(5, 15)).hex() + "ffff"
+    first, second = bytes(range(11)).hex()[:21], bytes(range(11, 22)).hex()[:21]
+    assert shared.add_note(first + "fff", b"{}") and shared.add_note(second + "fff", b"{}")
+    straddling = bytes(range(5, 16)).hex()[:21] + "fff"
     assert shared.add_note(straddling, b"{}") and not shared.add_note(straddling, b"{}")
     client = redis_server.client()
     buckets = [
         k for k in client.scan_iter(match=f"{KEYS.seen_notes}:*") if k.rsplit(":", 1)[1] not in ("other", "count")
     ]
-    assert sum(client.strlen(k) for k in buckets) == 10 * (3000 + 3)
+    assert sum(client.strlen(k) for k in buckets) == 11 * (3000 + 3)
     assert int(client.get(f"{KEYS.seen_notes}:count")) == len(ids) + 3 == client.llen(KEYS.items)
     shared.server.close()
