@@ -5,6 +5,7 @@ Each crawler runs for ``seconds``; from the sandbox's log we take, after a warm-
 per second divided by R, and the share of answers that were 302. Compared, in the same run:
 
 - rednote_crawl: ``JUSTONEAPI_MAX_RPS=R``; with several workers, one distributed crawl on Redis
+- rednote_crawl_adaptive: ``JUSTONEAPI_MAX_RPS=0``, R unknown: found by the AIMD limiter from 302s
 - autothrottle: the same spider under Scrapy's AutoThrottle (target concurrency R x latency per
   worker's share) and RetryMiddleware (429 retried), the project's throttle and policy off
 - download_delay: the same with a fixed ``DOWNLOAD_DELAY`` of workers/R (each worker gets its share)
@@ -71,8 +72,9 @@ def run_one(crawler: str, rate: float | None, workers: int, seconds: float, fold
     with sandbox("--latency", str(LATENCY), *limit) as box:
         seeds = keywords_file(400 * workers, folder)
         procs = []
-        if crawler == "rednote_crawl":
-            settings = {**COMMON, "JUSTONEAPI_MAX_RPS": rate or 0}
+        if crawler.startswith("rednote_crawl"):
+            known = rate if crawler == "rednote_crawl" else 0  # _adaptive: the limit is not known
+            settings = {**COMMON, "JUSTONEAPI_MAX_RPS": known or 0}
             if workers == 1:
                 procs.append(
                     start(
@@ -109,7 +111,7 @@ def _run_for(procs: list[Any], seconds: float) -> None:
     stop(procs)
 
 
-CRAWLERS = ("rednote_crawl", "autothrottle", "download_delay")
+CRAWLERS = ("rednote_crawl", "rednote_crawl_adaptive", "autothrottle", "download_delay")
 
 
 def efficiency(

@@ -27,7 +27,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
     parser.add_argument("--only", default="rate,scale,cost,cpu,memory")
     parser.add_argument("--crawlers", default=",".join(rate.CRAWLERS), help="rate: which crawlers to run again")
+    parser.add_argument("--tables", action="store_true", help="print the last results as markdown tables; run nothing")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(json.loads(RESULTS.read_text())))
+        return
     only = set(args.only.split(","))
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
@@ -62,6 +66,49 @@ def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[st
     return [row for row in old if key(row) not in fresh] + new
 
 
+def tables(results: dict[str, Any]) -> str:
+    """The markdown tables of docs/benchmarks.md."""
+    out = []
+    if rows := results.get("rate"):
+        out += ["| R | workers | crawler | paid pages/s | ÷ R | 302 answers |", "|---|---|---|---|---|---|"]
+        order = {name: n for n, name in enumerate(rate.CRAWLERS)}
+        for row in sorted(rows, key=lambda r: (r["rate"], r["workers"], order.get(r["crawler"], 9))):
+            out.append(
+                f"| {row['rate']:g} | {row['workers']} | {row['crawler']} | {row['paid_per_s']} "
+                f"| {row['efficiency']:.1%} | {row['share_302']:.1%} |"
+            )
+        out.append("")
+    if cost_row := results.get("cost"):
+        out += [
+            "| calls | paid calls | minimum | unique notes | paid calls per note | minimum per note |",
+            "|---|---|---|---|---|---|",
+            f"| {cost_row['calls']} | {cost_row['paid_calls']} | {cost_row['minimum_paid_calls']} "
+            f"| {cost_row['unique_notes']} of {cost_row['expected_notes']} | {cost_row['paid_per_note']} "
+            f"| {cost_row['minimum_per_note']} |",
+            "",
+        ]
+    if cpu := results.get("cpu"):
+        out += ["| client | CPU s | notes | CPU s per 1,000 notes |", "|---|---|---|---|"]
+        for name in ("rednote_crawl", "plain_asyncio"):
+            row = cpu[name]
+            out.append(f"| {name} | {row['cpu_seconds']} | {row['notes']:,} | {row['cpu_per_1000_notes']} |")
+        out += [f"| ratio | | | {cpu['ratio']} |", ""]
+    if rows := results.get("memory"):
+        out += [
+            "| ids | Python set (local) | Redis seen_notes | Redis set of ids | scrapy-redis dupefilter |",
+            "|---|---|---|---|---|",
+        ]
+        for row in rows:
+            out.append(
+                f"| {row['ids']:,} | {row['local_python_set']} | {row['redis_seen_notes']} "
+                f"| {row['redis_set_of_ids']} | {row['scrapy_redis_dupefilter']} |"
+            )
+        out.append("")
+    if rows := results.get("scale"):
+        out += ["| workers | paid pages/s |", "|---|---|"] + [f"| {r['workers']} | {r['paid_per_s']} |" for r in rows]
+    return "\n".join(out)
+
+
 def plot(results: dict[str, Any]) -> None:
     import matplotlib
 
@@ -72,7 +119,7 @@ def plot(results: dict[str, Any]) -> None:
     if rows := results.get("rate"):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         labels = sorted({(r["rate"], r["workers"]) for r in rows})
-        crawlers = ["rednote_crawl", "autothrottle", "download_delay"]
+        crawlers = list(rate.CRAWLERS)
         for axis, key, title in (
             (axes[0], "efficiency", "paid pages/s ÷ R"),
             (axes[1], "share_302", "share of 302 answers"),
@@ -82,9 +129,9 @@ def plot(results: dict[str, Any]) -> None:
                     next((r[key] or 0 for r in rows if (r["rate"], r["workers"]) == lab and r["crawler"] == crawler), 0)
                     for lab in labels
                 ]
-                axis.bar([i + n * 0.27 for i in range(len(labels))], values, width=0.27, label=crawler)
+                axis.bar([i + n * 0.2 for i in range(len(labels))], values, width=0.2, label=crawler)
             axis.set_xticks(
-                [i + 0.27 for i in range(len(labels))], [f"R={r:g}, {w} worker{'s' * (w > 1)}" for r, w in labels]
+                [i + 0.3 for i in range(len(labels))], [f"R={r:g}, {w} worker{'s' * (w > 1)}" for r, w in labels]
             )
             axis.set_title(title)
         axes[0].axhline(0.95, color="grey", linestyle="--", linewidth=1)

@@ -273,7 +273,8 @@ else
       from = at + 1
     end
   end
-  redis.call('APPEND', KEYS[1], ARGV[1])
+  -- SET, not APPEND: APPEND keeps room to grow (up to twice the string), SET stores it exactly
+  redis.call('SET', KEYS[1], (seen or '') .. ARGV[1])
 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'notes', 1)
