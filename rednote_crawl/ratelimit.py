@@ -24,6 +24,7 @@ MIN_RATE = 0.2  # calls per second: the floor after repeated 302s
 RECOVERY_STEPS = 50  # paid pages to climb back from the floor to max_rps
 COOLDOWN = 1.0  # seconds: 302s closer than this count as one signal
 RECENT = 50  # start times kept while the rate is unbounded, to estimate it at the first 302
+PROBE_SLOWER = 10  # near the rate of the last 302, climb this many times slower
 
 T = TypeVar("T")
 
@@ -35,6 +36,7 @@ class RateState:
     last_cut: float = -math.inf
     epoch: int = 0  # bumped by every cut: callers waiting on an old booking book again
     recent: list[float] = field(default_factory=list)
+    limit: float = math.inf  # the rate when the last 302 came: the API's limit, as far as we know
 
     def to_dict(self) -> dict[str, Any]:
         finite = math.isfinite
@@ -44,6 +46,7 @@ class RateState:
             "last_cut": self.last_cut if finite(self.last_cut) else None,
             "epoch": self.epoch,
             "recent": self.recent,
+            "limit": self.limit if finite(self.limit) else None,
         }
 
     @classmethod
@@ -55,6 +58,7 @@ class RateState:
             last_cut=-math.inf if last_cut is None else float(last_cut),
             epoch=int(data.get("epoch", 0)),
             recent=[float(x) for x in data.get("recent", [])],
+            limit=math.inf if data.get("limit") is None else float(data["limit"]),
         )
 
 
@@ -75,6 +79,7 @@ def cut(state: RateState, now: float, retry_after: float | None) -> None:
         if math.isinf(state.rate):
             span = (state.recent[-1] - state.recent[0]) if len(state.recent) > 1 else 0
             state.rate = len(state.recent) / span if span > 0 else 1.0
+        state.limit = state.rate
         state.rate = max(MIN_RATE, state.rate / 2)
         state.last_cut = now
     pause = retry_after if retry_after and retry_after > 0 else 1 / state.rate
@@ -84,11 +89,17 @@ def cut(state: RateState, now: float, retry_after: float | None) -> None:
 
 
 def recover(state: RateState, now: float, max_rate: float) -> None:
-    """Win back a step of the rate after a paid page."""
-    if state.rate < max_rate:
-        ceiling = max_rate if math.isfinite(max_rate) else state.rate * 2
-        step = max(ceiling / RECOVERY_STEPS, 0.05)
-        state.rate = min(max_rate, state.rate + step)
+    """Win back a step of the rate after a paid page: quickly up to 90% of the rate where the last
+    302 came, then slowly (probing whether the limit moved) up to ``max_rate``."""
+    if state.rate >= max_rate:
+        return
+    target = min(max_rate, state.limit)
+    if math.isinf(target):
+        target = state.rate * 2
+    step = target / RECOVERY_STEPS
+    if state.rate >= 0.9 * target:
+        step /= PROBE_SLOWER
+    state.rate = min(max_rate, state.rate + max(step, 0.01))
 
 
 class AdaptiveRateLimiter:

@@ -41,15 +41,33 @@ def test_a_rate_limit_halves_the_rate_and_pauses_everyone():
     assert limiter.rate == MIN_RATE
 
 
-def test_paid_pages_win_the_rate_back_up_to_the_ceiling():
+def test_paid_pages_win_the_rate_back_quickly_then_probe_up_to_the_ceiling():
     limiter = AdaptiveRateLimiter(10, Clock())
     limiter.slow_down()
-    for _ in range(RECOVERY_STEPS // 2 - 2):
+    for _ in range(int(RECOVERY_STEPS * 0.4)):  # 5 -> 9, at 10/RECOVERY_STEPS a page
         limiter.speed_up()
-    assert 5 < limiter.rate < 10
-    for _ in range(3):
+    assert limiter.rate == pytest.approx(9)
+    for _ in range(RECOVERY_STEPS // 2):  # near the rate of the 302: ten times slower
+        limiter.speed_up()
+    assert 9.4 < limiter.rate < 9.8
+    for _ in range(RECOVERY_STEPS):
         limiter.speed_up()
     assert limiter.rate == 10
+
+
+def test_without_a_ceiling_the_rate_of_the_last_302_is_the_limit_to_probe_past_slowly():
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(0, clock)
+    for _ in range(21):
+        limiter._book()
+        clock.now += 0.05
+    limiter.slow_down()  # the 302 came at about 20 calls/s
+    for _ in range(RECOVERY_STEPS * 2 // 5):
+        limiter.speed_up()
+    assert 18.5 < limiter.rate < 19.5, "quickly back near the rate of the 302"
+    for _ in range(RECOVERY_STEPS):
+        limiter.speed_up()
+    assert limiter.rate < 21.5, "then past it slowly, not doubling"
 
 
 def test_without_a_ceiling_a_rate_limit_starts_from_the_observed_rate():
