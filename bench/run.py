@@ -136,7 +136,7 @@ def plot(results: dict[str, Any]) -> None:
             axis.set_title(title)
         axes[0].axhline(0.95, color="grey", linestyle="--", linewidth=1)
         axes[1].axhline(0.02, color="grey", linestyle="--", linewidth=1)
-        axes[0].legend()
+        axes[0].legend(loc="lower left", fontsize=8)
         fig.tight_layout()
         fig.savefig(PLOTS / "rate_efficiency.png", dpi=110)
         plt.close(fig)
