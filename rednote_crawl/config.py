@@ -95,7 +95,7 @@ def _base_url(raw: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
 
 
-def _redis_url(settings: BaseSettings, environ: Mapping[str, str]) -> str | None:
+def redis_url(settings: BaseSettings, environ: Mapping[str, str] = os.environ) -> str | None:
     """``REDIS_URL`` from the settings, else from the environment; None: single-machine mode."""
     url = str(settings.get("REDIS_URL") or environ.get("REDIS_URL") or "").strip() or None
     if url is not None:
@@ -164,13 +164,13 @@ class ApiConfig:
                 f"JUSTONEAPI_BACKOFF_MAX={backoff_max} is below JUSTONEAPI_BACKOFF_BASE={backoff_base}; raise it"
             )
         _check_names(settings)
-        redis_url = _redis_url(settings, environ)
-        if redis_url and settings.get("JUSTONEAPI_JOB_DIR"):
+        redis = redis_url(settings, environ)
+        if redis and settings.get("JUSTONEAPI_JOB_DIR"):
             raise ConfigError(
                 "JUSTONEAPI_JOB_DIR and REDIS_URL do not go together: in a distributed crawl Redis keeps the "
                 "crawl's state (leave out JUSTONEAPI_JOB_DIR), on one machine the job folder does (leave out REDIS_URL)"
             )
-        if redis_url and seen_notes == "update":
+        if redis and seen_notes == "update":
             raise ConfigError(
                 "JUSTONEAPI_SEEN_NOTES=update does not apply to a distributed crawl: "
                 "to deliver notes that earlier crawls found, forget them with `scrapy redis reset --notes`"
@@ -190,7 +190,7 @@ class ApiConfig:
             keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
-            redis_url=redis_url,
+            redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
         )
 

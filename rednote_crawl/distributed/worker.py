@@ -31,6 +31,18 @@ HEARTBEAT = 1.0  # seconds
 LOCAL_REASONS = ("shutdown",)  # they stop this worker only
 
 
+def follow_stop(crawler: Crawler, reason: str, message: str, worker: str) -> None:
+    """Stop this worker for a stop another worker wrote to Redis."""
+    logger.error(
+        "Stopping: worker %s stopped the crawl (%s: %s); when the cause is fixed, "
+        "run `scrapy redis resume` and start the workers again",
+        worker,
+        reason,
+        message,
+    )
+    stop_crawl(crawler, reason, message)
+
+
 class DistributedWorker:
     def __init__(self, crawler: Crawler) -> None:
         shared = shared_crawl(crawler)
@@ -96,14 +108,7 @@ class DistributedWorker:
         self.shared.health.ok()
         if stop:
             self.stopping = True
-            logger.error(
-                "Stopping: worker %s stopped the crawl (%s: %s); when the cause is fixed, "
-                "run `scrapy redis resume` and start the workers again",
-                stop.get("worker"),
-                stop["reason"],
-                stop.get("message"),
-            )
-            stop_crawl(self.crawler, stop["reason"], stop.get("message", ""))
+            follow_stop(self.crawler, stop["reason"], stop.get("message", ""), stop.get("worker", "?"))
         self._close_if_idle()
         if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
             self.last_progress = time.monotonic()

@@ -21,6 +21,7 @@ from rednote_crawl import signals
 from rednote_crawl.config import ApiConfig
 from rednote_crawl.distributed.account import SharedCallBudget, SharedRateLimiter
 from rednote_crawl.distributed.shared import shared_crawl
+from rednote_crawl.distributed.worker import follow_stop
 from rednote_crawl.middlewares import NOT_BEFORE_META, query_of, stop_crawl
 from rednote_crawl.ratelimit import AdaptiveRateLimiter
 
@@ -111,10 +112,11 @@ class TokenThrottleMiddleware:
         if (stop := await self.budget.spend(self._sleep)) is not None:
             reason, message, worker = stop
             if self.shared is not None and worker != self.shared.worker_id:
-                logger.error("Stopping: worker %s stopped the crawl (%s: %s)", worker, reason, message)
-            elif reason == BUDGET_SPENT:
-                logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", message)
-            stop_crawl(self.crawler, reason, message)
+                follow_stop(self.crawler, reason, message, worker)
+            else:
+                if reason == BUDGET_SPENT:
+                    logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", message)
+                stop_crawl(self.crawler, reason, message)
             self._check_open()
         self.stats.inc_value("justoneapi/requests/sent")
 

@@ -15,7 +15,7 @@ from scrapy.http import Response
 from twisted.python.failure import Failure
 
 from rednote_crawl import api
-from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.config import ApiConfig, ConfigError, redis_url
 from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_END_META, QUERY_META, record_failed_page
 from rednote_crawl.middlewares.resume import job_state
 from rednote_crawl.seeds import parse_inline, read_keywords
@@ -81,7 +81,7 @@ class NoteSearchSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NoteSearchSpider:
         spider: NoteSearchSpider = super().from_crawler(crawler, *args, **kwargs)
-        if not spider.keywords and not ApiConfig.from_settings(crawler.settings, require_token=False).redis_url:
+        if not spider.keywords and not redis_url(crawler.settings):
             raise ConfigError(NO_KEYWORDS)
         if spider._since == "last" and not crawler.settings.get("JUSTONEAPI_JOB_DIR"):
             raise ConfigError(
