@@ -21,7 +21,7 @@ import redis
 from scrapy.settings import Settings
 
 from bench.common import redis_server
-from rednote_crawl.distributed.shared import SharedCrawl, connect
+from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
 BATCH = 10_000
 

@@ -29,8 +29,8 @@ WARMUP = 5.0
 PLAIN = {
     "DOWNLOADER_MIDDLEWARES": json.dumps(
         {
-            "rednote_crawl.middlewares.policy.ApiPolicyMiddleware": None,
-            "rednote_crawl.middlewares.throttle.TokenThrottleMiddleware": None,
+            "rednote_crawl.downloader.policy.ApiPolicyMiddleware": None,
+            "rednote_crawl.downloader.throttle.TokenThrottleMiddleware": None,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": 550,
         }
     ),

@@ -21,6 +21,9 @@ from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
 
 import orjson
+from itemadapter import ItemAdapter
+
+from rednote_crawl import stops
 
 DEFAULT_BASE_URL = "https://api.justoneapi.com"
 SEARCH_PATH = "/api/xiaohongshu/search-note/v2"
@@ -131,8 +134,7 @@ class Action(enum.StrEnum):
     STOP = "stop"  # nothing later can succeed: stop the whole crawl
 
 
-# The business codes of the vendor (DESIGN.md). ``FATAL`` codes name the
-# finish reason of the crawl they stop.
+# The business codes of the vendor (DESIGN.md). Codes that stop the crawl are in stops.py.
 CODE_NAMES: dict[int, str] = {
     0: "success",
     100: "invalid or inactive token",
@@ -144,12 +146,6 @@ CODE_NAMES: dict[int, str] = {
     503: "service unavailable",
     600: "permission denied",
     601: "insufficient balance",
-}
-FATAL: dict[int, str] = {
-    100: "justoneapi_invalid_token",
-    303: "justoneapi_quota_exceeded",
-    600: "justoneapi_permission_denied",
-    601: "justoneapi_insufficient_balance",
 }
 
 
@@ -169,8 +165,9 @@ class Answer:
     unexpected: bool = False  # an undocumented code, or a 4xx without the envelope (wrong URL?)
 
     @property
-    def finish_reason(self) -> str | None:
-        return FATAL.get(self.code) if self.code is not None else None
+    def stop(self) -> stops.Stop | None:
+        """The stop this answer causes (a fatal code), or None."""
+        return stops.for_code(self.code)
 
 
 def _as_int(value: Any) -> int | None:
@@ -218,11 +215,12 @@ def judge(status: int, body: bytes) -> Answer:
             # Paid for, but without a list of items: not the end of the query and not retried.
             return Answer(Action.UNUSABLE, "code_0_no_items", code, "code 0 without a data.items list")
         return Answer(Action.PARSE, label, code, message, envelope)
-    if code == 302 or (status == 429 and code not in FATAL):
+    fatal = stops.for_code(code) is not None
+    if code == 302 or (status == 429 and not fatal):
         return Answer(Action.SLOW_DOWN, label, code, message)
     if code == 400:
         return Answer(Action.DROP_QUERY, label, code, message)
-    if code in FATAL:
+    if fatal:
         return Answer(Action.STOP, label, code, message)
     return Answer(Action.RETRY, label, code, message, unexpected=code not in CODE_NAMES)
 
@@ -317,6 +315,56 @@ def read_page(envelope: Mapping[str, Any], keep_ads: bool = False) -> Page:
         else:
             skipped[model_type if model_type != "note" else "note_without_id"] += 1
     return Page(notes, skipped, len(items))
+
+
+@dataclass(frozen=True, slots=True)
+class PageOutcome:
+    """What one page means for its query: the notes it gives and whether the query goes on.
+
+    The spider follows it (next page or not), and the page's bookkeeping (stats, the job
+    folder, the report) records it: one function decides, everybody reads the result.
+    """
+
+    notes: list[tuple[int, dict[str, Any]]]  # (rank, API note) of the notes kept, in page order
+    skipped: Counter[str]  # items that are not notes (by model type), and notes without an id
+    seen: int  # notes on the page, older ones included
+    older: int  # notes published before ``since``: not kept
+    end: str | None  # why the query ends here: "empty_page", "max_pages" or "since"; None: it goes on
+    next_rank: int  # the rank offset of the next page
+
+    @property
+    def goes_on(self) -> bool:
+        return self.end is None
+
+
+QUERY_ENDS = ("empty_page", "max_pages", "since")
+
+
+def page_outcome(
+    envelope: Mapping[str, Any],
+    *,
+    page: int,
+    rank_offset: int,
+    max_pages: int,
+    since: int | None,
+    sort: str,
+    keep_ads: bool = False,
+) -> PageOutcome:
+    """A query ends at its first empty page (the API has no "has more"), at ``max_pages``, or
+    once its notes are older than ``since``: sorted by time, at the first older note (every later
+    page is older too); otherwise when a whole page is older (the best sign there is)."""
+    read = read_page(envelope, keep_ads=keep_ads)
+    kept: list[tuple[int, dict[str, Any]]] = []
+    older = 0
+    for rank, note in enumerate(read.notes, start=rank_offset + 1):
+        published = epoch_seconds(note.get("timestamp"))
+        if since is not None and published is not None and published < since:
+            older += 1
+        else:
+            kept.append((rank, note))
+    since_reached = older > 0 and (sort == "time_descending" or older == len(read.notes))
+    end = "empty_page" if read.is_last else "max_pages" if page >= max_pages else "since" if since_reached else None
+    return PageOutcome(kept, read.skipped, len(read.notes), older, end, rank_offset + len(read.notes))
 
 
 def _note_id(note: Mapping[str, Any]) -> str | None:
@@ -489,3 +537,14 @@ def note_item(
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_dict(item: Any) -> Any:
+    """The item as orjson takes it. Notes are plain dicts already: ItemAdapter.asdict() would copy
+    each one deeply, checking every nested value (it was the crawl's biggest CPU cost per note)."""
+    return item if type(item) is dict else ItemAdapter(item).asdict()
+
+
+def dumps(data: Any) -> bytes:
+    """A note as one JSON object: the line format of the feed and of the Redis items list."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)

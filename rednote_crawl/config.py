@@ -1,26 +1,28 @@
-"""The ``JUSTONEAPI_*`` settings, read and validated in one place.
+"""The ``JUSTONEAPI_*`` settings and the spider's arguments, read and validated in one place.
 
-``ApiConfig.of(crawler)`` builds the config once per crawler (the add-on does
-it first, at start-up, so a bad value stops the crawl before any request) and
-hands the same object to every component afterwards.
+``ApiConfig.from_settings`` checks the settings (the add-on calls it first, so a bad value
+stops the crawl before anything starts; the crawl state keeps the one copy every component
+reads). ``SearchArgs.parse`` checks the spider's arguments on their own, and
+``SearchArgs.check`` against the settings: the crawl's start-up and ``--dry-run`` both call it.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 import re
-import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rednote_crawl import api
+from rednote_crawl.seeds import Keywords
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
 SANDBOX_TOKEN = "sandbox-demo-token"
@@ -44,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_JOB_DIR": None,  # a job state folder: makes the crawl resumable (jobstate.py)
     "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
     "JUSTONEAPI_REDIS_LEASE": 60,  # distributed: seconds before a dead worker's requests go to another
+    # Where the crawl's state lives: set by the add-on (local, or Redis when REDIS_URL is set).
+    "JUSTONEAPI_STATE_CLASS": None,
 }
 SEEN_NOTES = ("skip", "update")
 
@@ -132,6 +136,7 @@ class ApiConfig:
     keep_ads: bool
     keep_raw: bool
     seen_notes: str
+    job_dir: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
     redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
 
@@ -190,17 +195,117 @@ class ApiConfig:
             keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
+            job_dir=str(settings.get("JUSTONEAPI_JOB_DIR") or "").strip() or None,
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
         )
 
+
+ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")
+NO_KEYWORDS = (
+    "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt), "
+    "or -a keyword=海信,Nike; "
+    "only a worker of a distributed crawl (REDIS_URL set) runs without keywords"
+)
+SINCE_LAST_NEEDS_JOB = (
+    "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR: the job folder remembers when its last crawl began"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchArgs:
+    """The spider's arguments (``-a name=value``), each checked on its own by ``parse``."""
+
+    keywords: Keywords | None
+    sorts: tuple[str, ...] = (api.DEFAULT_SORT,)
+    note_types: tuple[str, ...] = (api.DEFAULT_NOTE_TYPE,)
+    note_times: tuple[str, ...] = (api.DEFAULT_NOTE_TIME,)
+    max_pages: int | None = None  # None: JUSTONEAPI_MAX_PAGES
+    since: int | str | None = None  # epoch seconds, or "last"
+
     @classmethod
-    def of(cls, crawler: Crawler) -> ApiConfig:
-        """The crawler's config, built and validated on first use."""
-        config = _CACHE.get(crawler)
-        if config is None:
-            config = _CACHE[crawler] = cls.from_settings(crawler.settings)
-        return config
+    def parse(
+        cls,
+        keywords: str | None = None,
+        keyword: str | None = None,
+        sort: str | None = None,
+        note_type: str | None = None,
+        note_time: str | None = None,
+        max_pages: str | int | None = None,
+        since: str | None = None,
+        **others: Any,
+    ) -> SearchArgs:
+        if secret := [name for name in others if "token" in name.lower()]:
+            raise ConfigError(
+                f"the token must not be a spider argument (-a {secret[0]}=...): arguments show up in logs "
+                "and process lists. Set the JUSTONEAPI_TOKEN environment variable instead."
+            )
+        # A mistyped argument would crawl, and pay for, the unfiltered defaults. Names starting
+        # with "_" belong to the tools that run spiders (scrapyd's _job).
+        if unknown := [name for name in others if not name.startswith("_")]:
+            raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
+        if keywords and keyword:
+            raise ConfigError("pass -a keywords=FILE or -a keyword=WORD,WORD, not both")
+        return cls(
+            keywords=Keywords.from_file(keywords) if keywords else Keywords.from_inline(keyword) if keyword else None,
+            sorts=_choices("sort", sort, api.SORTS, api.DEFAULT_SORT),
+            note_types=_choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE),
+            note_times=_choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME),
+            max_pages=_max_pages(max_pages),
+            since=_since(since),
+        )
+
+    def check(self, config: ApiConfig) -> int:
+        """Check the arguments against the settings and read the keyword file through once
+        (``SeedFileError`` on a bad one). Returns the number of queries (0: a worker without keywords)."""
+        if self.keywords is None and not config.redis_url:
+            raise ConfigError(NO_KEYWORDS)
+        if self.since == "last" and not config.job_dir:
+            raise ConfigError(SINCE_LAST_NEEDS_JOB)
+        return len(self.keywords) * self.combinations if self.keywords is not None else 0
+
+    @property
+    def combinations(self) -> int:
+        """Filter combinations per keyword."""
+        return len(self.sorts) * len(self.note_types) * len(self.note_times)
+
+    def queries(self) -> Iterator[api.Query]:
+        """Every keyword with every filter combination, streamed from the keyword file."""
+        for keyword in self.keywords or ():
+            for sort, note_type, note_time in itertools.product(self.sorts, self.note_types, self.note_times):
+                yield api.Query(keyword, sort, note_type, note_time)
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, ApiConfig] = weakref.WeakKeyDictionary()
+def _choices(option: str, raw: str | None, choices: dict[str, str], default: str) -> tuple[str, ...]:
+    try:
+        return tuple(api.parse_choices(option, raw, choices, default))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _max_pages(raw: str | int | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"max_pages={raw!r} is not a whole number >= 1; pass e.g. -a max_pages=20")
+    return value
+
+
+def _since(raw: str | None) -> int | str | None:
+    """``2026-11-20`` (UTC midnight), an ISO 8601 time, or ``last``."""
+    if raw is None or not str(raw).strip():
+        return None
+    text = str(raw).strip()
+    if text == "last":
+        return "last"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"since={raw!r} is not a date; pass -a since=2026-11-20, -a since=2026-11-20T08:00:00+08:00 or -a since=last"
+        ) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())

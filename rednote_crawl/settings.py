@@ -2,7 +2,8 @@
 
 The JUSTONEAPI_* settings and their defaults are in ``rednote_crawl/config.py``
 and in the README's settings table. Set the token in the environment
-(JUSTONEAPI_TOKEN), never here.
+(JUSTONEAPI_TOKEN), never here. The project's own components are registered by
+the add-on (``rednote_crawl/addon.py``), according to where the crawl's state lives.
 """
 
 BOT_NAME = "rednote_crawl"
@@ -22,19 +23,15 @@ USER_AGENT = "rednote_crawl/0.1"
 DEFAULT_REQUEST_HEADERS = {"Accept": "application/json"}
 
 # Throughput comes from running many queries at once; the token's rate is paced
-# by TokenThrottleMiddleware (JUSTONEAPI_MAX_RPS), not by DOWNLOAD_DELAY.
+# by the throttle (JUSTONEAPI_MAX_RPS), not by DOWNLOAD_DELAY.
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 16
 DOWNLOAD_DELAY = 0
 AUTOTHROTTLE_ENABLED = False
 
-# Retries follow the API's business codes (ApiPolicyMiddleware), not HTTP statuses.
+# Retries follow the API's business codes (downloader/policy.py), not HTTP statuses.
 RETRY_ENABLED = False
-DOWNLOADER_MIDDLEWARES = {
-    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    "rednote_crawl.middlewares.policy.ApiPolicyMiddleware": 550,
-    "rednote_crawl.middlewares.throttle.TokenThrottleMiddleware": 950,
-}
+DOWNLOADER_MIDDLEWARES = {"scrapy.downloadermiddlewares.retry.RetryMiddleware": None}
 # The API answers errors with HTTP 4xx/5xx too; the policy middleware judges them.
 HTTPERROR_ALLOW_ALL = True
 # The API does not redirect: a redirect comes from something in between, and following it
@@ -45,23 +42,8 @@ METAREFRESH_ENABLED = False
 URLLENGTH_LIMIT = 0
 # The token is added by this handler at the last hop, never to a Request.
 DOWNLOAD_HANDLERS = {
-    "http": "rednote_crawl.auth.TokenAuthDownloadHandler",
-    "https": "rednote_crawl.auth.TokenAuthDownloadHandler",
-}
-
-SPIDER_MIDDLEWARES = {
-    # With JUSTONEAPI_JOB_DIR: journal every paid page, resume where the last run stopped.
-    "rednote_crawl.middlewares.resume.ResumeMiddleware": 950,
-    # With REDIS_URL: end a taken request's lease once its output is stored (closest to the engine).
-    "rednote_crawl.distributed.leases.LeaseMiddleware": 10,
-}
-ITEM_PIPELINES = {
-    "rednote_crawl.pipelines.NoteDedupePipeline": 100,  # one machine
-    "rednote_crawl.distributed.items.RedisNotePipeline": 100,  # REDIS_URL: dedupe and deliver in Redis
-}
-EXTENSIONS = {
-    "rednote_crawl.summary.CrawlSummary": 500,
-    "rednote_crawl.distributed.worker.DistributedWorker": 500,  # REDIS_URL only
+    "http": "rednote_crawl.downloader.handler.TokenAuthDownloadHandler",
+    "https": "rednote_crawl.downloader.handler.TokenAuthDownloadHandler",
 }
 
 # Distributed mode (REDIS_URL, setting or environment variable): the add-on switches SCHEDULER
@@ -70,11 +52,11 @@ EXTENSIONS = {
 MAX_IDLE_TIME_BEFORE_CLOSE = 30
 
 FEED_EXPORTERS = {
-    "jsonlines": "rednote_crawl.exporters.OrjsonLinesItemExporter",
-    "jsonl": "rednote_crawl.exporters.OrjsonLinesItemExporter",
-    "jl": "rednote_crawl.exporters.OrjsonLinesItemExporter",
+    "jsonlines": "rednote_crawl.items.export.OrjsonLinesItemExporter",
+    "jsonl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
+    "jl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
 }
-# Without -o/-O, notes go to output/<spider>-<UTC time>.jsonl (DEFAULT_FEEDS in addon.py).
+# Without -o/-O, notes go to output/<spider>-<UTC time>.jsonl (DEFAULT_FEEDS in state/local.py).
 FEED_EXPORT_ENCODING = "utf-8"
 
 LOG_LEVEL = "INFO"

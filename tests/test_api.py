@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from rednote_crawl import api
+from rednote_crawl import api, stops
 
 SAMPLE = orjson.loads((Path(__file__).parent / "data" / "seed-sample-response.json").read_bytes())
 
@@ -100,9 +100,12 @@ def test_judge_reads_the_business_code_not_the_http_status(status, body, action,
     assert (answer.action, answer.label) == (action, label)
 
 
-def test_fatal_codes_name_their_finish_reason():
-    assert {code: api.judge(200, envelope(code)).finish_reason for code in api.FATAL} == api.FATAL
-    assert api.judge(200, envelope(301)).finish_reason is None
+def test_fatal_codes_name_their_stop():
+    assert {code: api.judge(200, envelope(code)).stop for code in stops.BY_CODE} == stops.BY_CODE
+    assert {code: api.judge(200, envelope(code)).action for code in stops.BY_CODE} == dict.fromkeys(
+        stops.BY_CODE, api.Action.STOP
+    )
+    assert api.judge(200, envelope(301)).stop is None
 
 
 def test_read_page_keeps_notes_and_counts_the_rest():

@@ -14,13 +14,16 @@ from scrapy.exceptions import DropItem, IgnoreRequest
 from scrapy.http import TextResponse
 from scrapy.utils.test import get_crawler
 
-from rednote_crawl import api, signals
-from rednote_crawl.auth import TokenAuthDownloadHandler
-from rednote_crawl.exporters import OrjsonLinesItemExporter
-from rednote_crawl.middlewares import ENVELOPE_META, NOT_BEFORE_META, PAGE_META, QUERY_META, RATE_LIMITED_META
-from rednote_crawl.middlewares.policy import UNEXPECTED, UNEXPECTED_LIMIT, ApiPolicyMiddleware
-from rednote_crawl.middlewares.throttle import BUDGET_SPENT, TokenThrottleMiddleware
-from rednote_crawl.pipelines import NoteDedupePipeline
+from rednote_crawl import api, signals, stops
+from rednote_crawl.downloader.handler import TokenAuthDownloadHandler
+from rednote_crawl.downloader.policy import UNEXPECTED_LIMIT, ApiPolicyMiddleware
+from rednote_crawl.downloader.throttle import TokenThrottleMiddleware
+from rednote_crawl.items.dedupe import NoteDedupePipeline
+from rednote_crawl.items.export import OrjsonLinesItemExporter
+from rednote_crawl.search import CALL_META, NOT_BEFORE_META, RATE_LIMITED_META, ApiResponse, SearchCall
+
+UNEXPECTED = stops.UNEXPECTED_ANSWERS.reason
+BUDGET_SPENT = stops.BUDGET_SPENT.reason
 
 TOKEN = "unit-test-token-123"
 URL = "https://api.justoneapi.com/api/xiaohongshu/search-note/v2?keyword=k&page=2&sort=general&noteType=_0"
@@ -46,7 +49,12 @@ def make_crawler(**settings: Any):
 
 
 def api_request(**meta: Any) -> Request:
-    return Request(URL, meta={QUERY_META: api.Query("k"), PAGE_META: 2, **meta})
+    return Request(URL, meta={CALL_META: SearchCall(api.Query("k"), 2, 20, max_pages=20), **meta})
+
+
+def stopping(crawler, reason: str) -> None:
+    """Another component stops the crawl."""
+    crawler.signals.send_catch_log(signals.crawl_stopping, event=stops.StopEvent(reason, "m"))
 
 
 def answer(request: Request, code: Any = 0, status: int = 200, body: bytes | None = None, **headers: str):
@@ -74,7 +82,8 @@ def test_code_0_passes_and_is_announced_as_paid():
     paid = collect(crawler, signals.page_paid)
     request = api_request()
     response = answer(request)
-    assert ApiPolicyMiddleware(crawler).process_response(request, response) is response
+    passed = ApiPolicyMiddleware(crawler).process_response(request, response)
+    assert isinstance(passed, ApiResponse) and passed.body == response.body and passed.url == response.url
     assert len(paid) == 1
     assert crawler.stats.get_value("justoneapi/answers/code_0") == 1
 
@@ -96,7 +105,7 @@ def test_transient_answers_are_retried_with_backoff(code, status, body):
     retry = ApiPolicyMiddleware(crawler).process_response(request, answer(request, code, status, body))
     assert isinstance(retry, Request) and retry.dont_filter
     assert retry.meta["retry_times"] == 1
-    assert retry.meta[QUERY_META] == request.meta[QUERY_META]
+    assert retry.meta[CALL_META] == request.meta[CALL_META]
 
     assert 1 - 0.1 <= retry.meta[NOT_BEFORE_META] - time.time() <= 2 + 0.1  # base 2 s x 0.5-1.0
     assert crawler.stats.get_value("justoneapi/retry/count") == 1
@@ -151,7 +160,7 @@ def test_invalid_parameters_drop_the_query():
     assert crawler.stats.get_value("justoneapi/retry/count") is None
 
 
-@pytest.mark.parametrize("code", sorted(api.FATAL))
+@pytest.mark.parametrize("code", sorted(stops.BY_CODE))
 def test_fatal_codes_stop_the_crawl_once(code):
     async def scenario():
         crawler = make_crawler()
@@ -168,8 +177,8 @@ def test_fatal_codes_stop_the_crawl_once(code):
         return crawler, stopping
 
     crawler, stopping = asyncio.run(scenario())
-    assert crawler.engine.closed == [api.FATAL[code]]
-    assert [s["reason"] for s in stopping] == [api.FATAL[code]]
+    assert crawler.engine.closed == [stops.for_code(code).reason]
+    assert [s["event"].reason for s in stopping] == [stops.for_code(code).reason]
 
 
 def test_connection_errors_are_retried_and_other_errors_fail_the_page():
@@ -198,11 +207,16 @@ def test_a_paid_page_without_items_fails_and_is_not_retried():
     assert crawler.stats.get_value("justoneapi/retry/count") is None
 
 
-def test_the_code_0_envelope_is_handed_to_the_spider():
+def test_a_code_0_page_is_handed_to_the_spider_read():
     crawler = make_crawler()
     request = api_request()
-    ApiPolicyMiddleware(crawler).process_response(request, answer(request))
-    assert request.meta[ENVELOPE_META]["code"] == 0
+    note = {"id": "69abb712000000001600a32a", "timestamp": 1764000000}
+    body = orjson.dumps({"code": 0, "data": {"items": [{"model_type": "note", "note": note}, {"model_type": "hot_query"}]}})
+    response = ApiPolicyMiddleware(crawler).process_response(request, answer(request, body=body))
+    assert isinstance(response, ApiResponse) and response.call == request.meta[CALL_META]
+    # ranks go on from the query's earlier pages (20 notes before page 2)
+    assert response.outcome.notes == [(21, note)] and response.outcome.skipped == {"hot_query": 1}
+    assert response.outcome.goes_on and response.outcome.next_rank == 21
 
 
 def test_undocumented_answers_in_a_row_stop_the_crawl():
@@ -232,7 +246,7 @@ def test_undocumented_answers_in_a_row_stop_the_crawl():
 def test_a_stop_from_anywhere_ends_retries():
     crawler = make_crawler()
     policy = ApiPolicyMiddleware(crawler)
-    crawler.signals.send_catch_log(signals.crawl_stopping, reason=BUDGET_SPENT, message="m")
+    stopping(crawler, BUDGET_SPENT)
     request = api_request()
     with pytest.raises(IgnoreRequest, match="stopping"):
         policy.process_response(request, answer(request, 503))
@@ -277,7 +291,7 @@ def test_nothing_is_sent_once_the_crawl_is_stopping():
     async def scenario():
         crawler = make_crawler(JUSTONEAPI_MAX_RPS=0)
         throttle = TokenThrottleMiddleware(crawler)
-        crawler.signals.send_catch_log(signals.crawl_stopping, reason="justoneapi_insufficient_balance", message="m")
+        stopping(crawler, "justoneapi_insufficient_balance")
         with pytest.raises(IgnoreRequest, match="justoneapi_insufficient_balance"):
             await throttle.process_request(api_request())
         assert await throttle.process_request(Request("https://example.com")) is None  # not an API call
@@ -396,7 +410,7 @@ def test_a_stop_wakes_requests_waiting_on_backoff():
         waiting = asyncio.ensure_future(throttle.process_request(api_request(**{NOT_BEFORE_META: time.time() + 30})))
         await asyncio.sleep(0.05)
         started = time.monotonic()
-        crawler.signals.send_catch_log(signals.crawl_stopping, reason="justoneapi_quota_exceeded", message="m")
+        stopping(crawler, "justoneapi_quota_exceeded")
         with pytest.raises(IgnoreRequest, match="justoneapi_quota_exceeded"):
             await waiting
         return time.monotonic() - started

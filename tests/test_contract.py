@@ -26,7 +26,7 @@ from betamax import Betamax
 from requests.adapters import HTTPAdapter
 
 from rednote_crawl import api
-from rednote_crawl.probe import fetch
+from rednote_crawl.run.probe import fetch
 from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
 

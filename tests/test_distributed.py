@@ -18,9 +18,10 @@ from scrapy.utils.test import get_crawler
 
 from rednote_crawl.api import Query
 from rednote_crawl.distributed.scheduler import JsonRequestQueue
-from rednote_crawl.distributed.shared import Keys
 from rednote_crawl.sandbox.corpus import Corpus
+from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
+from rednote_crawl.state.redis.shared import Keys
 from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, run_command
 
 pytestmark = pytest.mark.crawl
@@ -302,10 +303,17 @@ def test_requests_go_to_redis_as_json_and_come_back_whole():
     crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
     spider = NoteSearchSpider.from_crawler(crawler, keywords=str(ROOT / "seeds" / "brands.txt"))
     queue = JsonRequestQueue(None, spider, "note_search:requests")
-    request = spider.page_request(Query("Nike x 耐克", "popularity_descending", "_1", "week"), 3, 40)
+    call = SearchCall(Query("Nike x 耐克", "popularity_descending", "_1", "week"), 3, 40, max_pages=5, since=1764000000)
+    request = spider.page_request(call)
     request.meta["retry_times"] = 2
     encoded = queue._encode_request(request)
-    assert orjson.loads(encoded)["meta"]["justoneapi_query"] == ["Nike x 耐克", "popularity_descending", "_1", "week"]
+    assert orjson.loads(encoded)["meta"]["justoneapi_call"] == [
+        ["Nike x 耐克", "popularity_descending", "_1", "week"],
+        3,
+        40,
+        5,
+        1764000000,
+    ]
     back = queue._decode_request(encoded)
     assert (back.url, back.priority, back.callback, back.errback) == (
         request.url,
@@ -339,9 +347,9 @@ def test_a_302_seen_by_one_worker_slows_every_worker(redis_server):
 
     from scrapy.settings import Settings
 
-    from rednote_crawl.distributed.account import SharedRateLimiter
-    from rednote_crawl.distributed.shared import SharedCrawl, connect
-    from rednote_crawl.ratelimit import book
+    from rednote_crawl.state.rate import book
+    from rednote_crawl.state.redis.account import SharedRateLimiter
+    from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
     def limiter() -> SharedRateLimiter:
         shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
@@ -380,8 +388,8 @@ def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_
 def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server):
     from scrapy.settings import Settings
 
-    from rednote_crawl.distributed.leases import LeaseBook
-    from rednote_crawl.distributed.shared import SharedCrawl, connect
+    from rednote_crawl.state.redis.leases import LeaseBook
+    from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
     shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
     book = LeaseBook(shared, get_crawler().stats)
@@ -415,7 +423,7 @@ def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server)
 def test_seen_notes_take_eleven_bytes_each_and_tell_every_id_apart(redis_server):
     from scrapy.settings import Settings
 
-    from rednote_crawl.distributed.shared import SharedCrawl, connect
+    from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
     shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
     ids = [f"{i:020x}{i % 7:04x}" for i in range(3000)] + ["not-an-object-id", "6AB07FD02A1A5BD8044E3268"]

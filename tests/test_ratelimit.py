@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rednote_crawl.ratelimit import MIN_RATE, RECOVERY_STEPS, AdaptiveRateLimiter
+from rednote_crawl.state.rate import MIN_RATE, RECOVERY_STEPS, AdaptiveRateLimiter
 
 
 class Clock:

@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rednote_crawl.jobstate import HISTORY, JobState, journal_path, repair_jsonl
 from rednote_crawl.sandbox.corpus import Corpus
+from rednote_crawl.state.jobfolder import HISTORY, JobState, journal_path, repair_jsonl
 from tests.conftest import FAST, ROOT, TOKEN, paid_twice
 
 pytestmark = pytest.mark.crawl

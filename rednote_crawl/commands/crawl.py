@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from rednote_crawl.config import ConfigError
-from rednote_crawl.outcome import EXIT_BAD_INPUT, exit_status
-from rednote_crawl.plan import render_plan
+from rednote_crawl.config import ConfigError, SearchArgs
+from rednote_crawl.run.plan import render_plan
 from rednote_crawl.seeds import SeedFileError
-from rednote_crawl.spiders.note_search import NO_KEYWORDS
+from rednote_crawl.stops import EXIT_BAD_INPUT, exit_status
 
 if TYPE_CHECKING:
     import argparse
@@ -61,10 +60,8 @@ class Command(ScrapyCrawlCommand):
     def _dry_run(self, name: str, spargs: dict[str, Any]) -> int:
         assert self.crawler_process is not None and self.settings is not None
         try:
-            spider = self.crawler_process.spider_loader.load(name)(**spargs)
-            if not spider.keywords:
-                raise ConfigError(NO_KEYWORDS)
-            print(render_plan(spider, self.settings))
+            spidercls = self.crawler_process.spider_loader.load(name)
+            print(render_plan(spidercls.name, SearchArgs.parse(**spargs), self.settings))
         except (ConfigError, SeedFileError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -12,8 +12,8 @@ from scrapy.exceptions import UsageError
 
 from rednote_crawl import api, redaction
 from rednote_crawl.config import ApiConfig, ConfigError
-from rednote_crawl.outcome import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_STATUS
-from rednote_crawl.probe import ProbeError, fetch, render
+from rednote_crawl.run.probe import ProbeError, fetch, render
+from rednote_crawl.stops import EXIT_BAD_INPUT, EXIT_ERROR
 
 
 class Command(ScrapyCommand):
@@ -73,12 +73,10 @@ class Command(ScrapyCommand):
         if result.answer.action is api.Action.PARSE:
             print(f"The token works ({redaction.mask(config.token)}).")
             return
-        reason = result.answer.finish_reason
-        self.exitcode = EXIT_STATUS.get(reason or "", EXIT_ERROR)
-        if reason:
-            from rednote_crawl.middlewares.policy import FATAL_HINTS
-
-            print(f"A crawl would stop at once: {FATAL_HINTS[result.answer.code or 0]}", file=sys.stderr)
+        stop = result.answer.stop
+        self.exitcode = stop.exit_status if stop else EXIT_ERROR
+        if stop:
+            print(f"A crawl would stop at once: {stop.what}", file=sys.stderr)
 
 
 def _page(text: str) -> int:

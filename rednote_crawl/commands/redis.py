@@ -17,10 +17,11 @@ import redis
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from rednote_crawl import stops
 from rednote_crawl.config import ApiConfig, ConfigError
-from rednote_crawl.distributed.items import DrainBusy, drain
-from rednote_crawl.distributed.shared import SharedCrawl, connect, display_url
-from rednote_crawl.summary import plural
+from rednote_crawl.run.report import plural
+from rednote_crawl.state.redis.drain import DrainBusy, drain
+from rednote_crawl.state.redis.shared import SharedCrawl, connect, display_url
 
 if TYPE_CHECKING:
     import argparse
@@ -106,7 +107,7 @@ class Command(ScrapyCommand):
             return 0
         shared.server.delete(shared.keys.stop)
         print(f"lifted the stop ({stop.get('reason')}: {stop.get('message')}); start workers to carry on")
-        if stop.get("reason") == "justoneapi_budget_spent":
+        if stop.get("reason") == stops.BUDGET_SPENT.reason:
             calls = shared.server.hget(shared.keys.stats, "calls") or 0
             print(f"the crawl has made {calls} calls: start workers with a higher -s JUSTONEAPI_MAX_REQUESTS")
         return 0

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from rednote_crawl import report
-from rednote_crawl.jobstate import JobState, crawls
-from rednote_crawl.summary import plural
+from rednote_crawl.run import report
+from rednote_crawl.run.report import plural
+from rednote_crawl.state.jobfolder import JobState, crawls
 
 if TYPE_CHECKING:
     import argparse

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,16 +21,16 @@ from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import Base
 from scrapy_redis.scheduler import Scheduler
 
-from rednote_crawl.api import Query
-from rednote_crawl.distributed.leases import LEASE_META, PARENT_META, lease_book
-from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
-from rednote_crawl.middlewares import PAGE_META, QUERY_META
+from rednote_crawl.search import CALL_META, SearchCall
+from rednote_crawl.state import crawl_state
+from rednote_crawl.state.redis.leases import LEASE_META, PARENT_META
+from rednote_crawl.state.redis.shared import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
 
-    from rednote_crawl.distributed.leases import LeaseBook
+    from rednote_crawl.state.redis import RedisState
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,8 @@ class JsonRequestQueue(Base):
     def _encode_request(self, request: Request) -> str:
         data = request.to_dict(spider=self.spider)
         meta = dict(data.get("meta") or {})
-        if isinstance(query := meta.get(QUERY_META), Query):
-            meta[QUERY_META] = [query.keyword, query.sort, query.note_type, query.note_time]
+        if isinstance(call := meta.get(CALL_META), SearchCall):
+            meta[CALL_META] = call.to_json()
         data["meta"] = meta
         data["headers"] = {k.decode("latin-1"): [v.decode("latin-1") for v in vs] for k, vs in data["headers"].items()}
         data["body"] = data["body"].decode("latin-1")
@@ -61,8 +60,8 @@ class JsonRequestQueue(Base):
     def _decode_request(self, encoded: str) -> Request:
         data = orjson.loads(encoded)
         meta = data.get("meta") or {}
-        if isinstance(query := meta.get(QUERY_META), list):
-            meta[QUERY_META] = Query(*query)
+        if isinstance(call := meta.get(CALL_META), list):
+            meta[CALL_META] = SearchCall.from_json(call)
         data["body"] = data.get("body", "").encode("latin-1")
         return request_from_dict(data, spider=self.spider)
 
@@ -72,13 +71,12 @@ class JsonRequestQueue(Base):
 
 class LeasedScheduler(Scheduler):
     crawler: Crawler
-    shared: SharedCrawl
-    book: LeaseBook
+    state: RedisState
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
-        shared = shared_crawl(crawler)
-        assert shared is not None, "LeasedScheduler needs REDIS_URL"
+        state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
+        shared = state.shared
         scheduler = cls(
             server=shared.server,
             persist=True,
@@ -90,14 +88,15 @@ class LeasedScheduler(Scheduler):
         )
         scheduler.stats = crawler.stats
         scheduler.crawler = crawler
+        scheduler.state = state
         scheduler.shared = shared
-        scheduler.book = lease_book(crawler)
+        scheduler.book = state.leases
+        scheduler.handoff = state.buffer
         return scheduler
 
     def open(self, spider: Spider) -> None:
         self.spider = spider
         self.queue = JsonRequestQueue(self.server, spider, self.queue_key)
-        self.handoff: deque[Request] = deque()
         self.waker = create_looping_call(self._wake)
         self.waker.start(WAKE_EVERY, now=False)
 
@@ -131,7 +130,8 @@ class LeasedScheduler(Scheduler):
         if replaces:
             self.book.replaced(replaces)
         fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
-        query_start = request.meta.get(PAGE_META) == 1 and not replaces
+        call = request.meta.get(CALL_META)
+        query_start = isinstance(call, SearchCall) and call.page == 1 and not replaces
         self.shared.push(self.queue._encode_request(request), -request.priority, fingerprint, replaces, query_start)
         if parent is not None:
             self.book.output_stored(parent)  # its ack goes into the outbox after this push
@@ -180,4 +180,6 @@ class LeasedScheduler(Scheduler):
             return True  # unknown: keep the worker open and asking
 
     def __len__(self) -> int:
-        return len(self.queue)
+        """Requests waiting in this worker: taken ones not handed on yet, and pushes not yet stored
+        (the spider's start() waits while they are many; the rest of the queue is Redis's)."""
+        return len(self.handoff) + len(self.shared.outbox)

@@ -14,43 +14,31 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals as scrapy_signals
-from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy.exceptions import DontCloseSpider
 from scrapy.utils.asyncio import create_looping_call
 
-from rednote_crawl import redaction, signals
-from rednote_crawl.distributed.leases import lease_book
-from rednote_crawl.distributed.shared import REDIS_ERRORS, display_url, shared_crawl
-from rednote_crawl.middlewares import close_spider, stop_crawl
+from rednote_crawl import signals
+from rednote_crawl.search import close_spider, stop_crawl
+from rednote_crawl.state import crawl_state
+from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
+from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
+    from rednote_crawl.state.redis import RedisState
+
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # seconds
-LOCAL_REASONS = ("shutdown",)  # they stop this worker only
-
-
-def follow_stop(crawler: Crawler, reason: str, message: str, worker: str) -> None:
-    """Stop this worker for a stop another worker wrote to Redis."""
-    logger.error(
-        "Stopping: worker %s stopped the crawl (%s: %s); when the cause is fixed, "
-        "run `scrapy redis resume` and start the workers again",
-        worker,
-        reason,
-        message,
-    )
-    stop_crawl(crawler, reason, message)
 
 
 class DistributedWorker:
     def __init__(self, crawler: Crawler) -> None:
-        shared = shared_crawl(crawler)
-        if shared is None:
-            raise NotConfigured
+        state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
         self.crawler = crawler
-        self.shared = shared
-        self.book = lease_book(crawler)
+        self.shared = state.shared
+        self.book = state.leases
         self.stats = crawler.stats
         self.max_idle = crawler.settings.getfloat("MAX_IDLE_TIME_BEFORE_CLOSE")
         self.progress_every = crawler.settings.getfloat("LOGSTATS_INTERVAL")
@@ -108,7 +96,7 @@ class DistributedWorker:
         self.shared.health.ok()
         if stop:
             self.stopping = True
-            follow_stop(self.crawler, stop["reason"], stop.get("message", ""), stop.get("worker", "?"))
+            stop_crawl(self.crawler, StopEvent(stop["reason"], stop.get("message", ""), by=stop.get("worker", "?")))
         self._close_if_idle()
         if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
             self.last_progress = time.monotonic()
@@ -145,12 +133,8 @@ class DistributedWorker:
             self.stopping = True
             close_spider(self.crawler, "finished")
 
-    def crawl_stopping(self, reason: str, message: str) -> None:
-        if reason in LOCAL_REASONS:
-            return
+    def crawl_stopping(self, event: StopEvent) -> None:
         self.stopping = True
-        message = redaction.redact(message)
-        self.shared.write(lambda: self.shared.stop(reason, message))  # waits out an outage, like every write
 
     def page_paid(self, request: Any) -> None:
         self.shared.count("pages_paid")

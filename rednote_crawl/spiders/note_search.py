@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.exceptions import IgnoreRequest
-from scrapy.http import Response
 from twisted.python.failure import Failure
 
 from rednote_crawl import api
-from rednote_crawl.config import ApiConfig, ConfigError, redis_url
-from rednote_crawl.middlewares import ENVELOPE_META, PAGE_META, QUERY_END_META, QUERY_META, record_failed_page
-from rednote_crawl.middlewares.resume import job_state
-from rednote_crawl.seeds import parse_inline, read_keywords
+from rednote_crawl.config import ApiConfig, SearchArgs
+from rednote_crawl.search import CALL_META, ApiResponse, SearchCall, record_failed_page
+from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
+    from rednote_crawl.state import CrawlState
 
 logger = logging.getLogger(__name__)
 
-ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")
-NO_KEYWORDS = (
-    "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt), "
-    "or -a keyword=海信,Nike; "
-    "only a worker of a distributed crawl (REDIS_URL set) runs without keywords"
-)
+# Page-1 requests waiting in the scheduler before start() reads the next keywords: a million
+# keywords go out as the downloader takes them, not all into memory first.
+START_WINDOW = 256
+START_POLL = 0.05  # seconds
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -43,151 +39,82 @@ class NoteSearchSpider(scrapy.Spider):
     note_type  all/_0, video/_1, normal/_2 (image)                    all
     note_time  any, day, week, half_year (or the API's own values)   any
     max_pages  the deepest page of one query                         JUSTONEAPI_MAX_PAGES
+    since      only notes published since: 2026-11-20, an ISO 8601
+               time, or last (the job folder's last crawl)           none
     Several values, comma-separated, crawl every combination.
     """
 
     name = "note_search"
 
-    def __init__(
-        self,
-        keywords: str | None = None,
-        keyword: str | None = None,
-        sort: str | None = None,
-        note_type: str | None = None,
-        note_time: str | None = None,
-        max_pages: str | int | None = None,
-        since: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if secret := [name for name in kwargs if "token" in name.lower()]:
-            raise ConfigError(
-                f"the token must not be a spider argument (-a {secret[0]}=...): arguments show up in logs "
-                "and process lists. Set the JUSTONEAPI_TOKEN environment variable instead."
-            )
-        # A mistyped argument would crawl, and pay for, the unfiltered defaults. Names starting
-        # with "_" belong to the tools that run spiders (scrapyd's _job).
-        if unknown := [name for name in kwargs if not name.startswith("_")]:
-            raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
-        super().__init__(**kwargs)
-        if keywords and keyword:
-            raise ConfigError("pass -a keywords=FILE or -a keyword=WORD,WORD, not both")
-        self.keywords = read_keywords(keywords) if keywords else parse_inline(keyword) if keyword else []
-        self.sorts = _choices("sort", sort, api.SORTS, api.DEFAULT_SORT)
-        self.note_types = _choices("note_type", note_type, api.NOTE_TYPES, api.DEFAULT_NOTE_TYPE)
-        self.note_times = _choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME)
-        self._max_pages = _max_pages(max_pages)
-        self._since = _since(since)
+    def __init__(self, **kwargs: Any) -> None:
+        # Checked on their own here; against the settings at start-up (run/startup.py).
+        self.args = SearchArgs.parse(**{k: v for k, v in kwargs.items() if k not in ("name", "start_urls")})
+        super().__init__(**{k: v for k, v in kwargs.items() if k.startswith("_")})
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NoteSearchSpider:
-        spider: NoteSearchSpider = super().from_crawler(crawler, *args, **kwargs)
-        if not spider.keywords and not redis_url(crawler.settings):
-            raise ConfigError(NO_KEYWORDS)
-        if spider._since == "last" and not crawler.settings.get("JUSTONEAPI_JOB_DIR"):
-            raise ConfigError(
-                "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR: the job folder remembers when its last crawl began"
-            )
-        return spider
+    @property
+    def state(self) -> CrawlState:
+        return crawl_state(self.crawler)
+
+    @property
+    def config(self) -> ApiConfig:
+        return self.state.config
+
+    @property
+    def max_pages(self) -> int:
+        return self.args.max_pages or self.config.max_pages
 
     @cached_property
     def since(self) -> int | None:
         """The cutoff (epoch seconds) of an incremental crawl, or None."""
-        if self._since != "last":
-            return self._since
-        state = job_state(self.crawler)
-        started = state.previous_crawl_started if state else None
+        if self.args.since != "last":
+            return self.args.since  # type: ignore[return-value]
+        started = self.state.last_crawl_started()
         if started is None:
             logger.info("-a since=last: this is the job's first crawl, so every note counts")
             return None
         logger.info("-a since=last: notes published since %s, when the job's last crawl began", started)
         return int(datetime.fromisoformat(started).timestamp())
 
-    @property
-    def config(self) -> ApiConfig:
-        # Settings are final only after the spider is built (add-ons run later).
-        return ApiConfig.of(self.crawler)
-
-    @property
-    def max_pages(self) -> int:
-        return self._max_pages or self.config.max_pages
-
     def queries(self) -> Iterator[api.Query]:
-        for keyword, sort, note_type, note_time in itertools.product(
-            self.keywords, self.sorts, self.note_types, self.note_times
-        ):
-            yield api.Query(keyword, sort, note_type, note_time)
+        return self.args.queries()
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
-        if not self.keywords:
+        if self.args.keywords is None:
             logger.info("No keywords: working on the queries already in Redis")
             return
-        count = len(self.keywords) * len(self.sorts) * len(self.note_types) * len(self.note_times)
-        self.crawler.stats.set_value("justoneapi/queries/total", count)
-        logger.info(
-            "Searching %d keywords x %d filter combinations = %d queries, at most %d pages each",
-            len(self.keywords),
-            count // len(self.keywords),
-            count,
-            self.max_pages,
-        )
+        scheduler = self.crawler.engine.scheduler
         for query in self.queries():
-            yield self.page_request(query, 1, rank_offset=0)
+            while scheduler is not None and len(scheduler) >= START_WINDOW:
+                await asyncio.sleep(START_POLL)
+            yield self.page_request(SearchCall(query, 1, 0, self.max_pages, self.since))
 
-    def page_request(self, query: api.Query, page: int, rank_offset: int, **options: Any) -> scrapy.Request:
-        """``options``: the query's ``max_pages`` and ``since`` when not this spider's own."""
-        url = api.search_url(self.config.base_url, query.params(page, self.config.note_time_style))
+    def page_request(self, call: SearchCall) -> scrapy.Request:
+        url = api.search_url(self.config.base_url, call.query.params(call.page, self.config.note_time_style))
         return scrapy.Request(
             url,
             callback=self.parse,
             errback=self.page_error,
-            meta={QUERY_META: query, PAGE_META: page},
-            # The crawl's options travel with the request: in a distributed crawl, the worker that
-            # fetches a page may have been started with other arguments, or none.
-            cb_kwargs={"rank_offset": rank_offset, "max_pages": self.max_pages, "since": self.since, **options},
-            priority=page,  # finish started queries before opening new ones
+            meta={CALL_META: call},
+            priority=call.page,  # finish started queries before opening new ones
         )
 
-    def parse(
-        self, response: Response, rank_offset: int = 0, max_pages: int | None = None, since: int | None = None
-    ) -> Iterator[Any]:
-        max_pages = max_pages or self.max_pages
-        query: api.Query = response.meta[QUERY_META]
-        page_number: int = response.meta[PAGE_META]
-        envelope = response.meta.pop(ENVELOPE_META, None) or api.judge(response.status, response.body).envelope or {}
-        page = api.read_page(envelope, keep_ads=self.config.keep_ads)
-        stats = self.crawler.stats
-        stats.inc_value("justoneapi/pages/read")
-        for model_type, count in page.skipped.items():
-            stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
-        note_time_sent = query.params(page_number, self.config.note_time_style).get("noteTime")
+    def parse(self, response: ApiResponse) -> Iterator[Any]:
+        """The page's notes as items, then the next page while the query goes on."""
+        call, outcome = response.call, response.outcome
+        note_time_sent = call.query.params(call.page, self.config.note_time_style).get("noteTime")
         fetched_at = api.now_iso()
-        older = 0
-        for rank, note in enumerate(page.notes, start=rank_offset + 1):
-            published = api.epoch_seconds(note.get("timestamp"))
-            if since is not None and published is not None and published < since:
-                older += 1
-                continue
+        for rank, note in outcome.notes:
             yield api.note_item(
                 note,
-                query=query,
+                query=call.query,
                 note_time_sent=note_time_sent,
-                page=page_number,
+                page=call.page,
                 rank=rank,
                 fetched_at=fetched_at,
                 keep_raw=self.config.keep_raw,
             )
-        stats.inc_value("justoneapi/notes/seen", len(page.notes))
-        if older:
-            stats.inc_value("justoneapi/notes/older_than_since", older)
-        # Sorted by time, the first older note means every later page is older too; otherwise
-        # a page with nothing new is the best sign there is (the cutoff is approximate then).
-        since_reached = older > 0 and (query.sort == "time_descending" or older == len(page.notes))
-        if page.is_last or page_number >= max_pages or since_reached:
-            end = "empty_page" if page.is_last else "max_pages" if page_number >= max_pages else "since"
-            stats.inc_value(f"justoneapi/queries/finished/{end}")
-            response.meta[QUERY_END_META] = end  # for the job journal: only an empty page is final
-            return
-        yield self.page_request(query, page_number + 1, rank_offset + len(page.notes), max_pages=max_pages, since=since)
+        if outcome.goes_on:
+            yield self.page_request(call.next_page(outcome.next_rank))
 
     def page_error(self, failure: Failure) -> None:
         """A page that ended in an error the middlewares did not already account for."""
@@ -195,38 +122,3 @@ class NoteSearchSpider(scrapy.Spider):
             return  # failed, rejected or not sent: the policy and throttle middlewares said so
         reason = f"{failure.type.__name__ if failure.type else 'error'}: {failure.getErrorMessage()}"
         record_failed_page(self.crawler, failure.request, reason)  # type: ignore[attr-defined]
-
-
-def _choices(option: str, raw: str | None, choices: dict[str, str], default: str) -> list[str]:
-    try:
-        return api.parse_choices(option, raw, choices, default)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _max_pages(raw: str | int | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"max_pages={raw!r} is not a whole number >= 1; pass e.g. -a max_pages=20")
-    return value
-
-
-def _since(raw: str | None) -> int | str | None:
-    """``2026-11-20`` (UTC midnight), an ISO 8601 time, or ``last``."""
-    if raw is None or not str(raw).strip():
-        return None
-    text = str(raw).strip()
-    if text == "last":
-        return "last"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"since={raw!r} is not a date; pass -a since=2026-11-20, -a since=2026-11-20T08:00:00+08:00 or -a since=last"
-        ) from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())

@@ -3,7 +3,7 @@
 Why not ``limits`` or ``pyrate-limiter`` (both have Redis backends): they enforce fixed
 rates, a count per window or a leaky bucket at a configured rate. The API's limit is not
 known in advance, so the rate must be adaptive: halved for every worker at once after a
-302, every worker paused for ``Retry-After``, won back page by page. That is ratelimit.py's
+302, every worker paused for ``Retry-After``, won back page by page. That is rate.py's
 AIMD; here its state lives in one Redis key, changed by optimistic transactions (WATCH),
 with Redis's clock as the one clock of all workers.
 """
@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from redis.exceptions import WatchError
 
-from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl
-from rednote_crawl.ratelimit import AdaptiveRateLimiter, RateState, T
+from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, T
+from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl
 
 Sleep = Callable[[float], Awaitable[bool | None]]
 RETRY_REDIS = 1.0  # seconds between tries while Redis is away

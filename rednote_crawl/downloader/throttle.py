@@ -17,13 +17,9 @@ from typing import TYPE_CHECKING
 
 from scrapy.exceptions import IgnoreRequest
 
-from rednote_crawl import signals
-from rednote_crawl.config import ApiConfig
-from rednote_crawl.distributed.account import SharedCallBudget, SharedRateLimiter
-from rednote_crawl.distributed.shared import shared_crawl
-from rednote_crawl.distributed.worker import follow_stop
-from rednote_crawl.middlewares import NOT_BEFORE_META, query_of, stop_crawl
-from rednote_crawl.ratelimit import AdaptiveRateLimiter
+from rednote_crawl import signals, stops
+from rednote_crawl.search import NOT_BEFORE_META, call_of, stop_crawl
+from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -32,7 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BUDGET_SPENT = "justoneapi_budget_spent"
 STOP_POLL = 1.0  # seconds: how soon a waiting request notices a Ctrl-C (which sends no signal)
 
 
@@ -58,33 +53,12 @@ class WallClock:
             self.stats.inc_value(self.key, time.monotonic() - self.since)
 
 
-class CallBudget:
-    """``JUSTONEAPI_MAX_REQUESTS`` calls for this crawl (SharedCallBudget: for all workers)."""
-
-    def __init__(self, max_requests: int) -> None:
-        self.max_requests = max_requests
-        self.sent = 0
-
-    async def spend(self, sleep: object = None) -> tuple[str, str, str] | None:
-        """None: send the call. Else (reason, message, worker) of the stop."""
-        if self.max_requests and self.sent >= self.max_requests:
-            return BUDGET_SPENT, f"the budget of {self.max_requests} calls is spent", ""
-        self.sent += 1
-        return None
-
-
 class TokenThrottleMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self.config = ApiConfig.of(crawler)
+        self.state = crawl_state(crawler)
+        self.limiter = self.state.rate
         self.stats = crawler.stats
-        self.shared = shared_crawl(crawler)
-        if self.shared is None:
-            self.limiter = AdaptiveRateLimiter(self.config.max_rps)
-            self.budget: CallBudget | SharedCallBudget = CallBudget(self.config.max_requests)
-        else:  # one rate and one budget for the token across all workers
-            self.limiter = SharedRateLimiter(self.shared, self.config.max_rps)
-            self.budget = SharedCallBudget(self.shared, self.config.max_requests, BUDGET_SPENT)
         self.stopping: str | None = None
         self._stopped = asyncio.Event()
         self._backoff = WallClock(self.stats, "justoneapi/retry/backoff_seconds")
@@ -98,7 +72,7 @@ class TokenThrottleMiddleware:
         return cls(crawler)
 
     async def process_request(self, request: Request) -> None:
-        if query_of(request) is None:
+        if call_of(request) is None:
             return
         self._check_open()
         not_before = request.meta.get(NOT_BEFORE_META)
@@ -109,14 +83,10 @@ class TokenThrottleMiddleware:
         with self._held:
             await self.limiter.acquire(self._sleep)
         self._check_open()
-        if (stop := await self.budget.spend(self._sleep)) is not None:
-            reason, message, worker = stop
-            if self.shared is not None and worker != self.shared.worker_id:
-                follow_stop(self.crawler, reason, message, worker)
-            else:
-                if reason == BUDGET_SPENT:
-                    logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", message)
-                stop_crawl(self.crawler, reason, message)
+        if (event := await self.state.spend_call(self._sleep)) is not None:
+            if event.by is None and event.reason == stops.BUDGET_SPENT.reason:
+                logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", event.message)
+            stop_crawl(self.crawler, event)
             self._check_open()
         self.stats.inc_value("justoneapi/requests/sent")
 
@@ -140,8 +110,8 @@ class TokenThrottleMiddleware:
             self.stats.inc_value("justoneapi/requests/not_sent")
             raise IgnoreRequest(f"not sent: the crawl is stopping ({self.stopping})")
 
-    def _on_stopping(self, reason: str, message: str) -> None:
-        self.stopping = self.stopping or reason
+    def _on_stopping(self, event: stops.StopEvent) -> None:
+        self.stopping = self.stopping or event.reason
         self._stopped.set()
 
     def _on_rate_limited(self, retry_after: float | None) -> None:

@@ -9,7 +9,7 @@ the pages after that; and it can put back into the output any note a hard kill
 lost on the way to the file. When a crawl is complete and the next begins, the
 ids of its notes go to ``history.ids`` (one per line): that is all later crawls
 need of it, so a long-lived job reads one crawl's journal, not all of them.
-Plain Python: the Scrapy side is ``middlewares/resume.py``.
+Plain Python: ``local.LocalState`` uses it, and ``spidermw/pages.py`` feeds it.
 
 A crash can leave the last line of a journal or of the output cut off:
 ``repair_jsonl`` drops such a line before anything is appended.
@@ -18,6 +18,7 @@ A crash can leave the last line of a journal or of the output cut off:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,23 @@ def crawls(folder: Path) -> list[int]:
 
 def query_key(query: api.Query) -> tuple[str, str, str, str]:
     return (query.keyword, query.sort, query.note_type, query.note_time)
+
+
+def queries_fingerprint(keys: Iterable[Iterable[str]]) -> str:
+    """Which queries a crawl covers, whatever their order, in 32 hex digits (a crawl of a
+    million keywords keeps this, not the list)."""
+    total = 0
+    for key in keys:
+        digest = hashlib.blake2b(orjson.dumps(list(key)), digest_size=16).digest()
+        total = (total + int.from_bytes(digest, "big")) % 2**128
+    return f"{total:032x}"
+
+
+def crawl_fingerprint(record: dict[str, Any]) -> str | None:
+    """The fingerprint a crawl record keeps (older job folders kept the list of queries)."""
+    if "queries" in record:
+        return queries_fingerprint(record["queries"])
+    return record.get("queries_fingerprint")
 
 
 def repair_jsonl(path: Path, start: int = 0, mend: bool = True) -> Iterator[dict[str, Any]]:
@@ -267,3 +285,40 @@ def _sync_folder(folder: Path) -> None:
 
 def note_ids(records: Iterable[dict[str, Any]]) -> set[str]:
     return {record["note_id"] for record in records if isinstance(record.get("note_id"), str)}
+
+
+JSONL_FORMATS = ("jsonlines", "jsonl", "jl")
+
+
+def local_feeds(feeds: dict[str, dict[str, Any]]) -> list[Path]:
+    """The fixed local JSON Lines files among FEEDS: the outputs a job can read back."""
+    paths = []
+    for uri, options in feeds.items():
+        path = local_path(str(uri))
+        if path is not None and "%(" not in str(path) and options.get("format") in JSONL_FORMATS:
+            paths.append(path)
+    return paths
+
+
+def feed_offsets(feeds: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Where this crawl's lines begin in each output: 0 when it is overwritten, else its size now."""
+    offsets = {}
+    readable = local_feeds(feeds)
+    for uri, options in feeds.items():
+        path = local_path(str(uri))
+        if path is not None and path in readable:
+            offsets[str(path)] = 0 if options.get("overwrite") or not path.exists() else path.stat().st_size
+    return offsets
+
+
+def sync_files(paths: Iterable[Path]) -> None:
+    """fsync each file that exists (the output, before a crawl is recorded complete)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -36,7 +36,6 @@ import re
 import socket
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +49,9 @@ from redis.retry import Retry
 from scrapy_redis import defaults as scrapy_redis_defaults
 from scrapy_redis.connection import get_redis
 
-from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.config import ConfigError
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
@@ -468,17 +466,3 @@ _SCRIPTS = {
     "add_note": ADD_NOTE,
     "stop": STOP,
 }
-_SHARED: weakref.WeakKeyDictionary[Any, SharedCrawl] = weakref.WeakKeyDictionary()
-
-
-def shared_crawl(crawler: Crawler) -> SharedCrawl | None:
-    """The crawler's handle on the shared crawl; None in single-machine mode."""
-    config = ApiConfig.of(crawler)
-    if config.redis_url is None:
-        return None
-    shared = _SHARED.get(crawler)
-    if shared is None:
-        server = connect(config.redis_url, crawler.settings)
-        shared = SharedCrawl(server, crawler.spidercls.name, config.redis_url, config.redis_lease, crawler.stats)
-        _SHARED[crawler] = shared
-    return shared

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-import orjson
-from itemadapter import ItemAdapter
 from scrapy.exporters import BaseItemExporter
 
-
-def as_dict(item: Any) -> Any:
-    """The item as orjson takes it. Notes are plain dicts already: ItemAdapter.asdict() would copy
-    each one deeply, checking every nested value (it was the crawl's biggest CPU cost per note)."""
-    return item if type(item) is dict else ItemAdapter(item).asdict()
-
-
-def dumps(data: Any) -> bytes:
-    """A note as one JSON object: the line format of the feed and of the Redis items list."""
-    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+from rednote_crawl.api import as_dict, dumps
 
 
 class OrjsonLinesItemExporter(BaseItemExporter):

@@ -1,31 +1,20 @@
-"""Each note once, into the Redis list ``<spider>:items``, and from there into a file.
-
-``RedisNotePipeline`` checks ``seen_notes`` and appends to ``items`` in one script, so a note
-is delivered once across all workers, and a page done twice (after a kill) adds nothing.
-``drain`` moves the list into a JSON Lines file exactly once, however often it is interrupted.
-"""
+"""Draining the Redis list ``<spider>:items`` into a JSON Lines file, exactly once, however
+often it is interrupted (``scrapy redis drain FILE``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from scrapy.exceptions import NotConfigured
-
-from rednote_crawl.distributed.account import RETRY_REDIS
-from rednote_crawl.distributed.shared import REDIS_ERRORS, Keys, shared_crawl
-from rednote_crawl.exporters import as_dict, dumps
-from rednote_crawl.pipelines import NoteDedupePipeline
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import redis
-    from scrapy.crawler import Crawler
+
+    from rednote_crawl.state.redis.shared import Keys
 
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
@@ -41,31 +30,6 @@ return 1
 TAKE_OVER = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
 )
-
-
-class RedisNotePipeline(NoteDedupePipeline):
-    """``NoteDedupePipeline`` with its memory in Redis: ``seen_notes`` holds the notes of every
-    earlier crawl too, until ``scrapy redis reset --notes``."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        shared = shared_crawl(crawler)
-        if shared is None:
-            raise NotConfigured
-        self.shared = shared
-        self.stats = crawler.stats
-        self.earlier = set()
-
-    async def first_time(self, note_id: str, item: Any) -> bool:
-        note = dumps(as_dict(item))
-        while True:
-            try:
-                new = self.shared.add_note(note_id, note)
-            except REDIS_ERRORS as exc:
-                self.shared.health.failed(exc)
-                await asyncio.sleep(RETRY_REDIS)
-                continue
-            self.shared.health.ok()
-            return new
 
 
 class DrainBusy(RuntimeError):

@@ -9,14 +9,11 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals as scrapy_signals
 from scrapy.utils.asyncio import create_looping_call
 
-from rednote_crawl import report, signals
-from rednote_crawl.distributed.shared import REDIS_ERRORS, SharedCrawl, shared_crawl
-from rednote_crawl.middlewares import PAGE_META, query_of
-from rednote_crawl.middlewares.policy import UNEXPECTED
-from rednote_crawl.middlewares.resume import job_state
-from rednote_crawl.middlewares.throttle import BUDGET_SPENT
-from rednote_crawl.outcome import LOSS_STATS, exit_status
-from rednote_crawl.report import KeywordRow
+from rednote_crawl import signals, stops
+from rednote_crawl.run import report
+from rednote_crawl.run.report import KeywordRow, plural
+from rednote_crawl.search import call_of
+from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -24,31 +21,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESUME_HINTS = {
-    "justoneapi_invalid_token": "fix JUSTONEAPI_TOKEN (scrapy probe checks it), then run the same command again",
-    "justoneapi_permission_denied": "ask the vendor to enable note search v2 for the token, then run the same command again",
-    UNEXPECTED: "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
-    "shutdown": "run the same command again",
-    "justoneapi_quota_exceeded": "the daily quota is used up: run the same command again tomorrow",
-    "justoneapi_insufficient_balance": "top up the balance, then run the same command again",
-    BUDGET_SPENT: "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
-}
-DISTRIBUTED_HINTS = {  # what to fix before `scrapy redis resume`
-    "justoneapi_invalid_token": "fix JUSTONEAPI_TOKEN on the workers (scrapy probe checks it)",
-    "justoneapi_permission_denied": "ask the vendor to enable note search v2 for the token",
-    UNEXPECTED: "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
-    "justoneapi_quota_exceeded": "wait for tomorrow's quota",
-    "justoneapi_insufficient_balance": "top up the balance",
-    BUDGET_SPENT: "give the workers a higher -s JUSTONEAPI_MAX_REQUESTS (the calls of all workers count)",
-}
-RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
-NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
-
 
 class CrawlSummary:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
+        self.state = crawl_state(crawler)
         self.interval = crawler.settings.getfloat("LOGSTATS_INTERVAL")
         self.rejected: list[str] = []
         self.failed: list[tuple[str, int, str]] = []  # (query, page, reason)
@@ -75,20 +53,18 @@ class CrawlSummary:
             self.task.start(self.interval, now=False)
 
     def query_rejected(self, request: Request, message: str) -> None:
-        query = query_of(request)
-        self.rejected.append(
-            f"{query.describe() if query else request.url} page {request.meta.get(PAGE_META)}: {message}"
-        )
+        call = call_of(request)
+        self.rejected.append(f"{call.describe() if call else request.url}: {message}")
 
     def page_failed(self, request: Request, reason: str) -> None:
-        query = query_of(request)
-        self.failed.append((query.describe() if query else request.url, request.meta.get(PAGE_META, 0), reason))
-        if query is not None:
-            self._row(query.keyword).failed += 1
+        call = call_of(request)
+        self.failed.append((call.query.describe() if call else request.url, call.page if call else 0, reason))
+        if call is not None:
+            self._row(call.query.keyword).failed += 1
 
     def page_paid(self, request: Request) -> None:
-        if (query := query_of(request)) is not None:
-            self._row(query.keyword).pages += 1
+        if (call := call_of(request)) is not None:
+            self._row(call.query.keyword).pages += 1
 
     def item_scraped(self, item: Any) -> None:
         row = self._row(item["keyword"])
@@ -145,16 +121,15 @@ class CrawlSummary:
         total, done = self._get("queries/total"), self._queries_done()
         incomplete = len({query for query, _, _ in self.failed})
         unfinished = total - done - len(self.rejected) - incomplete
-        shared = shared_crawl(self.crawler)
-        if shared is not None:  # a worker sees its own part; the crawl's totals are in Redis
+        if self.state.whole_crawl:
+            queries = f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
+        else:  # a worker sees its own part; the crawl's totals are in Redis
             queries = (
                 f"  queries:  {done} finished by this worker, {len(self.rejected)} rejected, {incomplete} incomplete"
             )
             unfinished = 0
-        else:
-            queries = f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
         lines = [
-            f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {exit_status(reason, stats)}, "
+            f"Summary of {self.crawler.spidercls.name}: {reason}, exit status {stops.exit_status(reason, stats)}, "
             f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
             queries
             + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else "")
@@ -178,38 +153,9 @@ class CrawlSummary:
         if self.failed:
             lines.append("  failed pages:")
             lines += [f"    {query} page {page}: {why}" for query, page, why in self.failed]
-        losses = {k: v for k, v in stats.items() if k.startswith(LOSS_STATS)}
+        losses = {k: v for k, v in stats.items() if k.startswith(stops.LOSS_STATS)}
         if losses:
             lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()))
             lines.append(f"  lost:     {lost} (notes may be missing: see the errors above)")
-        if shared is not None:
-            lines.append(_crawl_wide(shared, reason))
-        elif reason in RESUME_HINTS or self.failed or unfinished > 0 or losses:
-            state = job_state(self.crawler)
-            how = RESUMES.format(folder=state.folder) if state else NO_RESUME
-            lines.append(f"  next: {RESUME_HINTS.get(reason, 'run the same command again')}; {how}")
+        lines += self.state.next_steps(reason, unfinished=bool(self.failed or unfinished > 0 or losses))
         return "\n".join(lines)
-
-
-def _crawl_wide(shared: SharedCrawl, reason: str) -> str:
-    try:
-        status = shared.status()
-    except REDIS_ERRORS:
-        return "  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"
-    line = (
-        f"  crawl:    {status['queued']} requests queued, {status['in_flight']} in flight (all workers); "
-        f"{status['items']} notes waiting in {shared.keys.items}"
-        + (" (scrapy redis drain FILE)" if status["items"] else "")
-    )
-    if status["stop"] and reason in DISTRIBUTED_HINTS:
-        hint = DISTRIBUTED_HINTS[reason]
-        line += f"\n  next: {hint}, run `scrapy redis resume`, then start the workers again"
-    elif status["queued"] or status["in_flight"]:
-        line += "\n  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)"
-    return line
-
-
-def plural(count: int, noun: str) -> str:
-    if count == 1:
-        return f"{count} {noun}"
-    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"

@@ -18,8 +18,8 @@ from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.utils.misc import build_from_crawler, load_object
 
 from rednote_crawl import api, redaction
-from rednote_crawl.config import ApiConfig
-from rednote_crawl.middlewares import query_of
+from rednote_crawl.search import call_of
+from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -32,7 +32,7 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
 
     def __init__(self, crawler: Crawler, inner: BaseDownloadHandler | None = None) -> None:
         super().__init__(crawler)
-        config = ApiConfig.of(crawler)
+        config = crawl_state(crawler).config
         self._token = config.token
         redaction.install(self._token)
         self._signed_prefix = api.search_url(config.base_url, {})  # ".../search-note/v2?"
@@ -50,7 +50,7 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
     async def download_request(self, request: Request) -> Response:
         # Only search calls to the configured API get the token: never another host (a redirect,
         # a URL a spider builds by mistake).
-        if query_of(request) is None or not request.url.startswith(self._signed_prefix):
+        if call_of(request) is None or not request.url.startswith(self._signed_prefix):
             return await self._inner.download_request(request)
         signed = request.replace(url=api.add_token(request.url, self._token))
         try:

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rednote_crawl.jobstate import JobState
+from rednote_crawl.state.jobfolder import JobState
 
 
 @dataclass
@@ -61,3 +61,9 @@ def render(title: str, rows: Iterable[KeywordRow], calls: int | None, calls_exac
         at_least = "" if calls_exact else "at least "
         lines.append(f"  calls: {at_least}{calls} for {pages} paid pages{per_note}")
     return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"

@@ -1,19 +1,10 @@
-"""Judging every API answer by its business code (DESIGN.md, "Policy per answer").
+"""Judging every API answer by its business code, not its HTTP status.
 
-| answer                                   | action                                        |
-|------------------------------------------|-----------------------------------------------|
-| code 0                                   | pass to the spider                             |
-| code 0 without a list of items           | the page fails (paid for: never re-requested)  |
-| 301, 500, 503, unknown codes, HTTP 5xx,  | retry with exponential backoff and jitter,     |
-| HTML or cut body, timeouts, conn. errors | JUSTONEAPI_RETRY_TIMES at most, then the page  |
-|                                          | is recorded as failed                          |
-| any other download error                 | the page fails                                 |
-| 302, HTTP 429                            | slow the token down and retry, on a separate   |
-|                                          | bound (JUSTONEAPI_RATE_LIMIT_RETRIES)          |
-| 400                                      | drop the query, log its parameters             |
-| 100, 303, 600, 601                       | stop the whole crawl with a named reason       |
-| undocumented answers (unknown codes,     | stop the crawl                                 |
-| 4xx pages), UNEXPECTED_LIMIT in a row    | (justoneapi_unexpected_answers)                |
+``api.judge`` says what an answer means; this middleware acts on it: a code-0 answer goes to
+the spider as an ``ApiResponse`` with its page read, transient failures are retried with
+backoff, rate limits slow the token down, a 400 drops its query, a fatal code stops the crawl
+(``stops.py``), and answers nobody documented, ``UNEXPECTED_LIMIT`` in a row, stop it too.
+The table of every answer and what happens to it is the README's ("What happens to each answer").
 """
 
 from __future__ import annotations
@@ -29,17 +20,16 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.misc import load_object
 from twisted.internet.error import DNSLookupError
 
-from rednote_crawl import api, signals
-from rednote_crawl.config import ApiConfig
-from rednote_crawl.middlewares import (
-    ENVELOPE_META,
+from rednote_crawl import api, signals, stops
+from rednote_crawl.search import (
     NOT_BEFORE_META,
-    PAGE_META,
     RATE_LIMITED_META,
-    query_of,
+    ApiResponse,
+    call_of,
     record_failed_page,
     stop_crawl,
 )
+from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -48,21 +38,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# What to tell the user when a fatal code stops the crawl.
-FATAL_HINTS = {
-    100: "the token is invalid or inactive: check JUSTONEAPI_TOKEN",
-    303: "the token's daily quota is used up: run again tomorrow or raise the quota with the vendor",
-    600: "the token has no permission for note search v2: ask the vendor to enable it",
-    601: "the account balance is used up: top it up, then run again",
-}
-UNEXPECTED = "justoneapi_unexpected_answers"
 UNEXPECTED_LIMIT = 10  # undocumented answers in a row (unknown codes, 404 pages) stop the crawl
 
 
 class ApiPolicyMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self.config = ApiConfig.of(crawler)
+        self.config = crawl_state(crawler).config
         self.stats = crawler.stats
         self.retry_exceptions = tuple(
             load_object(x) if isinstance(x, str) else x for x in crawler.settings.getlist("RETRY_EXCEPTIONS")
@@ -76,15 +58,25 @@ class ApiPolicyMiddleware:
         return cls(crawler)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
-        if query_of(request) is None:
+        call = call_of(request)
+        if call is None:
             return response
         answer = api.judge(response.status, response.body)
         self.stats.inc_value(f"justoneapi/answers/{answer.label}")
         self._count_unexpected(answer.unexpected, answer.label, answer.message)
         if answer.action is api.Action.PARSE:
-            request.meta[ENVELOPE_META] = answer.envelope
+            assert answer.envelope is not None
+            outcome = api.page_outcome(
+                answer.envelope,
+                page=call.page,
+                rank_offset=call.rank_offset,
+                max_pages=call.max_pages,
+                since=call.since,
+                sort=call.query.sort,
+                keep_ads=self.config.keep_ads,
+            )
             self.crawler.signals.send_catch_log(signals.page_paid, request=request)
-            return response
+            return response.replace(cls=ApiResponse, outcome=outcome)
         if answer.action is api.Action.RETRY:
             return self._retry(request, answer.label, answer.message)
         if answer.action is api.Action.SLOW_DOWN:
@@ -98,7 +90,7 @@ class ApiPolicyMiddleware:
         raise IgnoreRequest(f"{answer.label}: {answer.message}")
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
-        if query_of(request) is None or isinstance(exception, IgnoreRequest):
+        if call_of(request) is None or isinstance(exception, IgnoreRequest):
             return None
         label = f"exception_{type(exception).__name__}"
         self.stats.inc_value(f"justoneapi/answers/{label}")
@@ -151,13 +143,12 @@ class ApiPolicyMiddleware:
         raise IgnoreRequest(reason)
 
     def _reject(self, request: Request, answer: api.Answer) -> None:
-        query = query_of(request)
-        assert query is not None
+        call = call_of(request)
+        assert call is not None
         self.stats.inc_value("justoneapi/queries/rejected")
         logger.error(
-            "The API rejected query %s page %s as invalid (code %s: %s); dropped, not retried",
-            query.describe(),
-            request.meta.get(PAGE_META),
+            "The API rejected query %s as invalid (code %s: %s); dropped, not retried",
+            call.describe(),
             answer.code,
             answer.message,
         )
@@ -166,14 +157,10 @@ class ApiPolicyMiddleware:
     def _stop(self, answer: api.Answer) -> None:
         if self.stopping:
             return
-        assert answer.code is not None and answer.finish_reason is not None
-        logger.error(
-            "Stopping the crawl: the API answered code %s (%s): %s",
-            answer.code,
-            answer.message,
-            FATAL_HINTS[answer.code],
-        )
-        stop_crawl(self.crawler, answer.finish_reason, answer.message)
+        stop = answer.stop
+        assert stop is not None
+        logger.error("Stopping the crawl: the API answered code %s (%s): %s", answer.code, answer.message, stop.what)
+        stop_crawl(self.crawler, stops.StopEvent(stop.reason, answer.message))
 
     def _count_unexpected(self, unexpected: bool, label: str, message: str) -> None:
         """Stop when answers keep being ones nobody documented: a wrong base URL or an account-level problem."""
@@ -190,10 +177,10 @@ class ApiPolicyMiddleware:
                 message,
                 self.config.base_url,
             )
-            stop_crawl(self.crawler, UNEXPECTED, message)
+            stop_crawl(self.crawler, stops.StopEvent(stops.UNEXPECTED_ANSWERS.reason, message))
 
-    def _on_stopping(self, reason: str, message: str) -> None:
-        self.stopping = self.stopping or reason
+    def _on_stopping(self, event: stops.StopEvent) -> None:
+        self.stopping = self.stopping or event.reason
 
 
 def _retry_after(response: Response, cap: float) -> float | None:

@@ -1,0 +1,117 @@
+"""A search call as Scrapy's components see it.
+
+- ``SearchCall``: everything a search request carries forward (its query, page, where its
+  ranks start, and the crawl's ``max_pages`` and ``since``), in one frozen value under
+  ``CALL_META``. The options travel with the request: in a distributed crawl the worker that
+  fetches a page may have been started with other arguments, or none.
+- ``ApiResponse``: a code-0 answer as the policy middleware hands it to the spider, with the
+  page's ``api.PageOutcome`` (decoded once, on the downloader side).
+- ``record_failed_page`` and ``stop_crawl``: how any component reports a page that will not be
+  fetched, or stops the whole crawl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scrapy.http import TextResponse
+from scrapy.utils.defer import deferred_from_coro
+
+from rednote_crawl import api, signals
+from rednote_crawl.stops import StopEvent
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+CALL_META = "justoneapi_call"  # the SearchCall of a search request
+NOT_BEFORE_META = "justoneapi_not_before"  # epoch seconds: the backoff of a retried request (policy -> throttle)
+RATE_LIMITED_META = "justoneapi_rate_limited"  # how often this page met a rate limit (policy)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCall:
+    query: api.Query
+    page: int
+    rank_offset: int  # notes on the query's earlier pages: this page's ranks go on from there
+    max_pages: int
+    since: int | None = None  # epoch seconds: only notes published since then
+
+    def next_page(self, rank_offset: int) -> SearchCall:
+        return dataclasses.replace(self, page=self.page + 1, rank_offset=rank_offset)
+
+    def describe(self) -> str:
+        return f"{self.query.describe()} page {self.page}"
+
+    def to_json(self) -> list[Any]:
+        """For a request stored in Redis (JSON, never pickle)."""
+        q = self.query
+        return [[q.keyword, q.sort, q.note_type, q.note_time], self.page, self.rank_offset, self.max_pages, self.since]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> SearchCall:
+        query, page, rank_offset, max_pages, since = data
+        return cls(api.Query(*query), int(page), int(rank_offset), int(max_pages), since)
+
+
+def call_of(request: Request | None) -> SearchCall | None:
+    return request.meta.get(CALL_META) if request is not None else None
+
+
+class ApiResponse(TextResponse):
+    """A code-0 answer with its page read (``outcome``)."""
+
+    attributes: tuple[str, ...] = (*TextResponse.attributes, "outcome")
+
+    def __init__(self, *args: Any, outcome: api.PageOutcome, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcome = outcome
+
+    @property
+    def call(self) -> SearchCall:
+        call = call_of(self.request)
+        assert call is not None, "an ApiResponse answers a search call"
+        return call
+
+
+def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
+    """Count and report a page that will not be fetched: its query is incomplete."""
+    call = call_of(request)
+    crawler.stats.inc_value("justoneapi/pages/failed")
+    logger.error(
+        "Page %s of %s failed: %s; its query is incomplete",
+        call.page if call else "?",
+        call.query.describe() if call else request.url,
+        reason,
+    )
+    crawler.signals.send_catch_log(signals.page_failed, request=request, reason=reason)
+
+
+_closing: set[Any] = set()  # close_spider Deferreds in flight (kept referenced until done)
+
+
+def stop_crawl(crawler: Crawler, event: StopEvent) -> None:
+    """Tell every component the crawl is stopping, then close the spider with the stop's reason."""
+    if event.by is not None:
+        logger.error(
+            "Stopping: worker %s stopped the crawl (%s: %s); when the cause is fixed, "
+            "run `scrapy redis resume` and start the workers again",
+            event.by,
+            event.reason,
+            event.message,
+        )
+    crawler.signals.send_catch_log(signals.crawl_stopping, event=event)
+    close_spider(crawler, event.reason)
+
+
+def close_spider(crawler: Crawler, reason: str) -> None:
+    """Close the spider with ``reason``, from synchronous code."""
+    closing = deferred_from_coro(crawler.engine.close_spider_async(reason=reason))
+    _closing.add(closing)
+    closing.addErrback(lambda failure: logger.error("Closing the spider failed: %s", failure.getErrorMessage()))
+    closing.addBoth(lambda _: _closing.discard(closing))

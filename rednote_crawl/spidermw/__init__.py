@@ -1,0 +1,1 @@
+"""Spider middlewares: the bookkeeping of each page (pages.py)."""

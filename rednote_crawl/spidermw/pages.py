@@ -1,0 +1,88 @@
+"""The bookkeeping of each page, between the spider and the pipelines (a spider middleware).
+
+For every code-0 page the spider parsed: count it (pages, skipped items, notes, why its query
+ended), and hand it with its items to the crawl state *before* the items go on: with a job
+folder, the page and its notes are journaled, so a kill loses none of them. A page that failed
+or a query the API rejected is recorded too.
+
+At the start, queries the state already knows (a resumed crawl) are not asked for again from
+page 1: the items of their paid pages go back through the pipelines (the dedupe pipeline drops
+the ones already in the output, so a note a kill lost on its way to the file comes back and none
+is written twice), finished queries are skipped, and the others go on at the page after the last
+one paid for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request
+from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
+
+from rednote_crawl import signals
+from rednote_crawl.search import ApiResponse, call_of
+from rednote_crawl.state import crawl_state
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+
+class PageBookMiddleware(BaseSpiderMiddleware):
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self.state = crawl_state(crawler)
+        self.stats = crawler.stats
+        crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
+        crawler.signals.connect(self.page_failed, signal=signals.page_failed)
+
+    async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in start:
+            call = call_of(request) if isinstance(request, Request) else None
+            known = self.state.progress(call.query) if call is not None else None
+            if call is None or known is None:
+                yield request
+                continue
+            for page in sorted(known.pages):
+                for item in known.pages[page]:
+                    self.stats.inc_value("justoneapi/resume/items_replayed")
+                    yield item
+            if known.done(call.max_pages):
+                self.stats.inc_value("justoneapi/queries/finished/in_an_earlier_run")
+                continue
+            self.stats.inc_value("justoneapi/resume/queries_continued")
+            resumed = dataclasses.replace(call, page=known.last_page + 1, rank_offset=known.next_rank)
+            yield self.crawler.spider.page_request(resumed)
+
+    def process_spider_output(self, response: Response, result: Iterable[Any]) -> Iterator[Any]:
+        yield from self._book(response, list(result))
+
+    async def process_spider_output_async(self, response: Response, result: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        for output in self._book(response, [o async for o in result]):
+            yield output
+
+    def _book(self, response: Response, outputs: list[Any]) -> list[Any]:
+        if isinstance(response, ApiResponse):
+            call, outcome = response.call, response.outcome
+            stats = self.stats
+            stats.inc_value("justoneapi/pages/read")
+            for model_type, count in outcome.skipped.items():
+                stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
+            stats.inc_value("justoneapi/notes/seen", outcome.seen)
+            if outcome.older:
+                stats.inc_value("justoneapi/notes/older_than_since", outcome.older)
+            if outcome.end is not None:
+                stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
+            items = [o for o in outputs if not isinstance(o, Request)]
+            self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
+        return outputs
+
+    def query_rejected(self, request: Request, message: str) -> None:
+        if (call := call_of(request)) is not None:
+            self.state.query_rejected(call.query, call.page)
+
+    def page_failed(self, request: Request, reason: str) -> None:
+        if (call := call_of(request)) is not None:
+            self.state.page_failed(call.query, call.page, reason)

@@ -1,0 +1,131 @@
+"""Every way a crawl can stop early, in one table, and the exit status of every end.
+
+Each ``Stop`` names its finish reason, the API codes that cause it, the exit status of
+``scrapy crawl``, what happened in words, and what to do before running again: on one machine
+(the same command carries on, with a job folder) and in a distributed crawl (after fixing the
+cause, ``scrapy redis resume``). The policy, the throttle, the summary, the probe and the
+``redis`` command all read this table; adding a fatal API code is one line here.
+
+Plain Python: no Scrapy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_FINISHED = 0
+EXIT_ERROR = 1  # crashed, or stopped by Ctrl-C / a close reason of Scrapy's own
+EXIT_BAD_INPUT = 2  # a bad argument or setting, a missing token or seed file: nothing was sent
+EXIT_INCOMPLETE = 3  # finished, but notes may be missing (failed pages, lost output)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: str  # the finish reason (Scrapy's close reason)
+    exit_status: int
+    what: str  # what happened, for the log line that stops the crawl
+    fix: str  # one machine: what to do next (a job folder carries on where the run stopped)
+    fix_distributed: str = ""  # distributed: what to fix before `scrapy redis resume` ("": stops one worker only)
+    codes: tuple[int, ...] = ()  # the API codes that cause it
+
+    @property
+    def crawl_wide(self) -> bool:
+        """A distributed crawl stops every worker for it (written to Redis)."""
+        return bool(self.fix_distributed)
+
+
+INVALID_TOKEN = Stop(
+    "justoneapi_invalid_token",
+    4,
+    "the token is invalid or inactive: check JUSTONEAPI_TOKEN",
+    "fix JUSTONEAPI_TOKEN (scrapy probe checks it), then run the same command again",
+    "fix JUSTONEAPI_TOKEN on the workers (scrapy probe checks it)",
+    codes=(100,),
+)
+PERMISSION_DENIED = Stop(
+    "justoneapi_permission_denied",
+    4,
+    "the token has no permission for note search v2: ask the vendor to enable it",
+    "ask the vendor to enable note search v2 for the token, then run the same command again",
+    "ask the vendor to enable note search v2 for the token",
+    codes=(600,),
+)
+QUOTA_EXCEEDED = Stop(
+    "justoneapi_quota_exceeded",
+    5,
+    "the token's daily quota is used up: run again tomorrow or raise the quota with the vendor",
+    "the daily quota is used up: run the same command again tomorrow",
+    "wait for tomorrow's quota",
+    codes=(303,),
+)
+INSUFFICIENT_BALANCE = Stop(
+    "justoneapi_insufficient_balance",
+    5,
+    "the account balance is used up: top it up, then run again",
+    "top up the balance, then run the same command again",
+    "top up the balance",
+    codes=(601,),
+)
+BUDGET_SPENT = Stop(
+    "justoneapi_budget_spent",
+    6,
+    "the call budget is spent (JUSTONEAPI_MAX_REQUESTS)",
+    "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
+    "give the workers a higher -s JUSTONEAPI_MAX_REQUESTS (the calls of all workers count)",
+)
+UNEXPECTED_ANSWERS = Stop(
+    "justoneapi_unexpected_answers",
+    7,
+    "the API kept giving answers it does not document: check JUSTONEAPI_BASE_URL",
+    "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
+    "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
+)
+SHUTDOWN = Stop("shutdown", EXIT_ERROR, "the crawl was interrupted (Ctrl-C or a signal)", "run the same command again")
+
+STOPS: tuple[Stop, ...] = (
+    INVALID_TOKEN,
+    PERMISSION_DENIED,
+    QUOTA_EXCEEDED,
+    INSUFFICIENT_BALANCE,
+    BUDGET_SPENT,
+    UNEXPECTED_ANSWERS,
+    SHUTDOWN,
+)
+BY_REASON: dict[str, Stop] = {stop.reason: stop for stop in STOPS}
+BY_CODE: dict[int, Stop] = {code: stop for stop in STOPS for code in stop.codes}
+
+# Stats that mean notes may be missing: a callback crashed or a feed could not be written.
+LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
+
+
+def for_code(code: int | None) -> Stop | None:
+    """The stop an API code causes, or None when the code does not stop the crawl."""
+    return BY_CODE.get(code) if code is not None else None
+
+
+def exit_status(finish_reason: str | None, stats: Mapping[str, Any]) -> int:
+    """A crawl is complete exactly when this is 0 (the job folder and the summary agree on it)."""
+    if finish_reason == "finished":
+        lost = stats.get("justoneapi/pages/failed") or any(k.startswith(LOSS_STATS) for k in stats)
+        return EXIT_INCOMPLETE if lost else EXIT_FINISHED
+    stop = BY_REASON.get(finish_reason or "")
+    return stop.exit_status if stop else EXIT_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class StopEvent:
+    """A stop as it happened: which one, the message that came with it, and who saw it first.
+
+    ``by`` is the worker that stopped a distributed crawl when it was another one (None: this
+    process). Unknown reasons (written by a newer version of the project) are kept as they are.
+    """
+
+    reason: str
+    message: str
+    by: str | None = None
+
+    @property
+    def stop(self) -> Stop | None:
+        return BY_REASON.get(self.reason)
