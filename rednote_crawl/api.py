@@ -5,7 +5,13 @@ parameters, the filter values, the business codes and what to do about each,
 the response envelope, pagination and the mapping of an API note to an output
 item. This module is plain Python: it knows nothing of Scrapy's engine, so the
 spider, the middlewares, the sandbox and the tests all share one definition.
-See ``DESIGN.md`` ("The API contract") for the facts behind it.
+
+The facts it rests on (the vendor's OpenAPI definition, and real answers it published): the
+business result is the envelope's ``code``, not the HTTP status (HTTP 200 can carry an error,
+HTTP 4xx/5xx the envelope, a gateway an HTML page or a cut-off body); there is no "has more",
+total or cursor, so a query ends at its first page without items, and pages can be short in the
+middle; the same note comes back on consecutive pages and under many keywords; counts may come
+as display strings ("1.2万"); ``widgets_context`` is a JSON string. docs/architecture.md has more.
 """
 
 from __future__ import annotations
@@ -134,7 +140,7 @@ class Action(enum.StrEnum):
     STOP = "stop"  # nothing later can succeed: stop the whole crawl
 
 
-# The business codes of the vendor (DESIGN.md). Codes that stop the crawl are in stops.py.
+# The business codes of the vendor (its OpenAPI definition). Codes that stop the crawl are in stops.py.
 CODE_NAMES: dict[int, str] = {
     0: "success",
     100: "invalid or inactive token",

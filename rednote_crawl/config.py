@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -199,6 +200,14 @@ class ApiConfig:
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
         )
+
+
+def local_path(uri: str) -> Path | None:
+    """The file a feed URI names, or None for remote storage and stdout."""
+    path = uri.removeprefix("file://")
+    if "://" in path or path.startswith("stdout:"):
+        return None
+    return Path(path).expanduser()
 
 
 ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")

@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction
-from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, flag
+from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, flag, local_path
 from rednote_crawl.state import crawl_state
-from rednote_crawl.state.jobfolder import local_path
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

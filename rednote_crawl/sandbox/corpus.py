@@ -2,7 +2,7 @@
 
 The same keyword, filters and page always give the same answer, so tests can
 ask the corpus what a complete crawl must find. What it reproduces of the real
-API (DESIGN.md): pages of about 20 items that can be short in the middle, an
+API (docs/architecture.md, "The API as it behaves"): pages of about 20 items that can be short in the middle, an
 empty page at the end, notes repeated on consecutive pages and under several
 keywords, non-note items (``hot_query``, ``rec_query``, ``ads``), keywords with
 no results, an imprecise ``noteTime`` filter, counts sent as display strings

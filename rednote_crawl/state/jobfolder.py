@@ -28,16 +28,9 @@ from typing import Any
 import orjson
 
 from rednote_crawl import api
+from rednote_crawl.config import local_path
 
 HISTORY = "history.ids"
-
-
-def local_path(uri: str) -> Path | None:
-    """The file a feed URI names, or None for remote storage and stdout."""
-    path = uri.removeprefix("file://")
-    if "://" in path or path.startswith("stdout:"):
-        return None
-    return Path(path).expanduser()
 
 
 def journal_path(folder: Path, crawl: int) -> Path:

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
-from rednote_crawl.config import ConfigError
+from rednote_crawl.config import ConfigError, local_path
 from rednote_crawl.state import CrawlState, Sleep, Verdict
 from rednote_crawl.state.jobfolder import (
     JobState,
     crawl_fingerprint,
     feed_offsets,
     local_feeds,
-    local_path,
     note_ids,
     queries_fingerprint,
     query_key,
