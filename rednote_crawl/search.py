@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.http import TextResponse
 from scrapy.utils.defer import deferred_from_coro
 
-from rednote_crawl import api, signals
+from rednote_crawl import api, signals, stops
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:
@@ -90,6 +90,18 @@ def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
         reason,
     )
     crawler.signals.send_catch_log(signals.page_failed, request=request, reason=reason)
+
+
+def stop_storage_failed(crawler: Crawler, message: str) -> None:
+    """A write the crawl depends on failed: stop before paying for pages that cannot be stored."""
+    stats = crawler.stats
+    first = stats.get_value("justoneapi/storage/failed") is None
+    stats.inc_value("justoneapi/storage/failed")
+    if first:
+        sent = stats.get_value("justoneapi/requests/sent", 0)
+        stats.set_value("justoneapi/storage/calls_before_failure", sent)
+        logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.STORAGE_FAILED.fix)
+        stop_crawl(crawler, StopEvent(stops.STORAGE_FAILED.reason, message))
 
 
 _closing: set[Any] = set()  # close_spider Deferreds in flight (kept referenced until done)

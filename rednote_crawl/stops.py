@@ -82,6 +82,13 @@ UNEXPECTED_ANSWERS = Stop(
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
 )
+STORAGE_FAILED = Stop(
+    "justoneapi_storage_failed",
+    8,
+    "a write to the job folder or an output file failed",
+    "free disk space (or fix the folder's permissions), then run the same command again: only the pages in "
+    "flight are paid for twice",
+)
 SHUTDOWN = Stop("shutdown", EXIT_ERROR, "the crawl was interrupted (Ctrl-C or a signal)", "run the same command again")
 
 STOPS: tuple[Stop, ...] = (
@@ -91,13 +98,14 @@ STOPS: tuple[Stop, ...] = (
     INSUFFICIENT_BALANCE,
     BUDGET_SPENT,
     UNEXPECTED_ANSWERS,
+    STORAGE_FAILED,
     SHUTDOWN,
 )
 BY_REASON: dict[str, Stop] = {stop.reason: stop for stop in STOPS}
 BY_CODE: dict[int, Stop] = {code: stop for stop in STOPS for code in stop.codes}
 
 # Stats that mean notes may be missing: a callback crashed or a feed could not be written.
-LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/")
+LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/", "justoneapi/storage/failed")
 
 
 def for_code(code: int | None) -> Stop | None:

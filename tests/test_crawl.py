@@ -430,9 +430,12 @@ def test_an_output_path_that_is_a_folder_stops_the_crawl_before_any_call(sandbox
 
 def test_a_feed_that_cannot_be_stored_is_reported_and_the_summary_agrees(sandbox, crawl):
     result = crawl(sandbox, "-O", "/dev/full:jsonl", keywords=["小米"], output=False)
-    assert result.returncode == 3, result.log
-    assert "exit status 3" in result.log and "  lost:     feedexport/failed_count/" in result.log
-    assert "next: run the same command again" in result.log
+    assert result.returncode == 8, result.log
+    assert "exit status 8" in result.log and "  lost:     feedexport/failed_count/" in result.log
+    assert "Stopping the crawl after 1 calls: cannot write the output file /dev/full: No space left on device" in (
+        result.log
+    )
+    assert "next: free disk space" in result.log
     assert result.log.rstrip().splitlines()[-1].startswith("  calls:"), "the summary and report come last"
 
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from rednote_crawl.sandbox.corpus import Corpus
-from rednote_crawl.state.jobfolder import HISTORY, JobState, journal_path, repair_jsonl
+from rednote_crawl.state.outputs import repair_jsonl
 from tests.conftest import FAST, ROOT, TOKEN, paid_twice
 
 pytestmark = pytest.mark.crawl
@@ -99,8 +99,6 @@ def test_torn_lines_are_mended_before_anything_is_appended(sandbox, seeds, tmp_p
     assert run(cmd, sandbox).returncode == 6
     with output.open("ab") as file:
         file.write(b'{"note_id": "cut-off in the middle of a li')
-    with journal_path(job, 1).open("ab") as file:
-        file.write(b'{"e": "page", "q": ["Nike", "gen')
     final = run(command(seeds, job, output), sandbox)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
@@ -242,33 +240,13 @@ def test_the_report_from_a_job_folder(sandbox, seeds, tmp_path):
     assert missing.returncode == 2 and "is not a job state folder" in missing.stderr
 
 
-def test_repair_and_reload_of_a_journal(tmp_path):
-    from rednote_crawl.api import Query
-
-    state = JobState(tmp_path).load()
-    assert state.begin_run("2026-11-27T00:00:00Z") == 1 and state.crawl == 1
-    state.record_page(Query("a"), 1, [{"note_id": "x"}], end=None, next_rank=1)
-    state.close()
-    with journal_path(tmp_path, 1).open("ab") as file:
-        file.write(b'{"e": "page", "q": ["a", "general", "_0", "any"], "p": 2, "last": true, "ite')
-    again = JobState(tmp_path).load()
-    assert again.resuming and again.crawl == 1
-    assert again.query(Query("a")).last_page == 1 and not again.query(Query("a")).done(max_pages=20)
-    assert again.query(Query("a")).next_rank == 1
-    assert journal_path(tmp_path, 1).read_bytes().endswith(b"\n"), "the cut-off line is gone"
+def test_output_lines_cut_off_are_mended_and_others_kept(tmp_path):
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b'{"note_id": "a"}\nnot json\n{"note_id": "b"}\n{"note_id": "cut')
+    assert [r["note_id"] for r in repair_jsonl(path, mend=False)] == ["a", "b"] and path.read_bytes().endswith(b"cut")
+    assert [r["note_id"] for r in repair_jsonl(path, start=len(b'{"note_id": "a"}\n'))] == ["b"]
+    assert path.read_bytes() == b'{"note_id": "a"}\nnot json\n{"note_id": "b"}\n', "only the cut-off last line goes"
     assert list(repair_jsonl(tmp_path / "none.jsonl")) == []
-    assert Counter(e["e"] for e in repair_jsonl(journal_path(tmp_path, 1))) == {"crawl": 1, "run": 1, "page": 1}
-    # A complete run: the next start is a new crawl, and the old one's notes become history.
-    assert again.begin_run("2026-11-27T01:00:00Z") == 2
-    again.record_page(Query("a"), 2, [{"note_id": "y"}], end="empty_page", next_rank=0)
-    again.end_run("finished", "2026-11-27T01:00:01Z", calls=2, complete=True)
-    again.close()
-    third = JobState(tmp_path).load()
-    assert not third.resuming and third.history == {"x", "y"} and third.previous_crawl_started == "2026-11-27T00:00:00Z"
-    assert third.begin_run("2026-11-28T00:00:00Z") == 1 and third.crawl == 2
-    third.close()
-    assert (tmp_path / HISTORY).read_text().split() == ["x", "y"]
-    assert JobState(tmp_path).load().history == {"x", "y"}
 
 
 def test_two_crawls_cannot_share_a_job_folder(sandbox_factory, seeds, tmp_path):
@@ -314,7 +292,7 @@ def test_a_bad_line_in_the_middle_is_kept_and_other_formats_are_left_alone(sandb
 def test_a_feed_that_failed_leaves_the_crawl_open(sandbox, seeds, tmp_path):
     job = tmp_path / "job"
     failed = run(command(seeds, job, Path("/dev/full:jsonl")), sandbox)
-    assert failed.returncode == 3
+    assert failed.returncode == 8
     final = run(command(seeds, job, tmp_path / "notes.jsonl"), sandbox)
     assert final.returncode == 0 and "resuming crawl 1" in final.stderr
     assert set(output_ids(tmp_path / "notes.jsonl")) == EXPECTED
@@ -383,12 +361,10 @@ def test_ranks_survive_a_resume(sandbox, tmp_path):
 def test_dry_run_and_report_do_not_write_to_the_job(sandbox, seeds, tmp_path):
     job = tmp_path / "job"
     assert run(command(seeds, job, tmp_path / "o.jsonl", "-s", "JUSTONEAPI_MAX_REQUESTS=3"), sandbox).returncode == 6
-    with journal_path(job, 1).open("ab") as file:
-        file.write(b'{"e": "page", "cut of')
-    before = journal_path(job, 1).read_bytes()
+    before = {p.name: p.read_bytes() for p in job.iterdir()}
     assert run(command(seeds, job, tmp_path / "o.jsonl", "--dry-run"), sandbox).returncode == 0
     subprocess.run([sys.executable, "-m", "scrapy", "report", str(job)], cwd=ROOT, capture_output=True, check=True)
-    assert journal_path(job, 1).read_bytes() == before
+    assert {p.name: p.read_bytes() for p in job.iterdir()} == before
     no_job = [
         sys.executable,
         "-m",

@@ -1,8 +1,15 @@
-"""``scrapy report JOB_DIR``: the per-keyword report of a job's current crawl, from its journal."""
+"""``scrapy report JOB_DIR``: what a job folder (JUSTONEAPI_JOB_DIR) holds, from its database.
+
+scrapy report DIR                     the last crawl, per keyword: pages, notes, new notes, failed pages, calls
+scrapy report DIR --days 30           new notes per keyword for each crawl of the last 30 days
+scrapy report DIR --export FILE.jsonl the notes of the last crawl (--crawl N: of crawl N; --crawl all: of every
+                                      crawl), each once, as JSON Lines
+"""
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -11,7 +18,7 @@ from scrapy.exceptions import UsageError
 
 from rednote_crawl.run import report
 from rednote_crawl.run.report import plural
-from rednote_crawl.state.jobfolder import JobState, crawls
+from rednote_crawl.state.jobfolder import JobFolder
 
 if TYPE_CHECKING:
     import argparse
@@ -23,26 +30,68 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "JOB_DIR"
+        return "JOB_DIR [--days N | --export FILE.jsonl [--crawl N|all]]"
 
     def short_desc(self) -> str:
-        return "Report pages, notes and failures per keyword from a job state folder (JUSTONEAPI_JOB_DIR)"
+        return "Report pages, notes and failures per keyword from a job folder (JUSTONEAPI_JOB_DIR)"
+
+    def long_desc(self) -> str:
+        return __doc__ or ""
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--days", type=_positive, help="new notes per keyword per crawl, for the last N days")
+        parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE (JSON Lines)")
+        parser.add_argument("--crawl", default="last", help="with --export: the crawl's number, last, or all")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
-            raise UsageError("name the job state folder: scrapy report JOB_DIR")
-        if not crawls(Path(args[0])):
+            raise UsageError("name the job folder: scrapy report JOB_DIR")
+        job = JobFolder.read(args[0])
+        if not job.crawl:
             print(
-                f"error: {args[0]} is not a job state folder (no crawl-*.journal.jsonl); crawl with -s JUSTONEAPI_JOB_DIR=DIR",
+                f"error: {args[0]} is not a job state folder (no crawl in it); crawl with -s JUSTONEAPI_JOB_DIR=DIR",
                 file=sys.stderr,
             )
             self.exitcode = 2
             return
-        state = JobState(args[0]).load(next_run=False)
-        runs = state.runs
-        ended = [r["end"] for r in runs if "end" in r]
-        calls = sum(e.get("calls", 0) for e in ended)
-        status = "open: the next run carries it on" if state.resuming else "complete"
-        title = f"Report of crawl {state.crawl} of job {state.folder} ({plural(len(runs), 'run')}, {status})"
-        # A run cut off by a kill wrote no end record, so its calls are not known.
-        print(report.render(title, report.rows_from_journal(state), calls, calls_exact=len(ended) == len(runs)))
+        if opts.export:
+            self.exitcode = _export(job, opts.export, opts.crawl)
+        elif opts.days:
+            since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            crawls = job.crawls_since(since)
+            if not crawls:
+                print(f"no crawl of {job.folder} began in the last {plural(opts.days, 'day')}")
+            else:
+                print(report.render_history(job, crawls))
+        else:
+            print(report.render_crawl(job, job.crawl))
+        job.close()
+
+
+def _export(job: JobFolder, path: str, which: str) -> int:
+    if which == "all":
+        crawl = None
+    elif which == "last":
+        crawl = job.crawl
+    elif which.isdigit() and 1 <= int(which) <= job.crawl:
+        crawl = int(which)
+    else:
+        print(f"error: --crawl={which!r}: give a crawl's number (1 to {job.crawl}), last or all", file=sys.stderr)
+        return 2
+    count = 0
+    with Path(path).expanduser().open("wb") as file:
+        for line in job.export(crawl):
+            file.write(line + b"\n")
+            count += 1
+    what = "every crawl" if crawl is None else f"crawl {crawl}"
+    print(f"wrote {plural(count, 'note')} of {what} of job {job.folder} to {path}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (1, 2, ...)")
+    return int(text)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs
 from rednote_crawl.run.report import plural
-from rednote_crawl.state.jobfolder import JobState
+from rednote_crawl.state.jobfolder import JobFolder
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -29,23 +29,24 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
     if folder:
         if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
             raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
-        state = JobState(folder).load(next_run=False)  # reads, writes nothing
-        if state.resuming:
+        job = JobFolder.read(folder)  # reads, writes nothing
+        if job.resuming:
             done = paid = 0
             most = 0
             for query in args.queries():
-                known = state.query(query)
+                known = job.progress(query)
                 finished = known is not None and known.done(max_pages)
                 done += finished
-                paid += len(known.pages) if known else 0
+                paid += job.pages_paid(known) if known else 0
                 if not finished:
                     most += max(0, max_pages - (known.last_page if known else 0))
             lines.append(
-                f"  job {state.folder}: crawl {state.crawl} is open: {done} queries done, {paid} pages paid; "
+                f"  job {job.folder}: crawl {job.crawl} is open: {done} queries done, {paid} pages paid; "
                 "the next run carries on"
             )
         else:
-            lines.append(f"  job {state.folder}: the next run begins crawl {state.crawl + 1}")
+            lines.append(f"  job {job.folder}: the next run begins crawl {job.crawl + 1}")
+        job.close()
     lines.append(
         f"  at most {most} paid pages (calls), plus retries of failed answers; "
         "most queries end sooner, at their first empty page"

@@ -1,5 +1,4 @@
-"""The per-keyword report: at the end of every run, and on demand from a job folder
-(``scrapy report JOB_DIR``)."""
+"""The per-keyword report: at the end of every run, and from a job folder (``scrapy report DIR``)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rednote_crawl.state.jobfolder import JobState
+from rednote_crawl.state.jobfolder import JobFolder, KeywordFigures
 
 
 @dataclass
@@ -18,23 +17,8 @@ class KeywordRow:
     new: int = 0  # notes it was the first to bring (written to the output)
     failed: int = 0  # pages that failed
 
-
-def rows_from_journal(state: JobState) -> list[KeywordRow]:
-    """The current crawl of a job, from its journal (every run of it together)."""
-    rows: dict[str, KeywordRow] = {}
-    first_seen: set[str] = set()
-    for key, query in state.queries.items():
-        row = rows.setdefault(key[0], KeywordRow(key[0]))
-        row.pages += len(query.pages)
-        row.failed += len({page for page, _ in query.failed} - set(query.pages))
-        for page in sorted(query.pages):
-            for item in query.pages[page]:
-                note_id = item["note_id"]
-                row.found.add(note_id)
-                if note_id not in first_seen and note_id not in state.history:
-                    first_seen.add(note_id)
-                    row.new += 1
-    return list(rows.values())
+    def figures(self) -> KeywordFigures:
+        return KeywordFigures(0, self.keyword, self.pages, len(self.found), self.new, self.failed)
 
 
 def _width(text: str) -> int:
@@ -45,21 +29,63 @@ def _cell(text: str, width: int) -> str:
     return text + " " * max(0, width - _width(text))
 
 
-def render(title: str, rows: Iterable[KeywordRow], calls: int | None, calls_exact: bool = True) -> str:
+def render(
+    title: str, rows: Iterable[KeywordFigures], calls: int | None, found: int, calls_exact: bool = True
+) -> str:
+    """``found``: distinct notes over all keywords (a note found under two keywords counts once)."""
     rows = sorted(rows, key=lambda r: (-r.pages, r.keyword))
     name_width = max([_width(r.keyword) for r in rows] + [7]) + 2
     lines = [title, f"  {_cell('keyword', name_width)}{'pages':>6}{'notes':>7}{'new':>7}{'failed':>8}"]
     for row in rows:
-        lines.append(f"  {_cell(row.keyword, name_width)}{row.pages:>6}{len(row.found):>7}{row.new:>7}{row.failed:>8}")
+        lines.append(f"  {_cell(row.keyword, name_width)}{row.pages:>6}{row.notes:>7}{row.new:>7}{row.failed:>8}")
     pages = sum(r.pages for r in rows)
     new = sum(r.new for r in rows)
-    found = len(set().union(*(r.found for r in rows))) if rows else 0
     failed = sum(r.failed for r in rows)
     lines.append(f"  {_cell('total', name_width)}{pages:>6}{found:>7}{new:>7}{failed:>8}")
     if calls is not None:
         per_note = f", {calls / new:.3f} per new note" if new else ""
         at_least = "" if calls_exact else "at least "
         lines.append(f"  calls: {at_least}{calls} for {pages} paid pages{per_note}")
+    return "\n".join(lines)
+
+
+def render_rows(title: str, rows: Iterable[KeywordRow], calls: int | None) -> str:
+    """The end-of-run report, from what this run saw."""
+    rows = list(rows)
+    found = len(set().union(*(r.found for r in rows))) if rows else 0
+    return render(title, [r.figures() for r in rows], calls, found)
+
+
+def render_crawl(job: JobFolder, crawl: int) -> str:
+    """A crawl of a job, from its database (every run of it together)."""
+    runs = job.crawl_runs(crawl)
+    ended = [r for r in runs if r["ended"] is not None]
+    calls = sum(r["calls"] or 0 for r in ended)
+    complete = any(r["complete"] for r in runs)
+    status = "complete" if complete else "open: the next run carries it on"
+    title = f"Report of crawl {crawl} of job {job.folder} ({plural(len(runs), 'run')}, {status})"
+    # A run cut off by a kill recorded no end, so its calls are not known.
+    return render(title, job.keyword_figures([crawl]), calls, job.distinct_notes(crawl), calls_exact=len(ended) == len(runs))
+
+
+def render_history(job: JobFolder, crawls: list[tuple[int, str]]) -> str:
+    """New notes per keyword per crawl: the trend of a daily monitoring job."""
+    figures = job.keyword_figures([c for c, _ in crawls])
+    by_keyword: dict[str, dict[int, int]] = {}
+    for f in figures:
+        by_keyword.setdefault(f.keyword, {})[f.crawl] = f.new
+    name_width = max([_width(k) for k in by_keyword] + [7]) + 2
+    heads = [f"#{crawl} {started[5:10]}" for crawl, started in crawls]
+    width = max([len(h) for h in heads] + [6]) + 2
+    lines = [
+        f"New notes per keyword, {plural(len(crawls), 'crawl')} of job {job.folder}",
+        f"  {_cell('keyword', name_width)}" + "".join(f"{h:>{width}}" for h in heads),
+    ]
+    for keyword in sorted(by_keyword, key=lambda k: (-sum(by_keyword[k].values()), k)):
+        counts = by_keyword[keyword]
+        lines.append(f"  {_cell(keyword, name_width)}" + "".join(f"{counts.get(c, 0):>{width}}" for c, _ in crawls))
+    totals = [sum(by_keyword[k].get(c, 0) for k in by_keyword) for c, _ in crawls]
+    lines.append(f"  {_cell('total', name_width)}" + "".join(f"{t:>{width}}" for t in totals))
     return "\n".join(lines)
 
 

@@ -110,7 +110,7 @@ class CrawlSummary:
         logger.info("%s", self.render(reason))
         if self.keywords:
             calls = self._get("requests/sent")
-            logger.info("%s", report.render("Report of this run, per keyword:", self.keywords.values(), calls))
+            logger.info("%s", report.render_rows("Report of this run, per keyword:", self.keywords.values(), calls))
 
     def render(self, reason: str) -> str:
         stats = self.stats.get_stats()

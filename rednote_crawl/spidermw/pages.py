@@ -2,7 +2,7 @@
 
 For every code-0 page the spider parsed: count it (pages, skipped items, notes, why its query
 ended), and hand it with its items to the crawl state *before* the items go on: with a job
-folder, the page and its notes are journaled, so a kill loses none of them. A page that failed
+folder, the page and its notes are committed to its database, so a kill loses none of them. A page that failed
 or a query the API rejected is recorded too.
 
 At the start, queries the state already knows (a resumed crawl) are not asked for again from
@@ -22,8 +22,8 @@ from scrapy import Request
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import signals
-from rednote_crawl.search import ApiResponse, call_of
-from rednote_crawl.state import crawl_state
+from rednote_crawl.search import ApiResponse, call_of, stop_storage_failed
+from rednote_crawl.state import StorageError, crawl_state
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -45,10 +45,9 @@ class PageBookMiddleware(BaseSpiderMiddleware):
             if call is None or known is None:
                 yield request
                 continue
-            for page in sorted(known.pages):
-                for item in known.pages[page]:
-                    self.stats.inc_value("justoneapi/resume/items_replayed")
-                    yield item
+            for item in self.state.replay(known):
+                self.stats.inc_value("justoneapi/resume/items_replayed")
+                yield item
             if known.done(call.max_pages):
                 self.stats.inc_value("justoneapi/queries/finished/in_an_earlier_run")
                 continue
@@ -76,13 +75,22 @@ class PageBookMiddleware(BaseSpiderMiddleware):
             if outcome.end is not None:
                 stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
             items = [o for o in outputs if not isinstance(o, Request)]
-            self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
+            try:
+                self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
+            except StorageError as exc:  # its notes still go on: the output may have room
+                stop_storage_failed(self.crawler, str(exc))
         return outputs
 
     def query_rejected(self, request: Request, message: str) -> None:
         if (call := call_of(request)) is not None:
-            self.state.query_rejected(call.query, call.page)
+            try:
+                self.state.query_rejected(call.query, call.page)
+            except StorageError as exc:
+                stop_storage_failed(self.crawler, str(exc))
 
     def page_failed(self, request: Request, reason: str) -> None:
         if (call := call_of(request)) is not None:
-            self.state.page_failed(call.query, call.page, reason)
+            try:
+                self.state.page_failed(call.query, call.page, reason)
+            except StorageError as exc:
+                stop_storage_failed(self.crawler, str(exc))

@@ -3,7 +3,7 @@
 ==================  ===============================  =======================================
 part                local (``local.LocalState``)     Redis (``redis.RedisState``)
 ==================  ===============================  =======================================
-pages paid for      the job folder's journal         the leased queue and its dupefilter
+pages paid for      the job folder's database        the leased queue and its dupefilter
                     (``JUSTONEAPI_JOB_DIR``)
 seen notes          memory, plus earlier crawls      ``seen_notes`` buckets (all workers,
                     of the job folder                all crawls until ``reset --notes``)
@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import load_object
@@ -38,9 +38,14 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
-    from rednote_crawl.state.jobfolder import QueryState
+    from rednote_crawl.state.jobfolder import QueryProgress
 
 Sleep = Callable[[float], Awaitable[bool | None]]  # returns False when the wait was cut short
+
+
+class StorageError(Exception):
+    """A write the crawl depends on failed (disk full, an I/O error, a read-only folder): the
+    message names the file. Nothing more may be paid for: the crawl stops."""
 
 
 class Verdict(enum.Enum):
@@ -84,14 +89,18 @@ class CrawlState(ABC):
 
     # --- pages already paid for ------------------------------------------------------------
 
-    def progress(self, query: api.Query) -> QueryState | None:
+    def progress(self, query: api.Query) -> QueryProgress | None:
         """What earlier runs of this crawl did of ``query``: None when nothing (or not kept here)."""
         return None
+
+    def replay(self, progress: QueryProgress) -> Iterator[dict[str, Any]]:
+        """The notes of the pages earlier runs paid for, to go through the pipelines again."""
+        return iter(())
 
     def page_read(  # noqa: B027 - optional hook
         self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
     ) -> None:
-        """A paid page and its notes, before the notes go on to the output."""
+        """A paid page and its notes, before the notes go on to the output (``StorageError``: not stored)."""
 
     def page_failed(self, query: api.Query, page: int, reason: str) -> None:  # noqa: B027 - optional hook
         pass

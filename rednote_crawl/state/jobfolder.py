@@ -1,45 +1,89 @@
-"""The job state folder (``JUSTONEAPI_JOB_DIR``): what makes a crawl resumable.
+"""The job folder (``JUSTONEAPI_JOB_DIR``): one SQLite database, ``job.db``, that makes a crawl
+resumable and keeps the job's history.
 
-Each crawl of the job has an append-only journal, ``crawl-0001.journal.jsonl``,
-holding every paid page *with its items*, written and fsync'ed before the items
-go to the pipelines, plus the queries the API rejected, the pages that failed
-and the start and end of each run. From it a new run knows, for every query,
-the last page paid for and whether the query is finished, so it asks only for
-the pages after that; and it can put back into the output any note a hard kill
-lost on the way to the file. When a crawl is complete and the next begins, the
-ids of its notes go to ``history.ids`` (one per line): that is all later crawls
-need of it, so a long-lived job reads one crawl's journal, not all of them.
-Plain Python: ``local.LocalState`` uses it, and ``spidermw/pages.py`` feeds it.
+A job is a series of crawls; a crawl is one or more runs of the same command. A run that ends
+with exit status 0 completes its crawl, and the next start begins a new one (a daily run); any
+other end (a kill, a stop, failed pages) leaves the crawl open, and the next start carries it on.
 
-A crash can leave the last line of a journal or of the output cut off:
-``repair_jsonl`` drops such a line before anything is appended.
+Every page the API answered is committed with its notes in one transaction before the notes go on
+to the output (WAL, ``synchronous=FULL``: the commit survives a kill and a reboot). From it a run
+knows, for every query of the open crawl, the last page paid for and whether the query is done,
+and puts back into the output any note a kill lost on its way there. ``seen`` holds every note id
+the job ever found, with the crawl and keyword that found it first: earlier crawls' notes are
+looked up there, one query a page, never loaded into memory, and the per-keyword history of
+every crawl (``scrapy report DIR --days N``) comes from it.
+
+Plain Python (stdlib ``sqlite3``): ``local.LocalState`` uses it. Job folders of the earlier
+format (JSON Lines journals) are converted on first use (``journals.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from rednote_crawl import api
-from rednote_crawl.config import local_path
+from rednote_crawl.state import StorageError
 
-HISTORY = "history.ids"
-
-
-def journal_path(folder: Path, crawl: int) -> Path:
-    return folder / f"crawl-{crawl:04d}.journal.jsonl"
-
-
-def crawls(folder: Path) -> list[int]:
-    """The numbers of the crawls that have a journal in ``folder``."""
-    return sorted(int(p.name[6:10]) for p in folder.glob("crawl-[0-9][0-9][0-9][0-9].journal.jsonl"))
+DATABASE = "job.db"
+SCHEMA_VERSION = "1"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS crawls (
+    crawl INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    fingerprint TEXT,                    -- which queries it covers (queries_fingerprint)
+    outputs TEXT NOT NULL DEFAULT '{}',  -- JSON: output file -> where this crawl's lines begin
+    complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY AUTOINCREMENT,
+    crawl INTEGER NOT NULL,
+    started TEXT NOT NULL,
+    ended TEXT,
+    reason TEXT,
+    calls INTEGER,
+    exit_status INTEGER,
+    complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS queries (
+    id INTEGER PRIMARY KEY,
+    crawl INTEGER NOT NULL,
+    keyword TEXT NOT NULL, sort TEXT NOT NULL, note_type TEXT NOT NULL, note_time TEXT NOT NULL,
+    last_page INTEGER NOT NULL DEFAULT 0,  -- the last page paid for
+    next_rank INTEGER NOT NULL DEFAULT 0,  -- the rank offset of the page after it
+    end_reason TEXT,                       -- why the query ended: empty_page, max_pages, since
+    rejected INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (crawl, keyword, sort, note_type, note_time)
+);
+CREATE TABLE IF NOT EXISTS pages (
+    query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, notes INTEGER NOT NULL,
+    PRIMARY KEY (query, page)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notes (
+    query INTEGER NOT NULL, page INTEGER NOT NULL, position INTEGER NOT NULL,
+    note_id TEXT NOT NULL, item BLOB NOT NULL,
+    PRIMARY KEY (query, page, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    note_id TEXT PRIMARY KEY, crawl INTEGER NOT NULL, keyword TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_crawl ON seen (crawl, keyword);
+CREATE TABLE IF NOT EXISTS failed (
+    query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, reason TEXT NOT NULL
+);
+"""
+# Notes older than the crawls of the earlier format's history file have no keyword: crawl 0.
+HISTORY_CRAWL = 0
 
 
 def query_key(query: api.Query) -> tuple[str, str, str, str]:
@@ -56,51 +100,15 @@ def queries_fingerprint(keys: Iterable[Iterable[str]]) -> str:
     return f"{total:032x}"
 
 
-def crawl_fingerprint(record: dict[str, Any]) -> str | None:
-    """The fingerprint a crawl record keeps (older job folders kept the list of queries)."""
-    if "queries" in record:
-        return queries_fingerprint(record["queries"])
-    return record.get("queries_fingerprint")
+@dataclass(frozen=True, slots=True)
+class QueryProgress:
+    """What the open crawl has done of one query."""
 
-
-def repair_jsonl(path: Path, start: int = 0, mend: bool = True) -> Iterator[dict[str, Any]]:
-    """The JSON objects on the lines of ``path`` from byte ``start`` on.
-
-    Each line is written whole, newline last, so a kill or a reboot can only leave the
-    *last* line without its newline: with ``mend``, that tail is cut from the file before
-    anything is appended. Nothing else is ever removed: a bad line in the middle is
-    someone else's, and is only skipped.
-    """
-    try:
-        with path.open("rb") as file:
-            file.seek(start)
-            data = file.read()
-    except FileNotFoundError:
-        return
-    end = data.rfind(b"\n") + 1  # the bytes after the last newline are a cut-off line
-    for line in data[:end].splitlines():
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            yield record
-    if mend and end < len(data):
-        with path.open("r+b") as file:
-            file.truncate(start + end)
-
-
-@dataclass
-class QueryState:
-    pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # page -> its items
-    end: str | None = None  # why the query stopped: "empty_page", "max_pages" or "since"
-    rejected: bool = False
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    next_rank: int = 0  # the rank offset of the page after the last one
-
-    @property
-    def last_page(self) -> int:
-        return max(self.pages, default=0)
+    id: int
+    last_page: int
+    next_rank: int
+    end: str | None
+    rejected: bool
 
     def done(self, max_pages: int) -> bool:
         """Nothing left to ask for, with this max_pages (which may differ from the last run's)."""
@@ -109,209 +117,323 @@ class QueryState:
         return self.last_page >= max_pages
 
 
-class JobState:
-    """A job is a series of crawls; a crawl is one or more runs of the same command.
+@dataclass(frozen=True, slots=True)
+class KeywordFigures:
+    """One keyword in one crawl."""
 
-    A run that ends complete (finished, no failed page) completes its crawl: the next
-    start begins a new crawl. Any other end (a kill, a stop, failed pages) leaves the
-    crawl open, and the next start resumes it.
-    """
+    crawl: int
+    keyword: str
+    pages: int
+    notes: int  # distinct notes its queries returned
+    new: int  # notes it was the first to find, in the whole job
+    failed: int  # pages that failed and were not paid for later
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder).expanduser()
-        self.queries: dict[tuple[str, str, str, str], QueryState] = {}  # of the current crawl
-        self.crawl = 0  # the current crawl's number (0: none yet)
-        self.crawl_started: str | None = None
-        self.previous_crawl_started: str | None = None  # for -a since=last
-        self.history: set[str] = set()  # note ids found by earlier crawls
-        self.runs: list[dict[str, Any]] = []
-        self.exported: set[str] = set()  # note ids already in the output file(s)
-        self.crawl_record: dict[str, Any] = {}
-        self._fd: int | None = None
 
-    # --- reading -----------------------------------------------------------------
-    def load(self, next_run: bool = True) -> JobState:
-        """Read the last crawl's journal; for ``next_run``, set up the crawl the next run works on.
+class JobFolder:
+    def __init__(self, folder: Path, db: sqlite3.Connection, writable: bool) -> None:
+        self.folder = folder
+        self.path = folder / DATABASE
+        self.db = db
+        self.writable = writable
+        self.run: int | None = None
+        self._queries: dict[tuple[str, str, str, str], int] = {}
+        self._lock_fd: int | None = None
+        self._load()
 
-        Without ``next_run`` (a report, a dry run) nothing is written, not even a mended line.
-        """
-        numbers = crawls(self.folder)
-        self.crawl = numbers[-1] if numbers else 0
-        if self.crawl:
-            for record in repair_jsonl(journal_path(self.folder, self.crawl), mend=next_run):
-                self._apply(record)
-        if self.crawl > 1:
-            first = next(repair_jsonl(journal_path(self.folder, self.crawl - 1), mend=False), {})
-            self.previous_crawl_started = first.get("at")
-        if (self.folder / HISTORY).exists():
-            self.history = set((self.folder / HISTORY).read_text(encoding="utf-8").split())
-        if next_run and not self.resuming:  # the next run begins a new crawl: this one becomes history
-            self.history |= note_ids(self.items())
-            self.queries = {}
-            self.previous_crawl_started = self.crawl_started
-        return self
+    # --- opening --------------------------------------------------------------------------
 
-    def _apply(self, record: dict[str, Any]) -> None:
-        event = record.get("e")
-        if event == "crawl":
-            self.crawl_started = record["at"]
-            self.crawl_record = record
-        elif event == "run":
-            self.runs.append(record)
-        elif event == "end" and self.runs:
-            self.runs[-1]["end"] = record
-        elif event in ("page", "rejected", "failed"):
-            state = self.queries.setdefault(tuple(record["q"]), QueryState())  # type: ignore[arg-type]
-            if event == "page":
-                state.pages[record["p"]] = record["items"]
-                state.end = record.get("end") or state.end
-                state.next_rank = record.get("next_rank", state.next_rank)
-            elif event == "rejected":
-                state.rejected = True
-            else:
-                state.failed.append((record["p"], record["why"]))
+    @classmethod
+    def take(cls, folder: str | Path) -> JobFolder | None:
+        """Lock the folder for this process (released when it ends) and open its database;
+        None when another process holds it. Converts a job folder of the earlier format."""
+        path = Path(folder).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        fresh = not (path / DATABASE).exists()
+        db = _connect(path / DATABASE)
+        if fresh:
+            from rednote_crawl.state.journals import convert
 
-    @property
-    def resuming(self) -> bool:
-        """The last run left its crawl open: the next run carries it on."""
-        return bool(self.runs) and not self.runs[-1].get("end", {}).get("complete", False)
+            convert(path, db)
+        job = cls(path, db, writable=True)
+        job._lock_fd = fd  # kept open: the lock lasts as long as the process
+        return job
+
+    @classmethod
+    def read(cls, folder: str | Path) -> JobFolder:
+        """Read without writing anything (a report, a dry run): a folder of the earlier format is
+        converted in memory, and a folder without a database reads as empty."""
+        path = Path(folder).expanduser()
+        if (path / DATABASE).exists():
+            db = sqlite3.connect(f"file:{path / DATABASE}?mode=ro", uri=True, isolation_level=None)
+        else:
+            from rednote_crawl.state.journals import convert
+
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(SCHEMA)
+            if path.is_dir():
+                convert(path, db)
+        return cls(path, db, writable=False)
+
+    def close(self) -> None:
+        """A writer leaves the database in rollback-journal mode: readers (a report, a dry run) then
+        open it without creating the WAL's side files. The next writer turns WAL on again."""
+        if self.writable:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("PRAGMA journal_mode = DELETE")
+        self.db.close()
+
+    def _load(self) -> None:
+        row = self.db.execute("SELECT crawl, started, fingerprint, outputs, complete FROM crawls ORDER BY crawl DESC")
+        last = row.fetchone()
+        self.crawl = last[0] if last else 0  # the last crawl's number (0: none yet)
+        self.resuming = bool(last) and not last[4]  # the last crawl is open: the next run carries it on
+        self.crawl_started: str | None = last[1] if last else None
+        self.fingerprint: str | None = last[2] if self.resuming else None
+        self.outputs: dict[str, int] = orjson.loads(last[3]) if self.resuming else {}
+        before = row.fetchone()
+        # -a since=last: when the crawl before the one the next run works on began
+        self.previous_crawl_started: str | None = (before[1] if before else None) if self.resuming else self.crawl_started
+        self.exported: set[str] = set()  # notes already in the open crawl's output (read back from it)
 
     @property
     def output(self) -> Path:
         """The default output file of the crawl the next run works on."""
         return self.folder / f"crawl-{self.crawl if self.resuming else self.crawl + 1:04d}.jsonl"
 
-    def query(self, query: api.Query) -> QueryState | None:
-        return self.queries.get(query_key(query))
+    @property
+    def current(self) -> int:
+        """The number of the crawl the next run (or this one) works on."""
+        return self.crawl if self.resuming else self.crawl + 1
 
-    def items(self) -> Iterator[dict[str, Any]]:
-        for state in self.queries.values():
-            for page in sorted(state.pages):
-                yield from state.pages[page]
+    # --- the open crawl -------------------------------------------------------------------
 
-    # --- writing -------------------------------------------------------------------
-    def begin_run(self, at: str, crawl: dict[str, Any] | None = None) -> int:
-        """Open the journal for a run: of a new crawl, unless the last one is still open.
+    def progress(self, query: api.Query) -> QueryProgress | None:
+        if not self.resuming:
+            return None
+        row = self.db.execute(
+            "SELECT id, last_page, next_rank, end_reason, rejected FROM queries "
+            "WHERE crawl = ? AND keyword = ? AND sort = ? AND note_type = ? AND note_time = ?",
+            (self.crawl, *query_key(query)),
+        ).fetchone()
+        return QueryProgress(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
 
-        ``crawl`` is what a new crawl's record keeps: its queries, its output offsets.
-        Returns the run's number within its crawl.
-        """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not self.resuming:  # load() has put the last crawl's notes in self.history
-            if self.crawl:
-                temporary = self.folder / f"{HISTORY}.new"
-                with temporary.open("w", encoding="utf-8") as file:
-                    file.write("".join(f"{note_id}\n" for note_id in sorted(self.history)))
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, self.folder / HISTORY)  # whole or not at all
-                _sync_folder(self.folder)
-            self.crawl += 1
-            self.crawl_started = at
-            self.runs = []
-        path = journal_path(self.folder, self.crawl)
-        list(repair_jsonl(path))  # never append after a cut-off line
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        _sync_folder(self.folder)  # a new journal's name survives a reboot too
-        if not self.runs:
-            self.crawl_record = {"e": "crawl", "crawl": self.crawl, "at": at, **(crawl or {})}
-            self._append(self.crawl_record)
-        record = {"e": "run", "run": len(self.runs) + 1, "at": at}
-        self.runs.append(record)
-        self._append(record)
-        return len(self.runs)
+    def items(self, progress: QueryProgress) -> Iterator[dict[str, Any]]:
+        """The notes of a query's paid pages, in page order."""
+        for (item,) in self.db.execute(
+            "SELECT item FROM notes WHERE query = ? ORDER BY page, position", (progress.id,)
+        ):
+            yield orjson.loads(item)
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    def pages_paid(self, progress: QueryProgress) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM pages WHERE query = ?", (progress.id,)).fetchone()[0]
 
-    def lock(self) -> bool:
-        """Hold the folder for this process (released when it ends); False if another holds it."""
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd  # kept open: the lock lasts as long as the process
-        return True
+    def earlier(self, note_ids: list[str]) -> set[str]:
+        """The ids among ``note_ids`` that an earlier crawl of the job found (one query)."""
+        if not note_ids:
+            return set()
+        marks = ",".join("?" * len(note_ids))
+        rows = self.db.execute(
+            f"SELECT note_id FROM seen WHERE note_id IN ({marks}) AND crawl < ?", (*note_ids, self.current)
+        )
+        return {row[0] for row in rows}
 
-    def _append(self, record: dict[str, Any], sync: bool = True) -> None:
-        assert self._fd is not None, "JobState.begin_run() first"
-        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-        if sync:
-            os.fsync(self._fd)  # survives a reboot, not only a kill
+    # --- writing ------------------------------------------------------------------------------
 
-    def end_run(self, reason: str, at: str, calls: int, complete: bool) -> None:
-        record = {"e": "end", "run": len(self.runs), "reason": reason, "at": at, "calls": calls, "complete": complete}
-        if self.runs:
-            self.runs[-1]["end"] = record
-        self._append(record)
+    def begin_run(self, at: str, fingerprint: str, outputs: dict[str, int]) -> int:
+        """Begin a run: of a new crawl, unless the last one is open. Returns the run's number in its crawl."""
+        with self._write():
+            if not self.resuming:
+                self.crawl += 1
+                self.db.execute(
+                    "INSERT INTO crawls (crawl, started, fingerprint, outputs) VALUES (?, ?, ?, ?)",
+                    (self.crawl, at, fingerprint, orjson.dumps(outputs).decode()),
+                )
+                self.previous_crawl_started, self.crawl_started = self.crawl_started, at
+                self.resuming, self.fingerprint, self.outputs = True, fingerprint, outputs
+            cursor = self.db.execute("INSERT INTO runs (crawl, started) VALUES (?, ?)", (self.crawl, at))
+            self.run = cursor.lastrowid
+        return self.db.execute("SELECT COUNT(*) FROM runs WHERE crawl = ?", (self.crawl,)).fetchone()[0]
+
+    def end_run(self, reason: str, at: str, calls: int, exit_status: int) -> None:
+        complete = exit_status == 0
+        with self._write():
+            self.db.execute(
+                "UPDATE runs SET ended = ?, reason = ?, calls = ?, exit_status = ?, complete = ? WHERE run = ?",
+                (at, reason, calls, exit_status, complete, self.run),
+            )
+            if complete:
+                self.db.execute("UPDATE crawls SET complete = 1 WHERE crawl = ?", (self.crawl,))
+        if complete:  # the next run begins a new crawl
+            self.resuming, self.fingerprint, self.outputs = False, None, {}
+            self.previous_crawl_started = self.crawl_started
+            self._queries.clear()
 
     def record_page(
         self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
     ) -> None:
-        state = self.queries.setdefault(query_key(query), QueryState())
-        state.pages[page] = items
-        state.end = end or state.end
-        state.next_rank = next_rank
-        record = {"e": "page", "q": query_key(query), "p": page, "end": end, "next_rank": next_rank, "items": items}
-        self._append(record)
+        """A paid page and its notes, in one transaction (a page paid again replaces itself)."""
+        with self._write():
+            query_id = self._query_id(query)
+            self.db.execute(
+                "UPDATE queries SET last_page = max(last_page, ?), end_reason = coalesce(?, end_reason), "
+                "next_rank = CASE WHEN ? >= last_page THEN ? ELSE next_rank END WHERE id = ?",
+                (page, end, page, next_rank, query_id),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO pages (query, page, run, notes) VALUES (?, ?, ?, ?)",
+                (query_id, page, self.run, len(items)),
+            )
+            self.db.execute("DELETE FROM notes WHERE query = ? AND page = ?", (query_id, page))
+            self.db.executemany(
+                "INSERT INTO notes (query, page, position, note_id, item) VALUES (?, ?, ?, ?, ?)",
+                [(query_id, page, n, item["note_id"], orjson.dumps(item)) for n, item in enumerate(items)],
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO seen (note_id, crawl, keyword) VALUES (?, ?, ?)",
+                [(item["note_id"], self.crawl, query.keyword) for item in items],
+            )
 
     def record_rejected(self, query: api.Query, page: int) -> None:
-        self.queries.setdefault(query_key(query), QueryState()).rejected = True
-        self._append({"e": "rejected", "q": query_key(query), "p": page})
+        with self._write():
+            self.db.execute("UPDATE queries SET rejected = 1 WHERE id = ?", (self._query_id(query),))
 
     def record_failed(self, query: api.Query, page: int, why: str) -> None:
-        self.queries.setdefault(query_key(query), QueryState()).failed.append((page, why))
-        self._append({"e": "failed", "q": query_key(query), "p": page, "why": why}, sync=False)
+        with self._write():
+            self.db.execute(
+                "INSERT INTO failed (query, page, run, reason) VALUES (?, ?, ?, ?)",
+                (self._query_id(query), page, self.run, why),
+            )
+
+    def _query_id(self, query: api.Query) -> int:
+        key = query_key(query)
+        query_id = self._queries.get(key)
+        if query_id is None:
+            self.db.execute(
+                "INSERT OR IGNORE INTO queries (crawl, keyword, sort, note_type, note_time) VALUES (?, ?, ?, ?, ?)",
+                (self.crawl, *key),
+            )
+            query_id = self.db.execute(
+                "SELECT id FROM queries WHERE crawl = ? AND keyword = ? AND sort = ? AND note_type = ? AND note_time = ?",
+                (self.crawl, *key),
+            ).fetchone()[0]
+            self._queries[key] = query_id
+        return query_id
+
+    def _write(self) -> _Transaction:
+        assert self.writable, "a job folder opened with read() is not written"
+        return _Transaction(self)
+
+    # --- reports ----------------------------------------------------------------------------
+
+    def keyword_figures(self, crawls: Iterable[int]) -> list[KeywordFigures]:
+        """Pages, notes, new notes and failed pages per keyword, for each of ``crawls``."""
+        figures = []
+        for crawl in crawls:
+            rows: dict[str, list[int]] = {}
+            for keyword, pages in self.db.execute(
+                "SELECT q.keyword, COUNT(*) FROM pages p JOIN queries q ON q.id = p.query WHERE q.crawl = ? "
+                "GROUP BY q.keyword",
+                (crawl,),
+            ):
+                rows.setdefault(keyword, [0, 0, 0, 0])[0] = pages
+            for keyword, notes in self.db.execute(
+                "SELECT q.keyword, COUNT(DISTINCT n.note_id) FROM notes n JOIN queries q ON q.id = n.query "
+                "WHERE q.crawl = ? GROUP BY q.keyword",
+                (crawl,),
+            ):
+                rows.setdefault(keyword, [0, 0, 0, 0])[1] = notes
+            for keyword, new in self.db.execute(
+                "SELECT keyword, COUNT(*) FROM seen WHERE crawl = ? GROUP BY keyword", (crawl,)
+            ):
+                rows.setdefault(keyword, [0, 0, 0, 0])[2] = new
+            for keyword, failed in self.db.execute(
+                "SELECT q.keyword, COUNT(DISTINCT f.page) FROM failed f JOIN queries q ON q.id = f.query "
+                "WHERE q.crawl = ? AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.query = f.query AND p.page = f.page) "
+                "GROUP BY q.keyword",
+                (crawl,),
+            ):
+                rows.setdefault(keyword, [0, 0, 0, 0])[3] = failed
+            figures += [KeywordFigures(crawl, k, *v) for k, v in rows.items() if k is not None]
+        return figures
+
+    def query_counts(self, max_pages: int) -> tuple[int, int]:
+        """(done, started) queries of the open crawl."""
+        done, started = self.db.execute(
+            "SELECT COALESCE(SUM(rejected OR end_reason IN ('empty_page', 'since') OR last_page >= ?), 0), COUNT(*) "
+            "FROM queries WHERE crawl = ?",
+            (max_pages, self.crawl),
+        ).fetchone()
+        return done, started
+
+    def distinct_notes(self, crawl: int) -> int:
+        return self.db.execute(
+            "SELECT COUNT(DISTINCT n.note_id) FROM notes n JOIN queries q ON q.id = n.query WHERE q.crawl = ?", (crawl,)
+        ).fetchone()[0]
+
+    def crawl_runs(self, crawl: int) -> list[dict[str, Any]]:
+        cursor = self.db.execute(
+            "SELECT started, ended, reason, calls, exit_status, complete FROM runs WHERE crawl = ? ORDER BY run",
+            (crawl,),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def crawls_since(self, started: str) -> list[tuple[int, str]]:
+        """(crawl, start time) of the crawls that began at ``started`` or later, oldest first."""
+        return list(self.db.execute("SELECT crawl, started FROM crawls WHERE started >= ? ORDER BY crawl", (started,)))
+
+    def export(self, crawl: int | None) -> Iterator[bytes]:
+        """Each note of a crawl (or of every crawl) once, as an output line, in the order found."""
+        sql = (
+            "SELECT n.note_id, n.item FROM notes n JOIN queries q ON q.id = n.query"
+            + (" WHERE q.crawl = ?" if crawl is not None else "")
+            + " ORDER BY q.crawl, q.id, n.page, n.position"
+        )
+        given: set[str] = set()
+        for note_id, item in self.db.execute(sql, (crawl,) if crawl is not None else ()):
+            if note_id not in given:
+                given.add(note_id)
+                yield bytes(item)
 
 
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class _Transaction:
+    """``with``: one immediate transaction; any SQLite failure becomes a ``StorageError`` naming the file."""
 
+    def __init__(self, job: JobFolder) -> None:
+        self.job = job
 
-def note_ids(records: Iterable[dict[str, Any]]) -> set[str]:
-    return {record["note_id"] for record in records if isinstance(record.get("note_id"), str)}
-
-
-JSONL_FORMATS = ("jsonlines", "jsonl", "jl")
-
-
-def local_feeds(feeds: dict[str, dict[str, Any]]) -> list[Path]:
-    """The fixed local JSON Lines files among FEEDS: the outputs a job can read back."""
-    paths = []
-    for uri, options in feeds.items():
-        path = local_path(str(uri))
-        if path is not None and "%(" not in str(path) and options.get("format") in JSONL_FORMATS:
-            paths.append(path)
-    return paths
-
-
-def feed_offsets(feeds: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Where this crawl's lines begin in each output: 0 when it is overwritten, else its size now."""
-    offsets = {}
-    readable = local_feeds(feeds)
-    for uri, options in feeds.items():
-        path = local_path(str(uri))
-        if path is not None and path in readable:
-            offsets[str(path)] = 0 if options.get("overwrite") or not path.exists() else path.stat().st_size
-    return offsets
-
-
-def sync_files(paths: Iterable[Path]) -> None:
-    """fsync each file that exists (the output, before a crawl is recorded complete)."""
-    for path in paths:
+    def __enter__(self) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.job.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the job database {self.job.path}: {exc}") from exc
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        db = self.job.db
+        if kind is None:
+            try:
+                db.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                exc = error
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error | OSError):
+            raise StorageError(f"cannot write the job database {self.job.path}: {exc}") from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection for writing: WAL, and every commit synced to disk (it survives a reboot)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.executescript(SCHEMA)
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    return db

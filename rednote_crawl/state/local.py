@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path
-from rednote_crawl.state import CrawlState, Sleep, Verdict
-from rednote_crawl.state.jobfolder import (
-    JobState,
-    crawl_fingerprint,
-    feed_offsets,
-    local_feeds,
-    note_ids,
-    queries_fingerprint,
-    query_key,
-    repair_jsonl,
-    sync_files,
-)
+from rednote_crawl.state import CrawlState, Sleep, StorageError, Verdict
+from rednote_crawl.state.jobfolder import JobFolder, QueryProgress, queries_fingerprint, query_key
+from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
 from rednote_crawl.state.rate import AdaptiveRateLimiter
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
-
-    from rednote_crawl.state.jobfolder import QueryState
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +34,12 @@ class LocalState(CrawlState):
         super().__init__(crawler)
         self.rate = AdaptiveRateLimiter(self.config.max_rps)
         self.calls = 0
-        self.job: JobState | None = None
+        self.job: JobFolder | None = None
         self.seen: set[str] = set()  # notes that went out in this crawl
-        self.earlier: set[str] = set()  # notes earlier crawls of the job found (skipped)
+        # Notes an earlier crawl of the job found, among those on their way to the pipelines
+        # (looked up one page at a time; skipped unless JUSTONEAPI_SEEN_NOTES=update).
+        self.earlier: set[str] = set()
+        self.skip_earlier = self.config.seen_notes == "skip"
         self.fingerprint = ""
 
     # --- start-up and the run ---------------------------------------------------------------
@@ -63,22 +57,20 @@ class LocalState(CrawlState):
         if job.resuming:
             self._resume_feeds(settings, job)
         self.seen = set(job.exported)
-        if self.config.seen_notes == "skip":
-            self.earlier = job.history - self.seen
 
-    def _resume_feeds(self, settings: BaseSettings, job: JobState) -> None:
+    def _resume_feeds(self, settings: BaseSettings, job: JobFolder) -> None:
         """Resume only the same crawl; append to its outputs (even with -O), mended first.
 
         The notes this crawl already wrote (from the offset where it began in each file) are
         not written again.
         """
-        planned = crawl_fingerprint(job.crawl_record)
+        planned = job.fingerprint
         if planned is not None and planned != self.fingerprint:
             raise ConfigError(
                 f"the open crawl {job.crawl} in JUSTONEAPI_JOB_DIR={str(job.folder)!r} was started with other "
                 "keywords or filters: run it again with the same arguments to finish it, or name another job folder"
             )
-        offsets = job.crawl_record.get("outputs", {})
+        offsets = job.outputs
         feeds = {}
         readable = local_feeds(settings.getdict("FEEDS"))
         for uri, options in settings.getdict("FEEDS").items():
@@ -97,24 +89,19 @@ class LocalState(CrawlState):
         job = self.job
         if job is None:
             return
-        settings = self.crawler.settings
-        record = {
-            "queries_fingerprint": self.fingerprint,
-            "outputs": feed_offsets(settings.getdict("FEEDS")),
-        }
-        run = job.begin_run(api.now_iso(), record)
+        outputs = feed_offsets(self.crawler.settings.getdict("FEEDS"))
+        run = self._store(job.begin_run, api.now_iso(), self.fingerprint, outputs)
         if run == 1:
             logger.info("Job %s: crawl %d begins", job.folder, job.crawl)
         else:
-            max_pages = self.crawler.spider.max_pages
-            done = sum(q.done(max_pages) for q in job.queries.values())
+            done, started = job.query_counts(self.crawler.spider.max_pages)
             logger.info(
                 "Job %s: resuming crawl %d (run %d): %d queries done, %d started, the rest new",
                 job.folder,
                 job.crawl,
                 run,
                 done,
-                len(job.queries) - done,
+                started - done,
             )
 
     def end(self, reason: str, stats: dict[str, Any]) -> None:
@@ -122,9 +109,15 @@ class LocalState(CrawlState):
         job = self.job
         if job is None:
             return
-        sync_files(local_feeds(self.crawler.settings.getdict("FEEDS")))
-        complete = stops.exit_status(reason, stats) == 0
-        job.end_run(reason, api.now_iso(), calls=stats.get("justoneapi/requests/sent", 0), complete=complete)
+        for failure in sync_files(local_feeds(self.crawler.settings.getdict("FEEDS"))):
+            logger.error("%s: notes may be missing from it; the next run carries this crawl on", failure)
+            self.crawler.stats.inc_value("justoneapi/storage/failed")
+            stats = self.crawler.stats.get_stats()
+        calls = stats.get("justoneapi/requests/sent", 0)
+        try:
+            job.end_run(reason, api.now_iso(), calls=calls, exit_status=stops.exit_status(reason, stats))
+        except StorageError as exc:  # the run stays open: the next one carries the crawl on
+            logger.error("%s; the next run carries this crawl on", exc)
         job.close()
 
     def last_crawl_started(self) -> str | None:
@@ -132,30 +125,51 @@ class LocalState(CrawlState):
 
     # --- pages already paid for --------------------------------------------------------------
 
-    def progress(self, query: api.Query) -> QueryState | None:
-        return self.job.query(query) if self.job else None
+    def progress(self, query: api.Query) -> QueryProgress | None:
+        return self.job.progress(query) if self.job else None
+
+    def replay(self, progress: QueryProgress) -> Iterator[dict[str, Any]]:
+        assert self.job is not None
+        items = list(self.job.items(progress))
+        self._look_up_earlier(items)
+        return iter(items)
 
     def page_read(
         self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
     ) -> None:
         if self.job is not None:
-            self.job.record_page(query, page, items, end, next_rank)
+            self._look_up_earlier(items)
+            self._store(self.job.record_page, query, page, items, end, next_rank)
 
     def page_failed(self, query: api.Query, page: int, reason: str) -> None:
         if self.job is not None:
-            self.job.record_failed(query, page, reason)
+            self._store(self.job.record_failed, query, page, reason)
 
     def query_rejected(self, query: api.Query, page: int) -> None:
         if self.job is not None:
-            self.job.record_rejected(query, page)
+            self._store(self.job.record_rejected, query, page)
+
+    def _look_up_earlier(self, items: list[dict[str, Any]]) -> None:
+        """One query for a page's notes: which of them an earlier crawl found."""
+        if self.job is not None and self.skip_earlier:
+            self.earlier |= self._store(self.job.earlier, [item["note_id"] for item in items])
+
+    @staticmethod
+    def _store(write: Any, *args: Any) -> Any:
+        try:
+            return write(*args)
+        except sqlite3.Error as exc:  # a read of the database failed; writes raise StorageError themselves
+            raise StorageError(f"cannot use the job database: {exc}") from exc
 
     # --- seen notes, budget ---------------------------------------------------------------------
 
     async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
+        earlier = note_id in self.earlier
+        self.earlier.discard(note_id)
         if note_id in self.seen:
             return Verdict.REPEATED
         self.seen.add(note_id)
-        return Verdict.EARLIER if note_id in self.earlier else Verdict.NEW
+        return Verdict.EARLIER if earlier else Verdict.NEW
 
     async def spend_call(self, sleep: Sleep) -> stops.StopEvent | None:
         budget = self.config.max_requests
@@ -174,19 +188,22 @@ class LocalState(CrawlState):
         return [f"  next: {stop.fix if stop else 'run the same command again'}; {how}"]
 
 
-def _take(folder: str) -> JobState:
-    """Lock the job folder for this process and read it (mending a line a kill cut off)."""
+def _take(folder: str) -> JobFolder:
+    """Lock the job folder for this process and open its database (converting an older folder)."""
     path = Path(folder).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        job = JobState(path)
-        locked = job.lock()
+        job = JobFolder.take(path)
     except OSError as exc:
         raise ConfigError(
             f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: {exc.strerror}; name a folder you can write"
         ) from None
-    if not locked:
+    except (sqlite3.Error, StorageError) as exc:
+        raise ConfigError(
+            f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: its database {path / 'job.db'} fails ({exc}); "
+            "free disk space or fix the folder's permissions"
+        ) from None
+    if job is None:
         raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder")
-    return job.load()
+    return job

@@ -1,0 +1,130 @@
+"""Job folders of the earlier format, converted into the job database on first use.
+
+That format kept one append-only journal per crawl, ``crawl-0001.journal.jsonl`` (a crawl
+record, runs and their ends, every paid page with its items, rejected queries, failed pages),
+and ``history.ids``: the note ids of complete crawls whose journals a user may have deleted.
+Their note history must survive the conversion, or the next daily run would deliver every old
+note again. The old files are left where they are (and may be deleted once converted).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rednote_crawl.state.outputs import repair_jsonl
+
+logger = logging.getLogger(__name__)
+
+HISTORY = "history.ids"
+
+
+def journal_path(folder: Path, crawl: int) -> Path:
+    return folder / f"crawl-{crawl:04d}.journal.jsonl"
+
+
+def journal_crawls(folder: Path) -> list[int]:
+    """The numbers of the crawls that have a journal in ``folder``."""
+    return sorted(int(p.name[6:10]) for p in folder.glob("crawl-[0-9][0-9][0-9][0-9].journal.jsonl"))
+
+
+def convert(folder: Path, db: sqlite3.Connection) -> bool:
+    """Copy the journals and the history file into ``db`` (one transaction); False if there are none."""
+    from rednote_crawl.state.jobfolder import HISTORY_CRAWL, queries_fingerprint
+
+    numbers = journal_crawls(folder)
+    history = folder / HISTORY
+    if not numbers and not history.exists():
+        return False
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for crawl in numbers:
+            _convert_crawl(db, crawl, journal_path(folder, crawl), queries_fingerprint)
+        if history.exists():
+            ids = history.read_text(encoding="utf-8").split()
+            db.executemany(
+                "INSERT OR IGNORE INTO seen (note_id, crawl, keyword) VALUES (?, ?, NULL)",
+                [(note_id, HISTORY_CRAWL) for note_id in ids],
+            )
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('converted_from', 'journals')")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    logger.info(
+        "Job folder %s converted from journals (%d crawls) into the job database; the old files are kept",
+        folder,
+        len(numbers),
+    )
+    return True
+
+
+def _convert_crawl(db: sqlite3.Connection, crawl: int, path: Path, fingerprint: Any) -> None:
+    queries: dict[tuple[str, ...], int] = {}
+    run: int | None = None
+    started = None
+
+    def query_id(key: list[str]) -> int:
+        if tuple(key) not in queries:
+            cursor = db.execute(
+                "INSERT INTO queries (crawl, keyword, sort, note_type, note_time) VALUES (?, ?, ?, ?, ?)",
+                (crawl, *key),
+            )
+            queries[tuple(key)] = cursor.lastrowid  # type: ignore[assignment]
+        return queries[tuple(key)]
+
+    for record in repair_jsonl(path, mend=False):
+        event = record.get("e")
+        if event == "crawl":
+            started = record["at"]
+            covers = record.get("queries_fingerprint") or (
+                fingerprint(record["queries"]) if "queries" in record else None
+            )
+            db.execute(
+                "INSERT INTO crawls (crawl, started, fingerprint, outputs) VALUES (?, ?, ?, ?)",
+                (crawl, started, covers, orjson.dumps(record.get("outputs", {})).decode()),
+            )
+        elif event == "run":
+            run = db.execute("INSERT INTO runs (crawl, started) VALUES (?, ?)", (crawl, record["at"])).lastrowid
+        elif event == "end" and run is not None:
+            complete = bool(record.get("complete"))
+            db.execute(
+                "UPDATE runs SET ended = ?, reason = ?, calls = ?, exit_status = ?, complete = ? WHERE run = ?",
+                (record.get("at"), record.get("reason"), record.get("calls"), 0 if complete else None, complete, run),
+            )
+            if complete:
+                db.execute("UPDATE crawls SET complete = 1 WHERE crawl = ?", (crawl,))
+        elif event == "page":
+            key, page, items = record["q"], record["p"], record.get("items", [])
+            qid = query_id(key)
+            db.execute(
+                "UPDATE queries SET last_page = max(last_page, ?), end_reason = coalesce(?, end_reason), "
+                "next_rank = CASE WHEN ? >= last_page THEN ? ELSE next_rank END WHERE id = ?",
+                (page, record.get("end"), page, record.get("next_rank", 0), qid),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO pages (query, page, run, notes) VALUES (?, ?, ?, ?)",
+                (qid, page, run or 0, len(items)),
+            )
+            db.execute("DELETE FROM notes WHERE query = ? AND page = ?", (qid, page))
+            db.executemany(
+                "INSERT INTO notes (query, page, position, note_id, item) VALUES (?, ?, ?, ?, ?)",
+                [(qid, page, n, item["note_id"], orjson.dumps(item)) for n, item in enumerate(items)],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO seen (note_id, crawl, keyword) VALUES (?, ?, ?)",
+                [(item["note_id"], crawl, key[0]) for item in items],
+            )
+        elif event == "rejected":
+            db.execute("UPDATE queries SET rejected = 1 WHERE id = ?", (query_id(record["q"]),))
+        elif event == "failed":
+            db.execute(
+                "INSERT INTO failed (query, page, run, reason) VALUES (?, ?, ?, ?)",
+                (query_id(record["q"]), record["p"], run or 0, record.get("why", "")),
+            )
+    if started is None:  # a journal cut off before its first record: nothing of it counts
+        db.execute("DELETE FROM queries WHERE crawl = ?", (crawl,))
