@@ -41,11 +41,11 @@ class PageBookMiddleware(BaseSpiderMiddleware):
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in start:
             call = call_of(request) if isinstance(request, Request) else None
-            known = self.state.progress(call.query) if call is not None else None
+            known = await self.state.progress(call.query) if call is not None else None
             if call is None or known is None:
                 yield request
                 continue
-            for item in self.state.replay(known):
+            for item in await self.state.replay(known):
                 self.stats.inc_value("justoneapi/resume/items_replayed")
                 yield item
             if known.done(call.max_pages):
@@ -56,13 +56,13 @@ class PageBookMiddleware(BaseSpiderMiddleware):
             yield self.crawler.spider.page_request(resumed)
 
     def process_spider_output(self, response: Response, result: Iterable[Any]) -> Iterator[Any]:
-        yield from self._book(response, list(result))
+        raise NotImplementedError("Scrapy 2.13+ calls process_spider_output_async: a page is stored before it goes on")
 
     async def process_spider_output_async(self, response: Response, result: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        for output in self._book(response, [o async for o in result]):
+        for output in await self._book(response, [o async for o in result]):
             yield output
 
-    def _book(self, response: Response, outputs: list[Any]) -> list[Any]:
+    async def _book(self, response: Response, outputs: list[Any]) -> list[Any]:
         if isinstance(response, ApiResponse):
             call, outcome = response.call, response.outcome
             stats = self.stats
@@ -76,7 +76,7 @@ class PageBookMiddleware(BaseSpiderMiddleware):
                 stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
             items = [o for o in outputs if not isinstance(o, Request)]
             try:
-                self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
+                await self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
             except StorageError as exc:  # its notes still go on: the output may have room
                 stop_storage_failed(self.crawler, str(exc))
         return outputs

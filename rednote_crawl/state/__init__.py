@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import load_object
@@ -89,18 +89,18 @@ class CrawlState(ABC):
 
     # --- pages already paid for ------------------------------------------------------------
 
-    def progress(self, query: api.Query) -> QueryProgress | None:
+    async def progress(self, query: api.Query) -> QueryProgress | None:
         """What earlier runs of this crawl did of ``query``: None when nothing (or not kept here)."""
         return None
 
-    def replay(self, progress: QueryProgress) -> Iterator[dict[str, Any]]:
+    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
         """The notes of the pages earlier runs paid for, to go through the pipelines again."""
-        return iter(())
+        return []
 
-    def page_read(  # noqa: B027 - optional hook
+    async def page_read(  # noqa: B027 - optional hook
         self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
     ) -> None:
-        """A paid page and its notes, before the notes go on to the output (``StorageError``: not stored)."""
+        """A paid page and its notes, stored before the notes go on to the output (``StorageError``: not stored)."""
 
     def page_failed(self, query: api.Query, page: int, reason: str) -> None:  # noqa: B027 - optional hook
         pass

@@ -187,6 +187,9 @@ class JobFolder:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("PRAGMA journal_mode = DELETE")
         self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the folder is free for the next crawl
+            self._lock_fd = None
 
     def _load(self) -> None:
         row = self.db.execute("SELECT crawl, started, fingerprint, outputs, complete FROM crawls ORDER BY crawl DESC")

@@ -1,15 +1,23 @@
-"""The local home of the crawl's state: memory, plus the job folder when ``JUSTONEAPI_JOB_DIR`` is set."""
+"""The local home of the crawl's state: memory, plus the job folder when ``JUSTONEAPI_JOB_DIR`` is set.
+
+The job database is used from one thread of its own, in order: a commit is synced to disk (a
+few ms), and the reactor goes on downloading and parsing while it waits. A page's notes go on to
+the output only once its commit is done.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path
+from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CrawlState, Sleep, StorageError, Verdict
 from rednote_crawl.state.jobfolder import JobFolder, QueryProgress, queries_fingerprint, query_key
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
@@ -41,6 +49,8 @@ class LocalState(CrawlState):
         self.earlier: set[str] = set()
         self.skip_earlier = self.config.seen_notes == "skip"
         self.fingerprint = ""
+        self.db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-db")
+        self.loop: asyncio.AbstractEventLoop | None = None  # the reactor's, for news from the database's thread
 
     # --- start-up and the run ---------------------------------------------------------------
 
@@ -89,12 +99,13 @@ class LocalState(CrawlState):
         job = self.job
         if job is None:
             return
+        self.loop = asyncio.get_running_loop() if _loop_running() else None
         outputs = feed_offsets(self.crawler.settings.getdict("FEEDS"))
-        run = self._store(job.begin_run, api.now_iso(), self.fingerprint, outputs)
+        run = self._in_db_thread(job.begin_run, api.now_iso(), self.fingerprint, outputs).result()
         if run == 1:
             logger.info("Job %s: crawl %d begins", job.folder, job.crawl)
         else:
-            done, started = job.query_counts(self.crawler.spider.max_pages)
+            done, started = self._in_db_thread(job.query_counts, self.crawler.spider.max_pages).result()
             logger.info(
                 "Job %s: resuming crawl %d (run %d): %d queries done, %d started, the rest new",
                 job.folder,
@@ -114,52 +125,80 @@ class LocalState(CrawlState):
             self.crawler.stats.inc_value("justoneapi/storage/failed")
             stats = self.crawler.stats.get_stats()
         calls = stats.get("justoneapi/requests/sent", 0)
+        status = stops.exit_status(reason, stats)
         try:
-            job.end_run(reason, api.now_iso(), calls=calls, exit_status=stops.exit_status(reason, stats))
+            self._in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()
         except StorageError as exc:  # the run stays open: the next one carries the crawl on
             logger.error("%s; the next run carries this crawl on", exc)
-        job.close()
+        self._in_db_thread(job.close).result()
+        self.db_thread.shutdown()
 
     def last_crawl_started(self) -> str | None:
         return self.job.previous_crawl_started if self.job else None
 
     # --- pages already paid for --------------------------------------------------------------
 
-    def progress(self, query: api.Query) -> QueryProgress | None:
-        return self.job.progress(query) if self.job else None
+    async def progress(self, query: api.Query) -> QueryProgress | None:
+        if self.job is None:
+            return None
+        return await asyncio.wrap_future(self._in_db_thread(self.job.progress, query))
 
-    def replay(self, progress: QueryProgress) -> Iterator[dict[str, Any]]:
+    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
         assert self.job is not None
-        items = list(self.job.items(progress))
-        self._look_up_earlier(items)
-        return iter(items)
+        job = self.job
 
-    def page_read(
+        def items() -> tuple[list[dict[str, Any]], set[str]]:
+            found = list(job.items(progress))
+            return found, self._earlier_among(found)
+
+        found, earlier = await asyncio.wrap_future(self._in_db_thread(items))
+        self.earlier |= earlier
+        return found
+
+    async def page_read(
         self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
     ) -> None:
-        if self.job is not None:
-            self._look_up_earlier(items)
-            self._store(self.job.record_page, query, page, items, end, next_rank)
+        if self.job is None:
+            return
+        job = self.job
+
+        def store() -> set[str]:
+            earlier = self._earlier_among(items)  # before the page's own notes are in the table
+            job.record_page(query, page, items, end, next_rank)
+            return earlier
+
+        self.earlier |= await asyncio.wrap_future(self._in_db_thread(store))
 
     def page_failed(self, query: api.Query, page: int, reason: str) -> None:
         if self.job is not None:
-            self._store(self.job.record_failed, query, page, reason)
+            self._in_db_thread(self.job.record_failed, query, page, reason).add_done_callback(self._report)
 
     def query_rejected(self, query: api.Query, page: int) -> None:
         if self.job is not None:
-            self._store(self.job.record_rejected, query, page)
+            self._in_db_thread(self.job.record_rejected, query, page).add_done_callback(self._report)
 
-    def _look_up_earlier(self, items: list[dict[str, Any]]) -> None:
-        """One query for a page's notes: which of them an earlier crawl found."""
-        if self.job is not None and self.skip_earlier:
-            self.earlier |= self._store(self.job.earlier, [item["note_id"] for item in items])
+    def _earlier_among(self, items: list[dict[str, Any]]) -> set[str]:
+        """One query for a page's notes: which of them an earlier crawl found (in the database's thread)."""
+        if self.job is None or not self.skip_earlier:
+            return set()
+        return self.job.earlier([item["note_id"] for item in items])
 
-    @staticmethod
-    def _store(write: Any, *args: Any) -> Any:
-        try:
-            return write(*args)
-        except sqlite3.Error as exc:  # a read of the database failed; writes raise StorageError themselves
-            raise StorageError(f"cannot use the job database: {exc}") from exc
+    def _in_db_thread(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``call`` in the database's own thread, after every call before it; failures are StorageErrors."""
+
+        def guarded() -> Any:
+            try:
+                return call(*args)
+            except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
+                raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
+
+        return self.db_thread.submit(guarded)
+
+    def _report(self, done: Future[Any]) -> None:
+        """A write nobody waits for failed: stop the crawl (from the reactor's thread)."""
+        exc = done.exception()
+        if isinstance(exc, StorageError) and self.loop is not None:
+            self.loop.call_soon_threadsafe(stop_storage_failed, self.crawler, str(exc))
 
     # --- seen notes, budget ---------------------------------------------------------------------
 
@@ -207,3 +246,11 @@ def _take(folder: str) -> JobFolder:
     if job is None:
         raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder")
     return job
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
