@@ -5,7 +5,10 @@ Each crawler runs for ``seconds``; from the sandbox's log we take, after a warm-
 per second divided by R, and the share of answers that were 302. Compared, in the same run:
 
 - rednote_crawl: ``JUSTONEAPI_MAX_RPS=R``; with several workers, one distributed crawl on Redis
-- rednote_crawl_adaptive: ``JUSTONEAPI_MAX_RPS=0``, R unknown: found by the AIMD limiter from 302s
+- rednote_crawl_adaptive: ``JUSTONEAPI_MAX_RPS=0``, R unknown and not learned before: found from the
+  rate the API accepts when 302s come (state/rate.py)
+- rednote_crawl_learned: the same command again, with the same token: it starts at the limit the
+  first run learned (kept in JUSTONEAPI_STATE_DIR, or in Redis); R unknown to the user
 - autothrottle: the same spider under Scrapy's AutoThrottle (target concurrency R x latency per
   worker's share) and RetryMiddleware (429 retried), the project's throttle and policy off
 - download_delay: the same with a fixed ``DOWNLOAD_DELAY`` of workers/R (each worker gets its share)
@@ -17,15 +20,19 @@ each (they cannot share a token's state).
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.common import crawl_command, environ, keywords_file, redis_server, sandbox, start, stop
+from rednote_crawl.state.redis.shared import Keys
 
 LATENCY = 0.5
-WARMUP = 5.0
+WARMUP = 10.0  # seconds: the goal counts from 10 s after the start (the search for an unknown limit)
 PLAIN = {
     "DOWNLOADER_MIDDLEWARES": json.dumps(
         {
@@ -73,23 +80,22 @@ def run_one(crawler: str, rate: float | None, workers: int, seconds: float, fold
         seeds = keywords_file(400 * workers, folder)
         procs = []
         if crawler.startswith("rednote_crawl"):
-            known = rate if crawler == "rednote_crawl" else 0  # _adaptive: the limit is not known
-            settings = {**COMMON, "JUSTONEAPI_MAX_RPS": known or 0}
-            if workers == 1:
-                procs.append(
-                    start(
-                        crawl_command("-a", f"keywords={seeds}", settings=settings), environ(box.url), folder / "w0.log"
-                    )
-                )
-                _run_for(procs, seconds)
-                return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
-            with redis_server() as url:
-                env = environ(box.url, REDIS_URL=url)
-                procs.append(start(crawl_command("-a", f"keywords={seeds}", settings=settings), env, folder / "w0.log"))
-                for n in range(1, workers):
-                    procs.append(start(crawl_command(settings=settings), env, folder / f"w{n}.log"))
-                _run_for(procs, seconds)
-                return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
+            known = rate if crawler == "rednote_crawl" else 0  # _adaptive, _learned: the user does not know R
+            settings = {**COMMON, "JUSTONEAPI_MAX_RPS": known or 0, "JUSTONEAPI_STATE_DIR": folder / "state"}
+            runs = 2 if crawler == "rednote_crawl_learned" else 1  # the first run learns the limit
+            with redis_server() if workers > 1 else _no_redis() as url:
+                for run in range(runs):
+                    began = time.time()
+                    env = environ(box.url, REDIS_URL=url) if url else environ(box.url)
+                    first = crawl_command("-a", f"keywords={seeds}", settings=settings)
+                    procs = [start(first, env, folder / f"r{run}-w0.log")]
+                    for n in range(1, workers):
+                        procs.append(start(crawl_command(settings=settings), env, folder / f"r{run}-w{n}.log"))
+                    _run_for(procs, seconds)
+                    if url and run + 1 < runs:  # a new crawl (scrapy redis reset); the learned limit stays
+                        subprocess.run(["redis-cli", "-u", url, "DEL", *Keys("note_search").crawl_state()], check=True)
+                log = [e for e in box.log() if e["time"] >= began]
+                return {**measure(log, rate), "crawler": crawler, "rate": rate, "workers": workers}
         words = seeds.read_text(encoding="utf-8").splitlines()
         settings = {**COMMON, **BASELINES[crawler](rate or 1000, workers)}
         for n in range(workers):
@@ -104,6 +110,11 @@ def run_one(crawler: str, rate: float | None, workers: int, seconds: float, fold
         return {**measure(box.log(), rate), "crawler": crawler, "rate": rate, "workers": workers}
 
 
+@contextmanager
+def _no_redis() -> Iterator[None]:
+    yield None
+
+
 def _run_for(procs: list[Any], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and any(p.poll() is None for p in procs):
@@ -111,12 +122,12 @@ def _run_for(procs: list[Any], seconds: float) -> None:
     stop(procs)
 
 
-CRAWLERS = ("rednote_crawl", "rednote_crawl_adaptive", "autothrottle", "download_delay")
+CRAWLERS = ("rednote_crawl", "rednote_crawl_adaptive", "rednote_crawl_learned", "autothrottle", "download_delay")
 
 
 def efficiency(
     seconds: float,
-    rates: tuple[float, ...] = (5, 20),
+    rates: tuple[float, ...] = (2, 8, 20),
     workers: tuple[int, ...] = (1, 4),
     crawlers: tuple[str, ...] = CRAWLERS,
 ) -> list[dict[str, Any]]:

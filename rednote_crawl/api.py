@@ -20,7 +20,7 @@ import enum
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
@@ -247,6 +247,11 @@ class SearchInfo(TypedDict):
     note_time: str | None
 
 
+class Mention(TypedDict):
+    user_id: str | None
+    nickname: str | None
+
+
 class NoteItem(TypedDict):
     """One output line. Field order is the output order."""
 
@@ -256,7 +261,9 @@ class NoteItem(TypedDict):
     type: str | None
     title: str | None
     desc: str | None
+    desc_truncated: bool
     hashtags: list[str]
+    mentions: list[Mention]
     liked_count: int | None
     collected_count: int | None
     comments_count: int | None
@@ -265,7 +272,8 @@ class NoteItem(TypedDict):
     user: UserInfo
     images: list[str]
     cover_url: str | None
-    video_duration: float | None
+    video_duration: int | None
+    brand_partnership: bool
     sponsored: bool
     keyword: str
     search: SearchInfo
@@ -405,21 +413,6 @@ def parse_count(value: Any) -> int | None:
 _INT64 = 2**63
 
 
-# ``#tag`` or the app's ``#tag[话题]#``; the closing ``#`` belongs to the bracket form only,
-# so ``#a#b`` is two tags.
-_HASHTAG = re.compile(r"#([^#\s\[\]]+)(?:\[[^\]]*\]#?)?")
-
-
-def hashtags(*texts: str | None) -> list[str]:
-    """Hashtags written inline as ``#tag`` or ``#tag[话题]#``, in order, each once."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        if text:
-            for tag in _HASHTAG.findall(text):
-                seen.setdefault(tag, None)
-    return list(seen)
-
-
 def epoch_seconds(value: Any) -> int | None:
     """A publish time as epoch seconds; the API sends seconds, sometimes milliseconds."""
     seconds = parse_count(value)
@@ -448,45 +441,108 @@ def _str(value: Any) -> str | None:
     return None
 
 
+# Search results carry previews, not whole texts: ``desc`` is cut at 60 UTF-16 units, and a title made
+# from the text at 40 (the real pages in tests/data/: 23 of 41 descs are exactly 60 units long, none
+# longer; "…#在家做美食  #一" is cut inside a tag, and so is the title "…#家庭版酸辣粉 #在", 40 long).
+# A cut never splits a character of 2 units (an emoji), so a cut preview can be 59 units long: 5 descs
+# of the samples are, and one of them (note 6a157051…) @-mentions HOWTO薯 after its end.
+DESC_PREVIEW_UNITS = 60
+TITLE_PREVIEW_UNITS = 40
+
+# A tag is ``#tag`` (real notes write ``#tag  #tag``, or glue it to the text: "超好吃#酸辣粉") or the
+# app's ``#tag[话题]#``; the closing ``#`` belongs to the bracket form only, so ``#a#b`` is two tags.
+_HASHTAG = re.compile(r"#([^#\s\[\]]+)(?:\[[^\]]*\]#?)?")
+_NOT_A_TAG = ("\ufe0f", "\u20e3")  # "#️⃣" is the keycap emoji, not a tag
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, the unit the API cuts previews in (an emoji outside the BMP counts 2)."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _complete_tags(text: str | None, preview_units: int) -> Iterator[str]:
+    """The tags of one text, but for one whose name runs to the end of a text as long as the API's
+    preview of it: that one may have been cut."""
+    cut_here = len(text or "") if utf16_len(text or "") >= preview_units else -1
+    for match in _HASHTAG.finditer(text or ""):
+        tag = match.group(1)
+        if match.end(1) != cut_here and not tag.startswith(_NOT_A_TAG):
+            yield tag
+
+
+def hashtags(title: str | None, desc: str | None) -> list[str]:
+    """The note's complete tags, title first, in order, each once.
+
+    A tag that ends a text cut at its preview length may be a fragment ("#在家做美食" cut to "#在"):
+    it is left out, unless the same tag is written complete elsewhere in the note.
+    """
+    seen: dict[str, None] = {}
+    for text, units in ((title, TITLE_PREVIEW_UNITS), (desc, DESC_PREVIEW_UNITS)):
+        for tag in _complete_tags(text, units):
+            seen.setdefault(tag, None)
+    return list(seen)
+
+
+def desc_truncated(desc: str | None) -> bool:
+    """Whether ``desc`` may be a cut preview of a longer text: it is as long as the preview, or one
+    unit shorter (the 2-unit character that would have crossed the limit is left out whole)."""
+    return desc is not None and utf16_len(desc) >= DESC_PREVIEW_UNITS - 1
+
+
 def _images(note: Mapping[str, Any]) -> list[str]:
+    """The large image of each: ``url`` is a 576 px preview on the first image only (the others send
+    ``url: ""``), ``url_size_large`` is the 1440 px image of every one."""
     urls = []
     images = note.get("images_list")
     for image in images if isinstance(images, list) else ():
         if isinstance(image, dict):
-            url = _str(image.get("url")) or _str(image.get("url_size_large"))
+            url = _str(image.get("url_size_large")) or _str(image.get("url"))
             if url:
                 urls.append(url)
     return urls
 
 
-def _video_duration(note: Mapping[str, Any]) -> float | None:
+def _mentions(note: Mapping[str, Any]) -> list[Mention]:
+    """The accounts the note @-mentions (``at_user_list``), often brands."""
+    mentions: list[Mention] = []
+    users = note.get("at_user_list")
+    for user in users if isinstance(users, list) else ():
+        if isinstance(user, dict):
+            mention: Mention = {"user_id": _str(user.get("user_id")), "nickname": _str(user.get("nickname"))}
+            if mention["user_id"] or mention["nickname"]:
+                mentions.append(mention)
+    return mentions
+
+
+def _widgets_context(note: Mapping[str, Any]) -> dict[str, Any]:
+    """``widgets_context``, which the API sends as a JSON string; {} when it is missing or unreadable."""
     context = note.get("widgets_context")
     if isinstance(context, str) and context:
         try:
             context = orjson.loads(context)
         except orjson.JSONDecodeError:
-            context = None
-    if isinstance(context, dict) and context.get("video_duration") is not None:
-        return _seconds(context.get("video_duration"))
-    video = note.get("video_info_v2")
-    if isinstance(video, dict):
-        capa = video.get("capa")
-        if isinstance(capa, dict) and capa.get("duration") is not None:
-            return _seconds(capa.get("duration"))
-    return None
+            return {}
+    return context if isinstance(context, dict) else {}
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+def _flag(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _brand_partnership(context: Mapping[str, Any]) -> bool:
+    """A note a brand paid for: ``order_cooperate`` or ``commercial_bridge_note`` in ``widgets_context``."""
+    return _flag(context.get("order_cooperate")) or _flag(context.get("commercial_bridge_note"))
+
+
+def _video_duration(note: Mapping[str, Any], context: Mapping[str, Any]) -> int | None:
+    """Whole seconds (``85``): ``widgets_context.video_duration``, else ``video_info_v2.capa.duration``."""
+    duration = context.get("video_duration")
+    if duration is None:
+        video = note.get("video_info_v2")
+        capa = video.get("capa") if isinstance(video, dict) else None
+        duration = capa.get("duration") if isinstance(capa, dict) else None
+    seconds = parse_count(duration)
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def note_item(
@@ -507,6 +563,7 @@ def note_item(
     user = note.get("user") if isinstance(note.get("user"), dict) else {}
     images = _images(note)
     cover_index = parse_count(note.get("cover_image_index")) or 0
+    context = _widgets_context(note)
     item: NoteItem = {
         "note_id": note_id,
         "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
@@ -514,7 +571,9 @@ def note_item(
         "type": _str(note.get("type")),
         "title": title,
         "desc": desc,
+        "desc_truncated": desc_truncated(desc),
         "hashtags": hashtags(title, desc),
+        "mentions": _mentions(note),
         "liked_count": parse_count(note.get("liked_count")),
         "collected_count": parse_count(note.get("collected_count")),
         "comments_count": parse_count(note.get("comments_count")),
@@ -528,7 +587,8 @@ def note_item(
         },
         "images": images,
         "cover_url": images[cover_index] if 0 <= cover_index < len(images) else (images[0] if images else None),
-        "video_duration": _video_duration(note),
+        "video_duration": _video_duration(note, context),
+        "brand_partnership": _brand_partnership(context),
         "sponsored": bool(note.get("_sponsored")),
         "keyword": query.keyword,
         "search": {"sort": query.sort, "note_type": query.note_type, "note_time": note_time_sent},

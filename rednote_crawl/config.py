@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_TOKEN": None,  # better: the JUSTONEAPI_TOKEN environment variable
     "JUSTONEAPI_BASE_URL": None,  # or the environment variable; else api.DEFAULT_BASE_URL
     "JUSTONEAPI_TIMEOUT": 60,
-    "JUSTONEAPI_MAX_RPS": 10,
+    "JUSTONEAPI_MAX_RPS": 50,  # a ceiling: below it the crawl finds the token's limit (state/rate.py)
     "JUSTONEAPI_MAX_REQUESTS": 0,
     "JUSTONEAPI_MAX_PAGES": 20,
     "JUSTONEAPI_NOTE_TIME_STYLE": "vendor",
@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_JOB_DIR": None,  # a job state folder: makes the crawl resumable (jobstate.py)
     "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
     "JUSTONEAPI_REDIS_LEASE": 60,  # distributed: seconds before a dead worker's requests go to another
+    "JUSTONEAPI_STATE_DIR": None,  # where learned rate limits are kept (default: .scrapy/, else the user's cache)
     # Where the crawl's state lives: set by the add-on (local, or Redis when REDIS_URL is set).
     "JUSTONEAPI_STATE_CLASS": None,
 }
@@ -126,7 +127,7 @@ class ApiConfig:
     token: str = field(repr=False)
     base_url: str
     timeout: float
-    max_rps: float  # 0: no fixed ceiling (the limiter still backs off after 302)
+    max_rps: float  # a ceiling (0: none); below it the limiter finds the token's limit
     max_requests: int  # 0: no budget
     max_pages: int
     note_time_style: str
@@ -138,6 +139,7 @@ class ApiConfig:
     keep_raw: bool
     seen_notes: str
     job_dir: str | None = None
+    state_dir: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
     redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
 
@@ -197,6 +199,7 @@ class ApiConfig:
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
             job_dir=str(settings.get("JUSTONEAPI_JOB_DIR") or "").strip() or None,
+            state_dir=str(settings.get("JUSTONEAPI_STATE_DIR") or "").strip() or None,
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
         )

@@ -8,5 +8,7 @@ page_paid = object()
 page_failed = object()
 # A query was rejected with code 400 and dropped. kwargs: request, message
 query_rejected = object()
-# A fatal answer or the budget stops the crawl. kwargs: reason, message
+# A fatal answer, the budget, a failed write... stops the crawl. kwargs: event (stops.StopEvent)
 crawl_stopping = object()
+# A call failed before it reached the API (no such host, a refused connection): not a call sent. kwargs: request
+call_not_delivered = object()

@@ -82,6 +82,12 @@ UNEXPECTED_ANSWERS = Stop(
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
 )
+API_UNREACHABLE = Stop(
+    "justoneapi_api_unreachable",
+    9,
+    "the API cannot be reached (no such host, a refused connection, no route)",
+    "check the network and JUSTONEAPI_BASE_URL (scrapy probe tries one call), then run the same command again",
+)
 STORAGE_FAILED = Stop(
     "justoneapi_storage_failed",
     8,
@@ -98,6 +104,7 @@ STOPS: tuple[Stop, ...] = (
     INSUFFICIENT_BALANCE,
     BUDGET_SPENT,
     UNEXPECTED_ANSWERS,
+    API_UNREACHABLE,
     STORAGE_FAILED,
     SHUTDOWN,
 )

@@ -191,8 +191,10 @@ def test_the_user_sample_maps_to_the_documented_item():
         "red_id": "1527435277",
         "avatar": note["user"]["images"],
     }
-    assert item["images"] == [note["images_list"][0]["url"]]
+    assert item["images"] == [note["images_list"][0]["url_size_large"]], "the large image, not the preview"
     assert item["cover_url"] == item["images"][0]
+    assert item["desc_truncated"] is True  # 59 UTF-16 units, cut mid-sentence ("核心亮点")
+    assert item["mentions"] == [] and item["brand_partnership"] is False
     assert item["video_duration"] is None and item["sponsored"] is False
     assert "raw" not in item
     raw = api.note_item(
@@ -218,34 +220,132 @@ def test_missing_and_odd_fields_are_normal():
     assert item["shared_count"] is None and item["url"] is None and item["published_at"] is None
     assert item["user"] == {"user_id": None, "nickname": None, "red_id": None, "avatar": None}
     assert item["images"] == ["L", "S"] and item["cover_url"] == "L"
-    assert item["video_duration"] == 61.0
+    assert item["video_duration"] == 61 and isinstance(item["video_duration"], int)
     assert item["search"]["note_time"] == "ONE_DAY"
-    assert (
-        api.note_item(
-            {"id": "d" * 24, "video_info_v2": {"capa": {"duration": "12.5"}}, "widgets_context": "{bad"},
-            query=api.Query("k"),
-            note_time_sent=None,
-            page=1,
-            rank=1,
-            fetched_at="t",
-        )["video_duration"]
-        == 12.5
+    assert (item["desc"], item["desc_truncated"], item["mentions"], item["brand_partnership"]) == (
+        None,
+        False,
+        [],
+        False,
+    )
+
+
+def item_of(note: dict) -> api.NoteItem:
+    return api.note_item(
+        {"id": "d" * 24, **note}, query=api.Query("k"), note_time_sent=None, page=1, rank=1, fetched_at="t"
     )
 
 
 @pytest.mark.parametrize(
-    ("texts", "tags"),
+    ("note", "seconds"),
     [
-        (("#海信洗衣机 这是",), ["海信洗衣机"]),
-        (("#好物分享[话题]# #测评[话题]#正文",), ["好物分享", "测评"]),
-        (("#a #b", "#b #c"), ["a", "b", "c"]),
-        ((None, ""), []),
-        (("no tags # here",), []),
-        (("#穿搭#日常 正文",), ["穿搭", "日常"]),
+        ({"video_info_v2": {"capa": {"duration": "12.5"}}, "widgets_context": "{bad"}, 12),
+        ({"widgets_context": '{"video_duration": 85}', "video_info_v2": {"capa": {"duration": 90}}}, 85),
+        ({"widgets_context": {"video_duration": 85.0}}, 85),
+        ({"widgets_context": '{"video_duration": -3}'}, None),
+        ({"widgets_context": '{"video_duration": true}'}, None),
+        ({"video_info_v2": {"capa": None}}, None),
     ],
 )
-def test_hashtags(texts, tags):
-    assert api.hashtags(*texts) == tags
+def test_video_duration_is_whole_seconds(note, seconds):
+    duration = item_of(note)["video_duration"]
+    assert duration == seconds and (duration is None or type(duration) is int)
+
+
+@pytest.mark.parametrize(
+    ("context", "partnership"),
+    [
+        ('{"flags":{},"order_cooperate":true,"commercial_bridge_note":true}', True),
+        ('{"order_cooperate":true}', True),
+        ('{"commercial_bridge_note":true}', True),
+        ({"commercial_bridge_note": True}, True),
+        ('{"order_cooperate":"true"}', True),
+        ('{"order_cooperate":false,"commercial_bridge_note":false}', False),
+        ('{"order_cooperate":1}', False),
+        ('{"flags":{}}', False),
+        ("not json", False),
+        ("[true]", False),
+        (None, False),
+    ],
+)
+def test_brand_partnership_reads_widgets_context(context, partnership):
+    assert item_of({"widgets_context": context})["brand_partnership"] is partnership
+
+
+def test_images_are_the_large_image_of_each_and_the_cover_follows_its_index():
+    images = [
+        {"url": "https://x/a?w/576", "url_size_large": "https://x/a?w/1440"},
+        {"url": "", "url_size_large": "https://x/b?w/1440"},
+        {"url": "https://x/c?only-preview"},
+        {"url": "", "url_size_large": ""},
+    ]
+    item = item_of({"images_list": images, "cover_image_index": 1})
+    assert item["images"] == ["https://x/a?w/1440", "https://x/b?w/1440", "https://x/c?only-preview"]
+    assert item["cover_url"] == "https://x/b?w/1440"
+
+
+def test_mentions_come_from_at_user_list():
+    users = [
+        {"nickname": "吃货薯", "user_id": "5a152ef8e8ac2b5c7a805197", "user_oid": "5a152ef8e8ac2b5c7a805197"},
+        {"user_id": 42},
+        {"nickname": None, "user_id": None},
+        "not a user",
+    ]
+    assert item_of({"at_user_list": users})["mentions"] == [
+        {"user_id": "5a152ef8e8ac2b5c7a805197", "nickname": "吃货薯"},
+        {"user_id": "42", "nickname": None},
+    ]
+    assert item_of({"at_user_list": {"user_id": "x"}})["mentions"] == []
+
+
+@pytest.mark.parametrize(
+    ("desc", "truncated"),
+    [
+        ("一" * 58, False),
+        ("一" * 58 + "🙂", True),  # an emoji outside the BMP counts 2 UTF-16 units: 60
+        ("一" * 59, True),  # a cut that would split a 2-unit emoji stops at 59
+        ("一" * 60, True),
+        ("a" * 61, True),
+        ("", False),
+    ],
+)
+def test_desc_truncated_counts_utf16_units(desc, truncated):
+    assert api.desc_truncated(desc) is truncated
+    assert api.utf16_len("🙂a") == 3
+
+
+DESC_CUT = "x" * 52 + "#tag  #一"  # 60 UTF-16 units: the desc preview's length
+TITLE_CUT = "y" * 32 + " #tag #在"  # 40: a title cut like the desc
+assert (
+    (api.utf16_len(DESC_CUT), api.utf16_len(TITLE_CUT)) == (api.DESC_PREVIEW_UNITS, api.TITLE_PREVIEW_UNITS) == (60, 40)
+)
+
+
+@pytest.mark.parametrize(
+    ("title", "desc", "tags"),
+    [
+        (None, "#海信洗衣机 这是", ["海信洗衣机"]),
+        (None, "#好物分享[话题]# #测评[话题]#正文", ["好物分享", "测评"]),
+        ("#a #b", "#b #c", ["a", "b", "c"]),
+        (None, "", []),
+        ("no tags # here", None, []),
+        (None, "#穿搭#日常 正文", ["穿搭", "日常"]),
+        (None, "#酸辣粉  #家庭版酸辣粉  #在家做美食", ["酸辣粉", "家庭版酸辣粉", "在家做美食"]),  # 21 units: whole
+        (None, "超好吃#酸辣粉 #冒菜", ["酸辣粉", "冒菜"]),
+        (None, DESC_CUT, ["tag"]),  # "#一" ends a 60-unit preview: maybe cut, left out
+        (None, DESC_CUT[:-1] + "一 ", ["tag", "一"]),  # a space after it: complete
+        (None, DESC_CUT + "一" * 5, ["tag"]),  # longer than the preview (a fake): still its end
+        ("#一 " + TITLE_CUT[3:], DESC_CUT, ["一", "tag"]),  # written complete in the title: kept
+        (TITLE_CUT, None, ["tag"]),  # "#在" ends a 40-unit title
+        (TITLE_CUT[:-1], None, ["tag"]),  # 39 units: "#" alone is no tag
+        (TITLE_CUT[1:], None, ["tag", "在"]),  # 39 units: not cut
+        (TITLE_CUT, "#在 正文", ["tag", "在"]),  # complete in desc: kept
+        (None, "x" * 52 + "#tag[话题]", ["tag"]),  # 60 units, but the name ends before "[": complete
+        (None, "#️⃣ 一号 #a", ["a"]),  # the keycap emoji is no tag
+    ],
+)
+def test_hashtags_are_complete_tags_only(title, desc, tags):
+    assert api.hashtags(title, desc) == tags
 
 
 def test_iso_utc_accepts_seconds_and_milliseconds():

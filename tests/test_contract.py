@@ -32,6 +32,7 @@ from rednote_crawl.sandbox.corpus import Corpus
 
 CASSETTES = Path(__file__).parent / "cassettes"
 SAMPLE = Path(__file__).parent / "data" / "seed-sample-response.json"
+REAL_PAGES = sorted((Path(__file__).parent / "data" / "real").glob("*.json"))  # sources: data/real/SOURCES.md
 PLACEHOLDER = "<JUSTONEAPI_TOKEN>"
 PLACEHOLDER_QUOTED = "<JUSTONEAPI_TOKEN_URL_ENCODED>"  # the token as it stands in a query string
 REPLAY_TOKEN = "replay-token"  # what the placeholder stands for when replaying
@@ -183,3 +184,20 @@ def assert_cassette_is_clean(name: str, token: str) -> None:
 
 def test_every_cassette_belongs_to_a_case():
     assert sorted(p.stem for p in CASSETTES.glob("*.json")) == sorted(c.name for c in CASES)
+
+
+@pytest.mark.parametrize("path", REAL_PAGES, ids=lambda path: path.stem)
+def test_real_published_pages_hold_the_contract(path: Path, sandbox_factory):
+    """The vendor's published answers, served as they are and read through the probe's client."""
+    server = sandbox_factory()
+    body = path.read_bytes()
+    server.add_recording({"keyword": "美食", "page": "1", "sort": "general", "noteType": "_0"}, 200, body)
+    with requests.Session() as session:
+        result = fetch(session, base_url=server.url, token=REPLAY_TOKEN, query=api.Query("美食"))
+    assert (result.answer.action, result.answer.code) == (api.Action.PARSE, 0)
+    items = orjson.loads(body)["data"]["items"]
+    assert result.page is not None and result.page.size == len(items) in (10, 20)
+    assert len(result.page.notes) == sum(item["model_type"] == "note" for item in items)
+    for rank, note in enumerate(result.page.notes, start=1):
+        item = api.note_item(note, query=result.query, note_time_sent=None, page=1, rank=rank, fetched_at="t")
+        assert len(item["note_id"]) == 24 and item["url"] and item["published_at"] and item["images"]

@@ -42,6 +42,7 @@ NOTE_KEYS = [
     "widgets_context",
     "video_info_v2",
     "corner_tag_info",
+    "at_user_list",
 ]
 
 
@@ -55,7 +56,20 @@ def notes(draw):
             st.lists(st.dictionaries(st.sampled_from(["url", "url_size_large", "width"]), json_values), max_size=4)
         )
     if draw(st.booleans()):
-        note["widgets_context"] = draw(st.one_of(st.text(max_size=30), json_values.map(json.dumps)))
+        note["widgets_context"] = draw(
+            st.one_of(
+                st.text(max_size=30),
+                json_values.map(json.dumps),
+                st.fixed_dictionaries(
+                    {},
+                    optional={k: json_values for k in ("video_duration", "order_cooperate", "commercial_bridge_note")},
+                ).map(json.dumps),
+            )
+        )
+    if draw(st.booleans()):
+        note["at_user_list"] = draw(
+            st.lists(st.dictionaries(st.sampled_from(["user_id", "nickname", "user_oid"]), json_values), max_size=3)
+        )
     if draw(st.booleans()):
         note["desc"] = draw(st.text(alphabet=string.printable + "#[]话题海信🙂\u200b", max_size=200))
     return note
@@ -112,8 +126,10 @@ def test_parser_never_raises_and_keeps_every_note_with_an_id(envelope, keep_ads)
         orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS)  # every item can be written out
         for field in ("liked_count", "collected_count", "comments_count", "shared_count"):
             assert item[field] is None or isinstance(item[field], int)
-        assert item["video_duration"] is None or isinstance(item["video_duration"], float)
+        assert item["video_duration"] is None or (type(item["video_duration"]) is int and item["video_duration"] >= 0)
         assert all(isinstance(url, str) and url for url in item["images"])
+        assert type(item["brand_partnership"]) is bool and type(item["desc_truncated"]) is bool
+        assert all(set(m) == {"user_id", "nickname"} and any(m.values()) for m in item["mentions"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,4 +149,7 @@ def test_scalar_parsers_never_raise(value):
     assert count is None or isinstance(count, int)
     assert api.iso_utc(value) is None or api.iso_utc(value).endswith("Z")
     if isinstance(value, str):
-        assert all(tag and "#" not in tag for tag in api.hashtags(value))
+        tags = api.hashtags(value, value)
+        assert all(tag and "#" not in tag and not tag[0].isspace() for tag in tags)
+        assert set(tags) <= set(api.hashtags(None, value + " ")), "a tag is never more than the text holds"
+        assert isinstance(api.desc_truncated(value), bool)

@@ -53,7 +53,7 @@ def test_token_and_base_url_come_from_the_environment_or_settings():
 
 def test_defaults():
     c = config({"JUSTONEAPI_TOKEN": "t"})
-    assert (c.timeout, c.max_rps, c.max_requests, c.max_pages, c.note_time_style) == (60, 10, 0, 20, "vendor")
+    assert (c.timeout, c.max_rps, c.max_requests, c.max_pages, c.note_time_style) == (60, 50, 0, 20, "vendor")
 
 
 def test_no_token_points_at_the_sandbox():

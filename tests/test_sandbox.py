@@ -40,9 +40,7 @@ def test_a_page_has_the_real_envelope(sandbox):
     assert set(body) == {"code", "data", "message", "recordTime", "requestId"}
     assert body["code"] == 0 and isinstance(body["data"]["items"], list)
     note = next(i["note"] for i in body["data"]["items"] if i["model_type"] == "note")
-    sample = orjson.loads((Path(__file__).parent / "data" / "seed-sample-response.json").read_bytes())
-    sample = sample["data"]["items"][0]["note"]
-    assert set(sample) - set(note) <= {"advanced_widgets_groups"}, "sandbox notes carry the fields of real ones"
+    # The real shape, key path by key path, is checked in test_real_notes.py.
     assert len(note["id"]) == 24 and int(note["id"][:8], 16) == note["timestamp"]  # ids start with the hex publish time
     assert isinstance(note["widgets_context"], str)
 
@@ -118,7 +116,7 @@ def test_fault_specs_and_determinism():
 
 def test_pages_are_like_real_search_results():
     layouts = {k: CORPUS.layout(k, "general", "_0", "any") for k in BRANDS}
-    sizes = [len(p) for layout in layouts.values() for p in layout]
+    sizes = Counter(len(p) for layout in layouts.values() for p in layout)
     assert all(layout[-1] == () for layout in layouts.values()), "every query ends with an empty page"
     assert any(layout == ((),) for layout in layouts.values()) or CORPUS.layout("empty", "general", "_0", "any") == (
         (),
@@ -127,7 +125,7 @@ def test_pages_are_like_real_search_results():
         len(p) for layout in layouts.values() for p in layout[:-2] if sum(s.model_type == "note" for s in p) < 19
     ]
     assert short_mid, "some pages are short in the middle of a result set"
-    assert max(sizes) <= 23
+    assert max(sizes) == 20 and sizes.most_common(1)[0][0] == 20 and sizes[10] >= 5, "real pages hold 20 or 10 items"
     types = Counter(s.model_type for layout in layouts.values() for p in layout for s in p)
     assert types["hot_query"] and types["rec_query"] and types["ads"]
     repeats = sum(
@@ -139,6 +137,62 @@ def test_pages_are_like_real_search_results():
     assert repeats, "notes repeat on consecutive pages"
     overlap = set(CORPUS.expected_note_ids("海信")) & set(CORPUS.expected_note_ids("Nike"))
     assert overlap, "notes repeat across keywords"
+
+
+def sandbox_notes() -> list[dict]:
+    pages = [
+        orjson.loads(CORPUS.page_data(k, "general", "_0", "any", n))
+        for k in BRANDS
+        for n in range(1, len(CORPUS.layout(k, "general", "_0", "any")))
+    ]
+    return [item["note"] for data in pages for item in data["items"] if item["model_type"] == "note"]
+
+
+def test_notes_carry_previews_and_tags_like_real_ones():
+    notes = sandbox_notes()
+    lengths = Counter(api.utf16_len(note["desc"]) for note in notes)
+    assert max(lengths) == api.DESC_PREVIEW_UNITS and lengths[60] > len(notes) / 5, "desc is a preview cut at 60"
+    assert sum("#" in note["desc"] and "  #" in note["desc"] for note in notes) > len(notes) / 5, "#tag  #tag"
+    assert not any("[话题]" in note["desc"] for note in notes), "search results write tags as #tag"
+    titles = Counter("title" not in note or api.utf16_len(note["title"]) for note in notes)
+    assert titles[True] > len(notes) / 20, "untitled notes have no title key"
+    assert titles[api.TITLE_PREVIEW_UNITS] > 0 and max(t for t in titles if t is not True) <= 40
+    cut_tags = [n for n in notes if api.hashtags(None, n["desc"]) != api.hashtags(None, n["desc"] + " ")]
+    assert cut_tags, "some previews end inside a tag, as real ones do"
+
+
+def test_images_counts_and_flags_are_like_real_ones():
+    notes = sandbox_notes()
+    for note in notes:
+        first, *others = note["images_list"]
+        assert "sc=SRH_PRV" in first["url"] and all(i["url"] == "" for i in others)
+        assert all("/w/1440/" in i["url_size_large"] for i in note["images_list"])
+        if note["type"] == "video":
+            duration = orjson.loads(note["widgets_context"])["video_duration"]
+            assert (
+                type(duration) is int
+                and note.get("video_info_v2", {}).get("capa", {}).get("duration", duration) == duration
+            )
+    assert any(len(note["images_list"]) > 1 for note in notes)
+    assert Counter("shared_count" in note for note in notes).keys() == {True, False}, "shared_count sometimes absent"
+    kinds = Counter(type(note[field]) for note in notes for field in ("liked_count", "collected_count"))
+    assert kinds[int] > 30 * kinds[str] > 0, "integer counts; a few display strings as a robustness case"
+    assert all(isinstance(note["comments_count"], int) for note in notes)
+    videos = [note for note in notes if note["type"] == "video"]
+    assert Counter("video_info_v2" in note for note in videos).keys() == {True, False}
+    items = [api.note_item(n, query=api.Query("k"), note_time_sent=None, page=1, rank=1, fetched_at="t") for n in notes]
+    assert 0 < sum(i["brand_partnership"] for i in items) < len(items) / 5
+    assert 0 < sum(bool(i["mentions"]) for i in items) < len(items) / 4
+
+
+def test_ads_items_are_sponsored_brand_notes():
+    pages = [orjson.loads(CORPUS.page_data(k, "general", "_0", "any", 2)) for k in BRANDS]
+    ads = [item["ads"] for data in pages for item in data["items"] if item["model_type"] == "ads"]
+    assert ads and all(ad["model_type"] == "note" and ad["ad_tag"] == "广告" for ad in ads)
+    for ad in ads:
+        note = api.read_page({"data": {"items": [{"model_type": "ads", "ads": ad}]}}, keep_ads=True).notes[0]
+        mapped = api.note_item(note, query=api.Query("k"), note_time_sent=None, page=2, rank=1, fetched_at="t")
+        assert mapped["sponsored"] and mapped["brand_partnership"]
 
 
 def test_filters_filter():

@@ -13,6 +13,7 @@ from scrapy.exceptions import UsageError
 from rednote_crawl import api, redaction
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.run.probe import ProbeError, fetch, render
+from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.stops import EXIT_BAD_INPUT, EXIT_ERROR
 
 
@@ -68,6 +69,9 @@ class Command(ScrapyCommand):
             self.exitcode = EXIT_ERROR
             return
         print(render(result))
+        learned = LimitFile(config.state_dir).get(config.token)
+        if learned:
+            print(f"The token's rate limit, as an earlier crawl measured it: about {learned:.2f} calls/s")
         if 300 <= result.status < 400:
             print(f"The API does not redirect: check JUSTONEAPI_BASE_URL (now {config.base_url})", file=sys.stderr)
         if result.answer.action is api.Action.PARSE:

@@ -14,11 +14,12 @@ import random
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import CannotResolveHostError, DownloadConnectionRefusedError, IgnoreRequest
 from scrapy.utils.misc import load_object
-from twisted.internet.error import DNSLookupError
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError, NoRouteError
 
 from rednote_crawl import api, signals, stops
 from rednote_crawl.search import (
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNEXPECTED_LIMIT = 10  # undocumented answers in a row (unknown codes, 404 pages) stop the crawl
+# Failures that mean the call never reached the API: no such host, nobody listening, no route.
+# (A host that drops packets silently is a timeout: retried, as any transient failure.)
+UNREACHABLE = (CannotResolveHostError, DNSLookupError, DownloadConnectionRefusedError, ConnectionRefusedError, NoRouteError)
+UNREACHABLE_GRACE = 10.0  # seconds such failures are retried before the API has answered once in the run
+UNREACHABLE_RETRY = 1.0  # seconds between those tries
 
 
 class ApiPolicyMiddleware:
@@ -51,6 +57,8 @@ class ApiPolicyMiddleware:
         )
         self.stopping: str | None = None
         self.unexpected_in_a_row = 0
+        self.answered = False  # the API answered once in this run
+        self.unreachable_since: float | None = None
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
 
     @classmethod
@@ -61,6 +69,7 @@ class ApiPolicyMiddleware:
         call = call_of(request)
         if call is None:
             return response
+        self.answered = True
         answer = api.judge(response.status, response.body)
         self.stats.inc_value(f"justoneapi/answers/{answer.label}")
         self._count_unexpected(answer.unexpected, answer.label, answer.message)
@@ -94,12 +103,32 @@ class ApiPolicyMiddleware:
             return None
         label = f"exception_{type(exception).__name__}"
         self.stats.inc_value(f"justoneapi/answers/{label}")
-        if isinstance(exception, DNSLookupError):  # the host does not exist: a wrong URL, not an outage
-            self._count_unexpected(True, label, str(exception))
+        if isinstance(exception, UNREACHABLE):
+            self.crawler.signals.send_catch_log(signals.call_not_delivered, request=request)
+            if not self.answered:
+                return self._unreachable(request, exception)
         if isinstance(exception, self.retry_exceptions):
             return self._retry(request, label, str(exception))
         self._fail(request, f"{label}: {exception}")
         return None  # not reached: _fail raises
+
+    def _unreachable(self, request: Request, exception: Exception) -> Request:
+        """Before the API has answered once: a wrong host or no network, unless it passes within the grace."""
+        now = time.monotonic()
+        self.unreachable_since = self.unreachable_since or now
+        if self.stopping:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        if now - self.unreachable_since >= UNREACHABLE_GRACE:
+            host = urlsplit(self.config.base_url).netloc
+            message = f"cannot reach the API at {host}: {type(exception).__name__}: {exception}"
+            logger.error("Stopping the crawl: %s; %s", message, stops.API_UNREACHABLE.fix)
+            stop_crawl(self.crawler, stops.StopEvent(stops.API_UNREACHABLE.reason, message))
+            raise IgnoreRequest(message)
+        retry = request.copy()
+        retry.dont_filter = True
+        retry.meta[NOT_BEFORE_META] = time.time() + UNREACHABLE_RETRY
+        self.stats.inc_value("justoneapi/retry/unreachable")
+        return retry
 
     def backoff(self, retry_times: int) -> float:
         """Exponential backoff with jitter: base * 2**(n-1), capped, times 0.5-1.0."""

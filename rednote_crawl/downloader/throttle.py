@@ -66,6 +66,7 @@ class TokenThrottleMiddleware:
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
+        crawler.signals.connect(self._on_not_delivered, signal=signals.call_not_delivered)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> TokenThrottleMiddleware:
@@ -115,8 +116,22 @@ class TokenThrottleMiddleware:
         self._stopped.set()
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
+        before = self.limiter.limit
         self.limiter.slow_down(retry_after)
+        logger.debug("Rate limited: the token's rate is %.2f calls/s (limit %s)", self.limiter.rate, self.limiter.limit)
         self.stats.set_value("justoneapi/ratelimit/rate", round(self.limiter.rate, 3))
+        if (limit := self.limiter.limit) is not None and limit != before:
+            self.stats.set_value("justoneapi/ratelimit/limit", round(limit, 3))
+            self.state.remember_limit(limit)
 
     def _on_page_paid(self, request: Request) -> None:
+        before = self.limiter.rate
         self.limiter.speed_up()
+        if self.limiter.rate != before:
+            logger.debug("The token's rate: %.2f calls/s (probing upward)", self.limiter.rate)
+
+    def _on_not_delivered(self, request: Request) -> None:
+        """The call never left the machine: it is no call sent, and the budget gets it back."""
+        self.stats.inc_value("justoneapi/requests/sent", -1)
+        self.stats.inc_value("justoneapi/requests/not_delivered")
+        self.state.refund_call()

@@ -139,7 +139,8 @@ class CrawlSummary:
                 else ""
             ),
             f"  pages:    {self._get('pages/read')} read, {self._get('pages/failed')} failed; "
-            f"{plural(self._get('requests/sent'), 'call')} sent",
+            f"{plural(self._get('requests/sent'), 'call')} sent"
+            + (f" ({n} more never reached the API)" if (n := self._get("requests/not_delivered")) else ""),
             f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} repeated ones dropped, "
             f"{plural(skipped, 'non-note item')} skipped",
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
@@ -147,6 +148,12 @@ class CrawlSummary:
             f"{plural(rate_limited, 'rate-limit answer')}; "
             f"held by the token's rate limit for {self._get('ratelimit/held_seconds'):.1f} s",
         ]
+        if (limit := self.state.rate.limit) is not None:
+            learned = self._get("ratelimit/limit")
+            lines.append(
+                f"  rate:     the token's limit is about {limit:.2f} calls/s "
+                + ("(measured in this run; kept for the next crawl)" if learned else "(learned by an earlier crawl)")
+            )
         if self.rejected:
             lines.append("  rejected queries (code 400, not retried):")
             lines += [f"    {line}" for line in self.rejected]

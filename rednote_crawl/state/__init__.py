@@ -114,12 +114,24 @@ class CrawlState(ABC):
     async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
         """Whether the note is new; a new note is delivered (Redis: into the items list) at once."""
 
+    # --- the token's rate limit, as learned --------------------------------------------------
+
+    def learned_limit(self) -> float | None:
+        """The token's limit an earlier crawl measured (None: not known)."""
+        return None
+
+    def remember_limit(self, limit: float) -> None:  # noqa: B027 - optional hook
+        """Keep the token's limit as measured now, for the next crawl."""
+
     # --- the call budget and stops -----------------------------------------------------------
 
     @abstractmethod
     async def spend_call(self, sleep: Sleep) -> StopEvent | None:
         """Count one call against the budget; a StopEvent instead when the crawl must stop
         (the budget is spent, or another worker stopped the crawl): do not send it then."""
+
+    def refund_call(self) -> None:  # noqa: B027 - optional hook
+        """A call counted by ``spend_call`` never reached the API: it does not count."""
 
     def _on_stopping(self, event: StopEvent) -> None:
         if self.stopped is None:

@@ -20,6 +20,7 @@ from rednote_crawl.config import ConfigError, local_path
 from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CrawlState, Sleep, StorageError, Verdict
 from rednote_crawl.state.jobfolder import JobFolder, QueryProgress, queries_fingerprint, query_key
+from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
 from rednote_crawl.state.rate import AdaptiveRateLimiter
 
@@ -41,6 +42,7 @@ class LocalState(CrawlState):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
         self.rate = AdaptiveRateLimiter(self.config.max_rps)
+        self.limits = LimitFile(self.config.state_dir)
         self.calls = 0
         self.job: JobFolder | None = None
         self.seen: set[str] = set()  # notes that went out in this crawl
@@ -55,6 +57,7 @@ class LocalState(CrawlState):
     # --- start-up and the run ---------------------------------------------------------------
 
     def open(self, settings: BaseSettings) -> None:
+        self.rate.start_at(self.learned_limit())
         folder = self.config.job_dir
         if folder is None:
             if not settings.getdict("FEEDS"):
@@ -132,6 +135,12 @@ class LocalState(CrawlState):
             logger.error("%s; the next run carries this crawl on", exc)
         self._in_db_thread(job.close).result()
         self.db_thread.shutdown()
+
+    def learned_limit(self) -> float | None:
+        return self.limits.get(self.config.token)
+
+    def remember_limit(self, limit: float) -> None:
+        self.limits.put(self.config.token, limit)
 
     def last_crawl_started(self) -> str | None:
         return self.job.previous_crawl_started if self.job else None
@@ -216,6 +225,9 @@ class LocalState(CrawlState):
             return stops.StopEvent(stops.BUDGET_SPENT.reason, f"the budget of {budget} calls is spent")
         self.calls += 1
         return None
+
+    def refund_call(self) -> None:
+        self.calls = max(0, self.calls - 1)
 
     # --- the end ---------------------------------------------------------------------------------
 

@@ -1,13 +1,18 @@
-"""Pacing the calls of one token.
+"""Pacing the calls of one token, and finding its limit from what the API accepts.
 
-An AIMD limiter: calls start at most ``max_rps`` per second; a rate-limit
-answer halves the rate and pauses every caller (``Retry-After`` when the API
-sends one), and each paid page wins back a little of the rate. Plain asyncio,
-no Scrapy: the middleware owns when to call it.
+The vendor publishes no rate limit, and answers 302 above it (a token bucket, as far as its
+behaviour shows). While 302s come, the rate of code-0 answers the API still gives is its limit
+itself: a bucket refills at its rate. So a 302 sets the rate to the accepted rate of the last few
+seconds (between 302s: what its bucket refilled), less a small margin, and pauses every caller
+(``Retry-After`` when the API sends one).
+Without 302s, the rate creeps up rarely and gently (2% after 300 accepted calls) to find a limit
+that was raised; before any limit was measured (the first seconds), it climbs back faster. Calls are spaced evenly at the rate: never a burst of the whole
+concurrency. Once found, the limit is remembered for the token (``learned``), so the next crawl
+starts there instead of searching again.
 
-The rules are pure functions of a ``RateState``. ``AdaptiveRateLimiter`` keeps
-that state in memory; in a distributed crawl, ``SharedRateLimiter``
-(distributed/account.py) keeps it in Redis and applies the same functions.
+The rules are pure functions of a ``RateState``. ``AdaptiveRateLimiter`` keeps that state in
+memory; a distributed crawl keeps it in Redis (state/redis/account.py) and applies the same rules.
+Plain asyncio, no Scrapy: the throttle middleware owns when to call them.
 """
 
 from __future__ import annotations
@@ -20,11 +25,19 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-MIN_RATE = 0.2  # calls per second: the floor after repeated 302s
-RECOVERY_STEPS = 50  # paid pages to climb back from the floor to max_rps
+MIN_RATE = 0.2  # calls per second: the floor
+MARGIN = 0.02  # below the measured limit
+WINDOW = 8.0  # seconds of answers the estimate reads
+MIN_SPAN = 2.0  # seconds of accepted answers an estimate needs (answer times jitter with the latency)
+MIN_SAMPLES = 4  # accepted answers an estimate needs (at slow rates, a longer span)
+FALLBACK_CUT = 0.7
 COOLDOWN = 1.0  # seconds: 302s closer than this count as one signal
+MAX_GAP = 2.0  # seconds: 302s further apart than this belong to different runs of them
+PROBE_EVERY = 300  # accepted answers without a 302 before the rate tries PROBE_STEP higher
+PROBE_STEP = 0.02
+SEARCH_EVERY = 1.0  # seconds: before the limit was ever measured, climb SEARCH_STEP this often
+SEARCH_STEP = 0.5
 RECENT = 50  # start times kept while the rate is unbounded, to estimate it at the first 302
-PROBE_SLOWER = 10  # near the rate of the last 302, climb this many times slower
 
 T = TypeVar("T")
 
@@ -35,8 +48,13 @@ class RateState:
     next_start: float = 0.0
     last_cut: float = -math.inf
     epoch: int = 0  # bumped by every cut: callers waiting on an old booking book again
-    recent: list[float] = field(default_factory=list)
-    limit: float = math.inf  # the rate when the last 302 came: the API's limit, as far as we know
+    recent: list[float] = field(default_factory=list)  # start times, while the rate is unbounded
+    accepted: list[float] = field(default_factory=list)  # times of accepted answers, the last WINDOW seconds
+    rejected: list[float] = field(default_factory=list)  # times of 302s, the last WINDOW seconds
+    since_cut: int = 0  # accepted answers since the last 302 or probe
+    changed_at: float = -math.inf  # when the rate last changed
+    last_302: float = -math.inf
+    limit: float = math.inf  # the API's limit as last measured (inf: not yet)
 
     def to_dict(self) -> dict[str, Any]:
         finite = math.isfinite
@@ -46,6 +64,11 @@ class RateState:
             "last_cut": self.last_cut if finite(self.last_cut) else None,
             "epoch": self.epoch,
             "recent": self.recent,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "since_cut": self.since_cut,
+            "changed_at": self.changed_at if finite(self.changed_at) else None,
+            "last_302": self.last_302 if finite(self.last_302) else None,
             "limit": self.limit if finite(self.limit) else None,
         }
 
@@ -58,8 +81,20 @@ class RateState:
             last_cut=-math.inf if last_cut is None else float(last_cut),
             epoch=int(data.get("epoch", 0)),
             recent=[float(x) for x in data.get("recent", [])],
+            accepted=[float(x) for x in data.get("accepted", [])],
+            rejected=[float(x) for x in data.get("rejected", [])],
+            since_cut=int(data.get("since_cut", 0)),
+            changed_at=-math.inf if data.get("changed_at") is None else float(data["changed_at"]),
+            last_302=-math.inf if data.get("last_302") is None else float(data["last_302"]),
             limit=math.inf if data.get("limit") is None else float(data["limit"]),
         )
+
+
+def start_rate(max_rate: float, learned: float | None) -> float:
+    """Where a crawl starts: below the limit learned before, within the ceiling."""
+    if learned and learned > 0:
+        return min(max_rate, max(MIN_RATE, learned * (1 - MARGIN)))
+    return max_rate
 
 
 def book(state: RateState, now: float, max_rate: float) -> tuple[int, float]:
@@ -74,44 +109,98 @@ def book(state: RateState, now: float, max_rate: float) -> tuple[int, float]:
 
 
 def cut(state: RateState, now: float, retry_after: float | None) -> None:
-    """Halve the rate (once per burst of 302s) and pause every caller."""
-    if now - state.last_cut >= COOLDOWN:
-        if math.isinf(state.rate):
-            span = (state.recent[-1] - state.recent[0]) if len(state.recent) > 1 else 0
-            state.rate = len(state.recent) / span if span > 0 else 1.0
-        state.limit = state.rate
-        state.rate = max(MIN_RATE, state.rate / 2)
+    """A 302: every caller pauses, and the rate becomes the API's limit as measured, less the margin.
+
+    Between two 302s the API's bucket was empty at both ends, so what it accepted in between is
+    what it refilled: its rate exactly, whatever ours was. Once such a span covers MIN_SPAN, the
+    limit is measured and kept. Before that: the very first 302 starts the rate at the burst the
+    API took; a 302 after a limit was known goes back below it, and cuts deeper if it keeps coming.
+    """
+    state.rejected = [t for t in state.rejected if t > now - WINDOW]
+    state.rejected.append(now)
+    window = [t for t in state.accepted if t > now - WINDOW]
+    if math.isinf(state.rate) and not window:
+        pass  # the first 302 came before any accepted answer: wait for the burst's answers
+    elif now - state.last_cut >= COOLDOWN:
+        first = _episode_start(state.rejected)
+        between = [t for t in window if t > first]
+        below_limit = state.limit * (1 - MARGIN)
+        refilled = between[-1] - between[0] if between else 0.0
+        if refilled >= MIN_SPAN and len(between) >= MIN_SAMPLES:
+            state.limit = (len(between) - 1) / refilled  # what the API refilled: its limit
+            state.rate = max(MIN_RATE, state.limit * (1 - MARGIN))
+        elif math.isinf(state.rate):  # the first 302: start from the burst the API accepted, as calls/s
+            state.rate = max(MIN_RATE, float(len(window)))
+        elif now - first >= 2 * MIN_SPAN:  # refused for long, too slowly to measure: cut
+            state.rate = max(MIN_RATE, state.rate * FALLBACK_CUT)
+        elif state.rate > below_limit:  # past a known limit (a probe): back below it
+            state.rate = max(MIN_RATE, below_limit)
+        elif math.isfinite(state.limit):  # below the known limit and refused: a little lower (more 302s measure it)
+            state.rate = max(MIN_RATE, state.rate * (1 - MARGIN))
+        state.changed_at = now
         state.last_cut = now
-    pause = retry_after if retry_after and retry_after > 0 else 1 / state.rate
+        state.since_cut = 0
+    state.last_302 = now
+    pause = retry_after if retry_after and retry_after > 0 else 1 / state.rate if math.isfinite(state.rate) else COOLDOWN
     # Drop every booking made at the old rate: sleepers wake and book again behind the pause.
     state.next_start = now + pause
     state.epoch += 1
 
 
-def recover(state: RateState, now: float, max_rate: float) -> None:
-    """Win back a step of the rate after a paid page: quickly up to 90% of the rate where the last
-    302 came, then slowly (probing whether the limit moved) up to ``max_rate``."""
-    if state.rate >= max_rate:
+def _episode_start(rejected: list[float]) -> float:
+    """When the current run of 302s began: the bucket was empty all along only while they kept coming."""
+    first = rejected[-1]
+    for earlier in reversed(rejected[:-1]):
+        if first - earlier > MAX_GAP:
+            break
+        first = earlier
+    return first
+
+
+def accept(state: RateState, now: float, max_rate: float) -> None:
+    """A code-0 answer: count it for the next estimate; after many without a 302, probe a little higher."""
+    state.accepted = [t for t in state.accepted if t > now - WINDOW]
+    state.accepted.append(now)
+    state.since_cut += 1
+    if not math.isfinite(state.rate) or state.rate >= max_rate or now - state.last_302 <= COOLDOWN:
         return
-    target = min(max_rate, state.limit)
-    if math.isinf(target):
-        target = state.rate * 2
-    step = target / RECOVERY_STEPS
-    if state.rate >= 0.9 * target:
-        step /= PROBE_SLOWER
-    state.rate = min(max_rate, state.rate + max(step, 0.01))
+    if math.isinf(state.limit):  # no limit measured yet: climb every second until 302s come, and measure them
+        if now - state.changed_at >= SEARCH_EVERY:
+            state.rate = min(max_rate, state.rate * (1 + SEARCH_STEP))
+            state.changed_at = now
+    elif state.since_cut >= PROBE_EVERY:  # rarely and gently: has the limit risen?
+        state.rate = min(max_rate, state.rate * (1 + PROBE_STEP))
+        state.since_cut = 0
+        state.changed_at = now
 
 
 class AdaptiveRateLimiter:
     def __init__(self, max_rps: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_rate = max_rps if max_rps > 0 else math.inf
-        self.state = RateState(rate=self.max_rate)
+        self.state = self.initial()
         self.clock = clock
+        self.learned: float | None = None
+        self._turn = asyncio.Lock()
+
+    def initial(self) -> RateState:
+        """The state a crawl starts from."""
+        learned = getattr(self, "learned", None)
+        return RateState(rate=start_rate(self.max_rate, learned), limit=learned or math.inf)
+
+    def start_at(self, learned: float | None) -> None:
+        """Begin at a limit learned by an earlier crawl of the token."""
+        self.learned = learned
+        self.state = self.initial()
 
     @property
     def rate(self) -> float:
         """The rate as last seen (in Redis: as of this worker's last call)."""
         return self.state.rate
+
+    @property
+    def limit(self) -> float | None:
+        """The API's limit as last measured, or None."""
+        return self.state.limit if math.isfinite(self.state.limit) else None
 
     def change(self, rule: Callable[[RateState, float], T]) -> T:
         """Apply a rule to the state at the current time."""
@@ -121,11 +210,16 @@ class AdaptiveRateLimiter:
         return self.change(partial(book, max_rate=self.max_rate))[1]
 
     async def acquire(self, sleep: Callable[[float], Awaitable[bool | None]] = asyncio.sleep) -> None:
-        """Wait for this call's turn. A ``sleep`` that returns False was cut short: give up waiting."""
-        while True:
-            epoch, delay = self.change(partial(book, max_rate=self.max_rate))
-            if delay <= 0 or await sleep(delay) is False or self.epoch() == epoch:
-                return
+        """Wait for this call's turn. A ``sleep`` that returns False was cut short: give up waiting.
+
+        One caller of the process books at a time, the others queue behind it here: a booking is
+        never made far ahead at an old rate, so a rate found higher applies to the very next call.
+        """
+        async with self._turn:
+            while True:
+                epoch, delay = self.change(partial(book, max_rate=self.max_rate))
+                if delay <= 0 or await sleep(delay) is False or self.epoch() == epoch:
+                    return
 
     def epoch(self) -> int:
         """The current epoch: a cut since a booking means booking again."""
@@ -135,5 +229,4 @@ class AdaptiveRateLimiter:
         self.change(partial(cut, retry_after=retry_after))
 
     def speed_up(self) -> None:
-        if self.rate < self.max_rate:
-            self.change(partial(recover, max_rate=self.max_rate))
+        self.change(partial(accept, max_rate=self.max_rate))

@@ -17,12 +17,14 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis
 
 from rednote_crawl import redaction, stops
-from rednote_crawl.api import as_dict, dumps
+from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ConfigError
 from rednote_crawl.state import CrawlState, Sleep, Verdict
+from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import RETRY_REDIS, SharedCallBudget, SharedRateLimiter
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl, connect, display_url
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# token hash -> the limit learned for it (JSON); shared by every crawl on this Redis, kept by `reset`.
+TOKEN_LIMITS = "justoneapi:token-limits"
 SAFE_LEASE = 10  # seconds: leases are renewed every second, by Redis calls with 5 s timeouts
 
 
@@ -57,6 +61,7 @@ class RedisState(CrawlState):
         url = display_url(self.shared.url)
         try:
             self.shared.server.ping()
+            self.rate.start_at(self.learned_limit())
         except REDIS_ERRORS as exc:
             raise ConfigError(
                 f"cannot reach Redis at REDIS_URL={url!r} ({exc}); start redis-server there, or fix REDIS_URL"
@@ -70,6 +75,14 @@ class RedisState(CrawlState):
                 self.config.redis_lease,
                 SAFE_LEASE,
             )
+
+    def learned_limit(self) -> float | None:
+        raw = self.shared.server.hget(TOKEN_LIMITS, token_key(self.config.token))
+        return float(orjson.loads(raw)["limit"]) if raw else None
+
+    def remember_limit(self, limit: float) -> None:
+        entry = orjson.dumps({"limit": round(limit, 3), "at": now_iso()}).decode()
+        self.shared.write(lambda: self.shared.server.hset(TOKEN_LIMITS, token_key(self.config.token), entry))
 
     async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
         """Checked against ``seen_notes`` and appended to the items list in one script."""
@@ -90,6 +103,9 @@ class RedisState(CrawlState):
             return None
         reason, message, worker = stop
         return stops.StopEvent(reason, message, by=None if worker == self.shared.worker_id else worker)
+
+    def refund_call(self) -> None:
+        self.shared.count("calls", -1)
 
     def record_stop(self, event: stops.StopEvent) -> None:
         """A stop this worker saw stops every worker (it waits out an outage, like every write)."""

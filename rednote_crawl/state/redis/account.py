@@ -2,10 +2,10 @@
 
 Why not ``limits`` or ``pyrate-limiter`` (both have Redis backends): they enforce fixed
 rates, a count per window or a leaky bucket at a configured rate. The API's limit is not
-known in advance, so the rate must be adaptive: halved for every worker at once after a
-302, every worker paused for ``Retry-After``, won back page by page. That is rate.py's
-AIMD; here its state lives in one Redis key, changed by optimistic transactions (WATCH),
-with Redis's clock as the one clock of all workers.
+known in advance, so the rate must be found: set for every worker at once from the rate the API
+accepted when a 302 comes, every worker paused for ``Retry-After``, probed upward now and then.
+Those are rate.py's rules; here their state lives in one Redis key, changed by optimistic
+transactions (WATCH), with Redis's clock as the one clock of all workers.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
                     pipe.watch(key)
                     raw = pipe.get(key)
                     seconds, micros = pipe.time()
-                    state = RateState.from_dict(orjson.loads(raw)) if raw else RateState(rate=self.max_rate)
+                    state = RateState.from_dict(orjson.loads(raw)) if raw else self.initial()
                     result = rule(state, seconds + micros / 1e6)
                     pipe.multi()
                     pipe.set(key, orjson.dumps(state.to_dict()))
