@@ -1,6 +1,6 @@
 """The benchmark suite (issue 7), in one command; not part of the test run.
 
-    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory]
+    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory,seeds]
 
 Everything runs against the sandbox and a redis-server on 127.0.0.1, each in its own process.
 Results go to bench/results.json and the plots to docs/benchmarks/*.png; docs/benchmarks.md
@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from bench import cost, memory, rate
+from bench import cost, memory, rate, seeds_scale
 from bench.common import ROOT, machine
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -25,7 +25,7 @@ PLOTS = ROOT / "docs" / "benchmarks"
 def main() -> None:
     parser = argparse.ArgumentParser(description="rednote_crawl benchmarks")
     parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
-    parser.add_argument("--only", default="rate,scale,cost,cpu,memory")
+    parser.add_argument("--only", default="rate,scale,cost,cpu,memory,seeds")
     parser.add_argument("--crawlers", default=",".join(rate.CRAWLERS), help="rate: which crawlers to run again")
     parser.add_argument("--tables", action="store_true", help="print the last results as markdown tables; run nothing")
     args = parser.parse_args()
@@ -45,6 +45,9 @@ def main() -> None:
         "cost": cost.calls_per_note,
         "cpu": lambda: cost.cpu_per_note(100 if args.quick else 600),
         "memory": lambda: memory.measure((100_000,) if args.quick else (1_000_000, 10_000_000)),
+        "seeds": lambda: seeds_scale.measure(
+            (20_000,) if args.quick else seeds_scale.COUNTS, seconds=15 if args.quick else 60
+        ),
     }
     for name, step in steps.items():
         if name in only:
@@ -106,6 +109,9 @@ def tables(results: dict[str, Any]) -> str:
         out.append("")
     if rows := results.get("scale"):
         out += ["| workers | paid pages/s |", "|---|---|"] + [f"| {r['workers']} | {r['paid_per_s']} |" for r in rows]
+        out.append("")
+    if rows := results.get("seeds"):
+        out.append(seeds_scale.table(rows))
     return "\n".join(out)
 
 

@@ -9,16 +9,19 @@ reads). ``SearchArgs.parse`` checks the spider's arguments on their own, and
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from rednote_crawl import api
 from rednote_crawl.seeds import Keywords
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
 SANDBOX_TOKEN = "sandbox-demo-token"
 
-# Defaults of the JUSTONEAPI_* settings (the README's settings table lists them).
+# Defaults of the JUSTONEAPI_* settings (docs/usage.md's settings table lists them).
 DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_TOKEN": None,  # better: the JUSTONEAPI_TOKEN environment variable
     "JUSTONEAPI_BASE_URL": None,  # or the environment variable; else api.DEFAULT_BASE_URL
@@ -213,6 +216,16 @@ def local_path(uri: str) -> Path | None:
     return Path(path).expanduser()
 
 
+def query_hash(key: Iterable[str]) -> int:
+    return int.from_bytes(hashlib.blake2b(orjson.dumps(list(key)), digest_size=16).digest(), "big")
+
+
+def queries_fingerprint(keys: Iterable[Iterable[str]]) -> str:
+    """Which queries a crawl covers, whatever their order, in 32 hex digits (a crawl of a
+    million keywords keeps this, not the list)."""
+    return f"{sum(query_hash(key) for key in keys) % 2**128:032x}"
+
+
 ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")
 NO_KEYWORDS = (
     "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt), "
@@ -224,7 +237,7 @@ SINCE_LAST_NEEDS_JOB = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SearchArgs:
     """The spider's arguments (``-a name=value``), each checked on its own by ``parse``."""
 
@@ -234,6 +247,7 @@ class SearchArgs:
     note_times: tuple[str, ...] = (api.DEFAULT_NOTE_TIME,)
     max_pages: int | None = None  # None: JUSTONEAPI_MAX_PAGES
     since: int | str | None = None  # epoch seconds, or "last"
+    fingerprint: str | None = None  # which queries (queries_fingerprint), found by check() for a job folder
 
     @classmethod
     def parse(
@@ -274,7 +288,24 @@ class SearchArgs:
             raise ConfigError(NO_KEYWORDS)
         if self.since == "last" and not config.job_dir:
             raise ConfigError(SINCE_LAST_NEEDS_JOB)
-        return len(self.keywords) * self.combinations if self.keywords is not None else 0
+        if self.keywords is None:
+            return 0
+        if not config.job_dir:
+            return len(self.keywords) * self.combinations
+        # A job folder tells its open crawl by the queries it covers: found in the same pass.
+        total = 0
+
+        def add(keyword: str) -> None:
+            nonlocal total
+            for sort, note_type, note_time in self.filters():
+                total += query_hash((keyword, sort, note_type, note_time))
+
+        count = self.keywords.check(visit=add)
+        self.fingerprint = f"{total % 2**128:032x}"
+        return count * self.combinations
+
+    def filters(self) -> Iterator[tuple[str, str, str]]:
+        return itertools.product(self.sorts, self.note_types, self.note_times)
 
     @property
     def combinations(self) -> int:
@@ -284,7 +315,7 @@ class SearchArgs:
     def queries(self) -> Iterator[api.Query]:
         """Every keyword with every filter combination, streamed from the keyword file."""
         for keyword in self.keywords or ():
-            for sort, note_type, note_time in itertools.product(self.sorts, self.note_types, self.note_times):
+            for sort, note_type, note_time in self.filters():
                 yield api.Query(keyword, sort, note_type, note_time)
 
 

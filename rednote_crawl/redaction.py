@@ -11,12 +11,18 @@ the add-ons have run.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from typing import Any
 from urllib.parse import quote
 
 _forms: list[str] = []  # every token of this process, raw and URL-encoded, longest first
 _masks: dict[str, str] = {}
+_pattern: re.Pattern[str] | None = None
+# A token as long as a real one is masked wherever it stands. One as short as a word (the
+# sandbox takes "any") only where it is a token, after "token=": "note_time any" stays as it is.
+_WORD = r"[A-Za-z0-9_\-]"
+SHORT_TOKEN = 16  # characters: real tokens are longer (a shorter one is a placeholder or a typo)
 
 
 def mask(token: str) -> str:
@@ -25,10 +31,9 @@ def mask(token: str) -> str:
 
 
 def redact(text: str) -> str:
-    for form in _forms:
-        if form in text:
-            text = text.replace(form, _masks[form])
-    return text
+    if _pattern is None or not any(form in text for form in _forms):
+        return text
+    return _pattern.sub(lambda match: _masks[match.group(0)], text)
 
 
 def _redact_record(record: logging.LogRecord) -> None:
@@ -69,6 +74,13 @@ def install(token: str) -> None:
             return record
 
         logging.setLogRecordFactory(factory)
+    global _pattern
     for form in (token, quote(token, safe=""), quote(token)):
         _masks.setdefault(form, mask(token))
     _forms[:] = sorted(_masks, key=len, reverse=True)
+    long_forms = [form for form in _forms if len(form) >= SHORT_TOKEN]
+    short_forms = [form for form in _forms if len(form) < SHORT_TOKEN]
+    # A token as short as an ordinary word ("any", the sandbox's) is masked where it is a token: after "token=".
+    patterns = ["|".join(map(re.escape, long_forms))] if long_forms else []  # wherever it stands
+    patterns += [rf"(?<=token=)(?:{'|'.join(map(re.escape, short_forms))})(?!{_WORD})"] if short_forms else []
+    _pattern = re.compile("|".join(patterns))

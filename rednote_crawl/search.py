@@ -59,6 +59,11 @@ class SearchCall:
         return cls(api.Query(*query), int(page), int(rank_offset), int(max_pages), since)
 
 
+def calls_made(request: Request) -> int:
+    """The calls a page took: this one, its retries and its rate-limited tries."""
+    return 1 + request.meta.get("retry_times", 0) + request.meta.get(RATE_LIMITED_META, 0)
+
+
 def call_of(request: Request | None) -> SearchCall | None:
     return request.meta.get(CALL_META) if request is not None else None
 

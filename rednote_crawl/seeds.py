@@ -12,7 +12,7 @@ in it (rednote_crawl/seeds/, linked from seeds/), so they reach scrapyd hosts in
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
@@ -47,10 +47,15 @@ class Keywords:
             raise SeedFileError("keyword= has no keywords; pass -a keyword=海信,Nike (comma-separated)")
         return cls(inline=list(dict.fromkeys(keywords)))
 
-    def check(self) -> int:
-        """Read the whole file once: every error now, before any call. Returns how many keywords."""
-        if self._count is None:
-            count = sum(1 for _ in self)
+    def check(self, visit: Callable[[str], None] | None = None) -> int:
+        """Read the whole file once: every error now, before any call. Returns how many keywords;
+        ``visit`` sees each of them on the way (one pass for whatever else needs them all)."""
+        if self._count is None or visit is not None:
+            count = 0
+            for keyword in self:
+                count += 1
+                if visit is not None:
+                    visit(keyword)
             if not count:
                 raise SeedFileError(
                     f"keyword file {str(self.path)!r} has no keywords (only blank lines or # comments); "

@@ -1,7 +1,7 @@
 """Scrapy settings of rednote_crawl.
 
 The JUSTONEAPI_* settings and their defaults are in ``rednote_crawl/config.py``
-and in the README's settings table. Set the token in the environment
+and in docs/usage.md's settings table. Set the token in the environment
 (JUSTONEAPI_TOKEN), never here. The project's own components are registered by
 the add-on (``rednote_crawl/addon.py``), according to where the crawl's state lives.
 """

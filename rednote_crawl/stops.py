@@ -95,6 +95,14 @@ STORAGE_FAILED = Stop(
     "free disk space (or fix the folder's permissions), then run the same command again: only the pages in "
     "flight are paid for twice",
 )
+REDIS_STATE_LOST = Stop(
+    "justoneapi_redis_state_lost",
+    10,
+    "the crawl's state in Redis was lost (Redis restarted without its data, was flushed, or failed over to a "
+    "replica that lagged) or reset (`scrapy redis reset`) under the running workers",
+    "make Redis persist (appendonly yes), then start the crawl again: `scrapy redis reset` and seed the keywords "
+    "again; the seen notes, if they survived, keep the notes already delivered from being delivered twice",
+)  # distributed only; each worker finds it out itself (nothing to write to a Redis that lost the crawl)
 SHUTDOWN = Stop("shutdown", EXIT_ERROR, "the crawl was interrupted (Ctrl-C or a signal)", "run the same command again")
 
 STOPS: tuple[Stop, ...] = (
@@ -106,6 +114,7 @@ STOPS: tuple[Stop, ...] = (
     UNEXPECTED_ANSWERS,
     API_UNREACHABLE,
     STORAGE_FAILED,
+    REDIS_STATE_LOST,
     SHUTDOWN,
 )
 BY_REASON: dict[str, Stop] = {stop.reason: stop for stop in STOPS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -10,9 +11,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -22,6 +25,18 @@ from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
+
+
+# The files of long tests (subprocesses, servers, generated examples), the longest first; the rest
+# after them. pytest-xdist hands tests out in collection order as its workers free up: started
+# first, the long tests end together and the short ones fill the gaps (at the end, one worker
+# would run a long test alone while the other waits).
+LONG_FIRST = ("test_distributed.py", "test_resume.py", "test_crawl.py", "test_probe.py", "test_fuzz.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order kept
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -107,7 +122,10 @@ def crawl(tmp_path: Path) -> Callable[..., CrawlResult]:
         out = tmp_path / f"notes-{n}.jsonl"
         if output:
             cmd += ["-O", str(out)]
-        for name, value in {**FAST, **(settings or {})}.items():
+        # The token's learned rate limit is the test's own (by default a crawl in the project folder
+        # keeps it in .scrapy/, for every later crawl with the token: a test that met 302s at 5
+        # calls/s would slow every crawl after it, in later runs too).
+        for name, value in {**FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), **(settings or {})}.items():
             cmd += ["-s", f"{name}={value}"]
         cmd += list(args)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
@@ -195,3 +213,22 @@ def run_command(
     return subprocess.run(
         cmd, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def scrapy_in_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``scrapy ARGS...`` as ``run_command`` runs it, with none of the project's variables but ``env``,
+    but in this process (``scrapy.cmdline``, its exit status and output): for the commands that start
+    no crawl (``probe``, ``report``, ``redis``), without the second of start-up a subprocess costs."""
+    from scrapy import cmdline
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
+    environ |= {"SCRAPY_SETTINGS_MODULE": "rednote_crawl.settings", **(env or {})}  # the project, from any folder
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, environ, clear=True), redirect_stdout(out), redirect_stderr(err):
+        try:
+            cmdline.execute(["scrapy", *args])
+            status: object = 0
+        except SystemExit as exit_:
+            status = exit_.code
+    code = status if isinstance(status, int) else 0 if status is None else 1  # as the interpreter exits
+    return subprocess.CompletedProcess(["scrapy", *args], code, out.getvalue(), err.getvalue())

@@ -129,7 +129,7 @@ def test_a_component_turned_off_in_the_settings_stays_off():
 
 def test_one_table_of_stops():
     assert len({s.reason for s in stops.STOPS}) == len(stops.STOPS)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
     for stop in stops.STOPS:
         assert re.search(rf"\|\s*{stop.exit_status}\s*\|", readme), f"exit status {stop.exit_status} of {stop.reason}"
         for code in stop.codes:

@@ -22,7 +22,7 @@ from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.shared import Keys
-from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, run_command
+from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, scrapy_in_process
 
 pytestmark = pytest.mark.crawl
 
@@ -87,7 +87,8 @@ def workers(tmp_path: Path, redis_server: RedisServer):
 
 
 def redis_command(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_command([sys.executable, "-m", "scrapy", "redis", *args], {"REDIS_URL": redis_server.url})
+    """``scrapy redis ARGS...`` in this process (it starts no crawl; the killed drain runs as a subprocess)."""
+    return scrapy_in_process("redis", *args, env={"REDIS_URL": redis_server.url})
 
 
 def delivered(redis_server: RedisServer) -> list[str]:
@@ -167,6 +168,7 @@ def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, see
     wait_until(victim_holds_requests)
     victim.proc.send_signal(signal.SIGKILL)
     victim.wait()
+    sandbox.config.latency = 0.05  # the latency only kept the victim's requests in flight at the kill
     assert first.wait() == 0 and survivor.wait() == 0, survivor.log[-3000:]
 
     ids = delivered(redis_server)
@@ -228,7 +230,9 @@ def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, seeds, redis_
     client = redis_server.client()
     wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2 and len(sandbox.paid_pages()) >= 15)
     redis_server.stop()
-    time.sleep(3)
+    # Down until both workers have met the outage, and for a heartbeat (1 s) of each after that.
+    wait_until(lambda: all("is unreachable" in w.log for w in (first, second)), timeout=30)
+    time.sleep(1.5)
     redis_server.start()
     assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
     ids = delivered(redis_server)
@@ -284,21 +288,6 @@ def test_reset_keeps_the_notes_unless_asked_and_refuses_to_drop_undrained_ones(r
     assert client.dbsize() == 0
 
 
-def test_bad_distributed_setups_fail_before_any_call(sandbox, crawl, seeds, tmp_path):
-    unreachable = crawl(sandbox, keywords=str(seeds), settings={"REDIS_URL": "redis://127.0.0.1:9/0"})
-    assert unreachable.returncode == 2
-    assert "cannot reach Redis at REDIS_URL='redis://127.0.0.1:9/0'" in unreachable.log
-    both = crawl(
-        sandbox,
-        keywords=str(seeds),
-        settings={"REDIS_URL": "redis://127.0.0.1:9/0", "JUSTONEAPI_JOB_DIR": str(tmp_path / "job")},
-    )
-    assert both.returncode == 2 and "JUSTONEAPI_JOB_DIR and REDIS_URL do not go together" in both.log
-    no_keywords = crawl(sandbox)
-    assert no_keywords.returncode == 2 and "only a worker of a distributed crawl" in no_keywords.log
-    assert len(sandbox.log) == 0
-
-
 def test_requests_go_to_redis_as_json_and_come_back_whole():
     crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
     spider = NoteSearchSpider.from_crawler(crawler, keywords=str(ROOT / "seeds" / "brands.txt"))
@@ -326,10 +315,11 @@ def test_requests_go_to_redis_as_json_and_come_back_whole():
 
 def test_one_rate_limit_for_the_token_across_workers(sandbox_factory, workers, tmp_path, redis_server):
     """Three workers at JUSTONEAPI_MAX_RPS=8 together: the API, allowing 10/s, sees at most that."""
-    seeds = tmp_path / "four.txt"
-    seeds.write_text("小米\n华为\n优衣库\n海信\n", encoding="utf-8")
+    seeds = tmp_path / "eight.txt"
+    seeds.write_text("小米\n华为\n优衣库\n海信\nNike\n蔚来\nApple\n喜茶\n", encoding="utf-8")
     sandbox = sandbox_factory(latency=0.1, rate_limit=10)
-    one_each = {"JUSTONEAPI_MAX_RPS": "8", "CONCURRENT_REQUESTS": "1"}  # 3 slots for 4 queries: all work
+    # 3 slots for 8 queries: work is left for the workers that join late on a busy machine
+    one_each = {"JUSTONEAPI_MAX_RPS": "8", "CONCURRENT_REQUESTS": "1"}
     first = workers(sandbox, seeds, **one_each)
     wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
     others = [workers(sandbox, None, **one_each) for _ in range(2)]
@@ -423,7 +413,7 @@ def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server)
     shared.server.close()
 
 
-def test_seen_notes_take_eleven_bytes_each_and_tell_every_id_apart(redis_server):
+def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
     from scrapy.settings import Settings
 
     from rednote_crawl.state.redis.shared import SharedCrawl, connect
@@ -432,15 +422,103 @@ def test_seen_notes_take_eleven_bytes_each_and_tell_every_id_apart(redis_server)
     ids = [f"{i:020x}{i % 7:04x}" for i in range(3000)] + ["not-an-object-id", "6AB07FD02A1A5BD8044E3268"]
     assert all(shared.add_note(i, b"{}") for i in ids)
     assert not any(shared.add_note(i, b"{}") for i in ids), "each id is seen again"
-    # an id whose record shows up across two stored records of its bucket is still new
-    first, second = bytes(range(11)).hex()[:21], bytes(range(11, 22)).hex()[:21]
-    assert shared.add_note(first + "fff", b"{}") and shared.add_note(second + "fff", b"{}")
-    straddling = bytes(range(5, 16)).hex()[:21] + "fff"
+    # an id whose record shows up across two stored records of its bucket's field is still new
+    first, second = bytes(range(10)).hex(), bytes(range(10, 20)).hex()
+    assert shared.add_note(first + "ffff", b"{}") and shared.add_note(second + "ffff", b"{}")
+    straddling = bytes(range(5, 15)).hex() + "ffff"
     assert shared.add_note(straddling, b"{}") and not shared.add_note(straddling, b"{}")
     client = redis_server.client()
     buckets = [
         k for k in client.scan_iter(match=f"{KEYS.seen_notes}:*") if k.rsplit(":", 1)[1] not in ("other", "count")
     ]
-    assert sum(client.strlen(k) for k in buckets) == 11 * (3000 + 3)
+    assert len(buckets) == 7 + 1 and {client.type(k) for k in buckets} == {"hash"}
+    assert client.hkeys(f"{KEYS.seen_notes}:fff") == ["f"], "the digit before the bucket's names the field"
+    assert sum(client.hstrlen(k, f) for k in buckets for f in client.hkeys(k)) == 10 * (3000 + 3)
     assert int(client.get(f"{KEYS.seen_notes}:count")) == len(ids) + 3 == client.llen(KEYS.items)
     shared.server.close()
+
+
+def test_seen_notes_of_the_earlier_layout_are_still_seen(redis_server):
+    """Before issue 12 a bucket was a string of 11-byte records (the first 21 digits): converted on its first add."""
+    from scrapy.settings import Settings
+
+    from rednote_crawl.state.redis.shared import SharedCrawl, connect
+
+    old = [f"{i:021x}abc" for i in range(0, 3000, 3)]
+    client = redis_server.client()
+    raw = redis.Redis(port=redis_server.port)
+    raw.set(f"{KEYS.seen_notes}:abc", b"".join(bytes.fromhex(i[:21] + "0") for i in old))
+    raw.close()
+    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
+    assert shared.add_note(f"{1:021x}abc", b"{}"), "a new id"
+    assert client.type(f"{KEYS.seen_notes}:abc") == "hash"
+    assert not any(shared.add_note(i, b"{}") for i in old), "every id of the old bucket is still seen"
+    shared.server.close()
+
+
+def test_a_crawl_lost_from_redis_stops_every_worker_and_nothing_says_finished(
+    sandbox_factory, workers, seeds, redis_server
+):
+    """Redis loses the crawl under running workers (FLUSHALL: as a restart without persistence, or
+    a failover to a replica that lagged): each worker stops with exit status 10, and writes nothing
+    of the lost crawl into what Redis holds now."""
+    sandbox = sandbox_factory(latency=0.1)
+    settings = {"JUSTONEAPI_MAX_RPS": "10", "JUSTONEAPI_REDIS_LEASE": "30"}
+    first = workers(sandbox, seeds, **settings)
+    client = redis_server.client()
+    wait_until(lambda: client.zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, **settings)
+    wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2 and len(sandbox.paid_pages()) >= 10)
+    assert client.get(KEYS.crawl), "the crawl's id is in Redis"
+    client.flushall()
+    assert [first.wait(), second.wait()] == [10, 10], first.log[-3000:]
+    for worker in (first, second):
+        assert "the crawl's state in Redis at redis://127.0.0.1" in worker.log and "was lost" in worker.log
+        assert "Summary of note_search: justoneapi_redis_state_lost, exit status 10" in worker.log, worker.log[-3000:]
+        assert "Summary of note_search: finished" not in worker.log and "exit status 0" not in worker.log
+        assert "docs/distributed.md: Redis must persist" in worker.log
+        assert "Traceback" not in worker.log
+    assert len(sandbox.paid_pages()) < PAGES, "the workers stopped; they did not crawl on"
+    assert client.exists(KEYS.requests, KEYS.data, KEYS.leases, KEYS.items, KEYS.crawl) == 0, "nothing written back"
+
+
+def test_a_reset_under_a_running_worker_stops_it(sandbox_factory, workers, seeds, redis_server):
+    sandbox = sandbox_factory(latency=0.1)
+    first = workers(sandbox, seeds, JUSTONEAPI_MAX_RPS="10", JUSTONEAPI_REDIS_LEASE="30")
+    client = redis_server.client()
+    wait_until(lambda: len(sandbox.paid_pages()) >= 5)
+    reset = redis_command(redis_server, "reset", "--force")
+    assert reset.returncode == 0, reset.stderr
+    assert first.wait() == 10
+    assert "was lost" in first.log and "`scrapy redis reset` ran under the workers" in first.log
+    assert client.zcard(KEYS.requests) == 0, "the worker put nothing back into the reset crawl"
+
+
+def test_in_flight_is_counted_from_the_leases_by_the_workers_and_the_status(redis_server):
+    from scrapy.settings import Settings
+
+    from rednote_crawl.commands.redis import render_status
+    from rednote_crawl.state.redis.leases import LeaseBook
+    from rednote_crawl.state.redis.shared import SharedCrawl, connect
+
+    def worker() -> tuple[SharedCrawl, LeaseBook]:
+        shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
+        return shared, LeaseBook(shared, get_crawler().stats)
+
+    (one, one_book), (other, other_book) = worker(), worker()
+    for _ in range(5):
+        one.push('{"url": "x"}', 0, "", "", False)
+    for shared, book, count in ((one, one_book, 3), (other, other_book, 2)):
+        for _ in range(count):
+            book.taken(shared.pop()[0])
+    one_book.taken("gone")  # held here, but no longer leased in Redis (run out, taken by another worker)
+    one_book.finished(next(iter(one_book.held)))  # acked: no longer in flight anywhere
+    for book in (one_book, other_book):
+        assert book.renew(1) is None
+    status = one.status()
+    lines = {w: int(v.split()[0]) for w, v in status["workers"].items()}
+    assert lines == {one.worker_id: 2, other.worker_id: 2}
+    assert status["in_flight"] == sum(lines.values()) == 4
+    assert "4 in flight" in render_status("note_search", redis_server.url, status)
+    for shared in (one, other):
+        shared.server.close()

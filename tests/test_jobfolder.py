@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from rednote_crawl import api
+from rednote_crawl.config import queries_fingerprint
 from rednote_crawl.state import StorageError
-from rednote_crawl.state.jobfolder import DATABASE, JobFolder, queries_fingerprint, query_key
+from rednote_crawl.state.jobfolder import DATABASE, JobFolder, query_key
 from rednote_crawl.state.journals import HISTORY, journal_path
 
 Q1, Q2 = api.Query("海信"), api.Query("Nike", "time_descending")

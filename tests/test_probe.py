@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from rednote_crawl.sandbox.corpus import Corpus
-from tests.conftest import TOKEN, run_command
+from tests.conftest import TOKEN, run_command, scrapy_in_process
 
 
 def probe(server_url: str | None, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
@@ -60,9 +60,12 @@ def test_probe_without_an_answer_hides_the_token():
 
 
 def test_probe_without_a_token_or_with_bad_input():
-    assert "no API token" in probe("http://127.0.0.1:1", "Nike", token=None).stderr
+    no_token = scrapy_in_process("probe", "Nike", env={"JUSTONEAPI_BASE_URL": "http://127.0.0.1:1"})
+    assert no_token.returncode == 2 and "no API token" in no_token.stderr
+    # One refusal through the real command line: its exit status and its one error line.
     result = probe("http://127.0.0.1:1", "Nike", "--sort", "bogus")
     assert result.returncode == 2 and "--sort='bogus' is not a valid value" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -124,6 +127,8 @@ def test_probe_masks_the_token_in_the_apis_own_message(gateway):
 
 
 def test_probe_refuses_a_page_0_and_several_values():
-    assert "is not a page number" in probe("http://127.0.0.1:1", "Nike", "--page", "0").stderr
-    result = probe("http://127.0.0.1:1", "Nike", "--sort", "general,latest")
+    env = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": "http://127.0.0.1:1"}
+    page_0 = scrapy_in_process("probe", "Nike", "--page", "0", env=env)
+    assert page_0.returncode == 2 and "is not a page number" in page_0.stderr
+    result = scrapy_in_process("probe", "Nike", "--sort", "general,latest", env=env)
     assert result.returncode == 2 and "takes one value here" in result.stderr

@@ -1,4 +1,4 @@
-"""``scrapy crawl`` with an exit status that tells what happened (README, "Exit status").
+"""``scrapy crawl`` with an exit status that tells what happened (docs/reference.md, "Exit status").
 
 Scrapy's own command exits 0 whatever the finish reason. This one maps the
 finish reason (and pages that failed after every retry) to a status a cron job
@@ -18,6 +18,7 @@ from scrapy.exceptions import UsageError
 
 from rednote_crawl.config import ConfigError, SearchArgs
 from rednote_crawl.run.plan import render_plan
+from rednote_crawl.run.quiet import quiet_scrapy
 from rednote_crawl.seeds import SeedFileError
 from rednote_crawl.stops import EXIT_BAD_INPUT, exit_status
 
@@ -35,6 +36,11 @@ class Command(ScrapyCrawlCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="say how many queries and pages the crawl could cost; call nothing"
         )
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        quiet_scrapy(self.settings)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

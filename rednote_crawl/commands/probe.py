@@ -11,8 +11,9 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import api, redaction
-from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.config import ApiConfig, ConfigError, flag
 from rednote_crawl.run.probe import ProbeError, fetch, render
+from rednote_crawl.run.startup import start_sandbox
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.stops import EXIT_BAD_INPUT, EXIT_ERROR
 
@@ -40,6 +41,8 @@ class Command(ScrapyCommand):
             raise UsageError('give one keyword: scrapy probe "海信"')
         assert self.settings is not None
         try:
+            if flag(self.settings, "JUSTONEAPI_SANDBOX"):
+                start_sandbox(self.settings)
             config = ApiConfig.from_settings(self.settings)
             query = api.Query(
                 args[0].strip(),

@@ -2,6 +2,8 @@
 
 scrapy report DIR                     the last crawl, per keyword: pages, notes, new notes, failed pages, calls
 scrapy report DIR --days 30           new notes per keyword for each crawl of the last 30 days
+scrapy report DIR --plot report.png   new notes per keyword per crawl and calls per new note, as a picture
+                                      (--html report.html: the table with the picture; --days N: of N days)
 scrapy report DIR --export FILE.jsonl the notes of the last crawl (--crawl N: of crawl N; --crawl all: of every
                                       crawl), each once, as JSON Lines
 """
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from rednote_crawl.run import report
+from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -30,7 +32,7 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "JOB_DIR [--days N | --export FILE.jsonl [--crawl N|all]]"
+        return "JOB_DIR [--days N] [--plot FILE.png] [--html FILE.html] | --export FILE.jsonl [--crawl N|all]"
 
     def short_desc(self) -> str:
         return "Report pages, notes and failures per keyword from a job folder (JUSTONEAPI_JOB_DIR)"
@@ -43,6 +45,8 @@ class Command(ScrapyCommand):
         parser.add_argument("--days", type=_positive, help="new notes per keyword per crawl, for the last N days")
         parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE (JSON Lines)")
         parser.add_argument("--crawl", default="last", help="with --export: the crawl's number, last, or all")
+        parser.add_argument("--plot", metavar="FILE.png", help="draw the trend of new notes and calls per new note")
+        parser.add_argument("--html", metavar="FILE.html", help="the trend's table and picture in one page")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -57,6 +61,8 @@ class Command(ScrapyCommand):
             return
         if opts.export:
             self.exitcode = _export(job, opts.export, opts.crawl)
+        elif opts.plot or opts.html:
+            self.exitcode = _trends(job, opts)
         elif opts.days:
             since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
             crawls = job.crawls_since(since)
@@ -65,8 +71,23 @@ class Command(ScrapyCommand):
             else:
                 print(report.render_history(job, crawls))
         else:
-            print(report.render_crawl(job, job.crawl))
+            print(report.render_crawl(job.crawl_figures(job.crawl)))
         job.close()
+
+
+def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
+    since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ") if opts.days else ""
+    crawls = job.crawls_since(since)
+    try:
+        if opts.plot:
+            print(f"drew {plural(len(crawls), 'crawl')} into {trends.write(opts.plot, trends.draw(job, crawls))}")
+        if opts.html:
+            page = trends.page(job, crawls, report.render_history(job, crawls))
+            print(f"wrote the report of {plural(len(crawls), 'crawl')} to {trends.write(opts.html, page)}")
+    except trends.PlotUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _export(job: JobFolder, path: str, which: str) -> int:

@@ -17,6 +17,8 @@ clear; whoever can write to Redis can run code on the workers). Here:
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WAKE_EVERY = 1.0  # seconds: how soon an idle worker notices new work in Redis
+QUEUE_READ_EVERY = 0.2  # seconds: how often len() reads the shared queue's size
 HANDOFF_META = "justoneapi_handoff"  # a request leased by _wake(), on its way back in through engine.crawl()
 
 
@@ -102,6 +105,7 @@ class LeasedScheduler(Scheduler):
     def open(self, spider: Spider) -> None:
         self.spider = spider
         self.queue = JsonRequestQueue(self.server, spider, self.queue_key)
+        self._queued, self._queue_read_at = 0, -math.inf
         self.waker = create_looping_call(self._wake)
         self.waker.start(WAKE_EVERY, now=False)
 
@@ -185,6 +189,14 @@ class LeasedScheduler(Scheduler):
             return True  # unknown: keep the worker open and asking
 
     def __len__(self) -> int:
-        """Requests waiting in this worker: taken ones not handed on yet, and pushes not yet stored
-        (the spider's start() waits while they are many; the rest of the queue is Redis's)."""
-        return len(self.handoff) + len(self.shared.outbox)
+        """Requests waiting: taken ones not handed on yet, pushes not yet stored, and the shared
+        queue (read from Redis at most every QUEUE_READ_EVERY seconds). The spider's start() waits
+        while they are many, so a million keywords are seeded as the workers drain the queue."""
+        now = time.monotonic()
+        if now - self._queue_read_at >= QUEUE_READ_EVERY:
+            self._queue_read_at = now
+            try:
+                self._queued = len(self.queue)
+            except REDIS_ERRORS as exc:
+                self.shared.health.failed(exc)
+        return len(self.handoff) + len(self.shared.outbox) + self._queued

@@ -1,7 +1,8 @@
 """A worker of a distributed crawl: heartbeat, crawl-wide stops, idle close, progress.
 
-Every ``HEARTBEAT`` seconds: send the outbox, renew this worker's leases, say it is alive,
-and look for a stop set by another worker. A stop (a fatal answer, the budget) seen by any
+Every ``HEARTBEAT`` seconds: send the outbox, then in one call renew this worker's leases, say
+it is alive and look for a stop set by another worker. A worker that finds the crawl gone from
+Redis (lost or reset under it: ``SharedCrawl.lost``) stops with ``justoneapi_redis_state_lost``. A stop (a fatal answer, the budget) seen by any
 worker is written to Redis and stops all of them. A worker closes after
 ``MAX_IDLE_TIME_BEFORE_CLOSE`` seconds (scrapy-redis's setting; 0: never) during which the
 whole crawl had no work: nothing queued and nothing taken by any worker.
@@ -17,7 +18,7 @@ from scrapy import signals as scrapy_signals
 from scrapy.exceptions import DontCloseSpider
 from scrapy.utils.asyncio import create_looping_call
 
-from rednote_crawl import signals
+from rednote_crawl import signals, stops
 from rednote_crawl.search import close_spider, stop_crawl
 from rednote_crawl.state import crawl_state
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
@@ -87,20 +88,30 @@ class DistributedWorker:
             )
 
     def _beat(self) -> None:
-        if not self.shared.flush():
+        if not self.shared.flush() or self.lost_crawl():
             return
-        # Renew first: after an outage, our leases must not look expired for longer than needed.
-        self.book.renew()
-        self.shared.beat(len(self.book.held), HEARTBEAT)
-        stop = None if self.stopping else self.shared.stopped()
+        # One call: renew our leases (after an outage they must not look expired for longer than needed),
+        # say this worker is alive, read the crawl-wide stop, check the crawl is still in Redis.
+        stop = self.book.renew(HEARTBEAT)
         self.shared.health.ok()
-        if stop:
+        if self.lost_crawl():
+            return
+        if stop and not self.stopping:
             self.stopping = True
             stop_crawl(self.crawler, StopEvent(stop["reason"], stop.get("message", ""), by=stop.get("worker", "?")))
         self._close_if_idle()
         if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
             self.last_progress = time.monotonic()
             self.log_progress()
+
+    def lost_crawl(self) -> bool:
+        """The crawl is gone from Redis (found by any script): stop, never say it finished."""
+        if not self.shared.lost:
+            return False
+        if not self.stopping:
+            self.stopping = True
+            stop_crawl(self.crawler, StopEvent(stops.REDIS_STATE_LOST.reason, self.shared.lost))
+        return True
 
     def log_progress(self) -> None:
         try:

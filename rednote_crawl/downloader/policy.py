@@ -4,7 +4,7 @@
 the spider as an ``ApiResponse`` with its page read, transient failures are retried with
 backoff, rate limits slow the token down, a 400 drops its query, a fatal code stops the crawl
 (``stops.py``), and answers nobody documented, ``UNEXPECTED_LIMIT`` in a row, stop it too.
-The table of every answer and what happens to it is the README's ("What happens to each answer").
+The table of every answer and what happens to it is in docs/reference.md ("What happens to each answer").
 """
 
 from __future__ import annotations

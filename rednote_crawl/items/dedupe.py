@@ -16,6 +16,7 @@ STATS = {
     Verdict.NEW: "justoneapi/notes/unique",
     Verdict.REPEATED: "justoneapi/notes/duplicate",
     Verdict.EARLIER: "justoneapi/notes/found_by_an_earlier_crawl",
+    Verdict.WRITTEN: "justoneapi/notes/written_by_an_earlier_run",
 }
 
 
@@ -45,4 +46,6 @@ class NoteDedupePipeline:
             raise DropItem(f"duplicate note {note_id}", log_level="DEBUG")
         if verdict is Verdict.EARLIER:
             raise DropItem(f"note {note_id} was found by an earlier crawl", log_level="DEBUG")
+        if verdict is Verdict.WRITTEN:
+            raise DropItem(f"note {note_id} is in the output already (an earlier run)", log_level="DEBUG")
         return item

@@ -1,11 +1,17 @@
-"""``scrapy crawl note_search ... --dry-run``: what a crawl could cost, with nothing sent."""
+"""``scrapy crawl note_search ... --dry-run``: what a crawl could cost, with nothing sent.
+
+A dry run checks everything a real run checks before its first call (``preflight``), without
+side effects: the token, the arguments and the keyword file, Redis answering, the job folder's
+lock being free (seen, not taken), the outputs being writable; it creates no file or folder.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs
+from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs, flag, local_path
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -13,9 +19,42 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 
+def preflight(settings: BaseSettings) -> ApiConfig:
+    """The checks of a real run's start, without its side effects (``ConfigError`` names what fails)."""
+    config = ApiConfig.from_settings(settings, require_token=not flag(settings, "JUSTONEAPI_SANDBOX"))
+    if config.redis_url:
+        from rednote_crawl.state.redis.shared import check_reachable, connect
+
+        server = connect(config.redis_url, settings)
+        try:
+            check_reachable(server, config.redis_url)
+        finally:
+            server.close()
+    if config.job_dir and not JobFolder.lock_is_free(config.job_dir):
+        raise ConfigError(
+            f"JUSTONEAPI_JOB_DIR={config.job_dir!r} is in use by another crawl; wait for it, or name another folder"
+        )
+    for uri in settings.getdict("FEEDS"):
+        _check_writable(str(uri))
+    return config
+
+
+def _check_writable(uri: str) -> None:
+    """Whether a local output could be written, creating nothing (the real start creates its folder)."""
+    path = local_path(uri)
+    if path is None or "%(" in str(path):
+        return
+    problem = f"cannot write the output file {uri!r}"
+    if path.is_dir():
+        raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK) or (existing != path and not existing.is_dir()):
+        raise ConfigError(f"{problem}: {existing or path} cannot be written; choose another path with -O FILE")
+
+
 def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
-    """The plan of a crawl; the same checks of the arguments and settings as a real run's start."""
-    config = ApiConfig.from_settings(settings, require_token=False)
+    """The plan of a crawl, after the same checks as a real run's start."""
+    config = preflight(settings)
     queries = args.check(config)
     max_pages = args.max_pages or config.max_pages
     keywords = queries // args.combinations

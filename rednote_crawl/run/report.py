@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rednote_crawl.state.jobfolder import JobFolder, KeywordFigures
+from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, KeywordFigures
 
 
 @dataclass
@@ -34,14 +34,24 @@ def render(
 ) -> str:
     """``found``: distinct notes over all keywords (a note found under two keywords counts once)."""
     rows = sorted(rows, key=lambda r: (-r.pages, r.keyword))
+    per_keyword = all(r.calls is not None for r in rows) and bool(rows)
     name_width = max([_width(r.keyword) for r in rows] + [7]) + 2
-    lines = [title, f"  {_cell('keyword', name_width)}{'pages':>6}{'notes':>7}{'new':>7}{'failed':>8}"]
+    head = f"  {_cell('keyword', name_width)}{'pages':>6}{'notes':>7}{'new':>7}{'failed':>8}"
+    lines = [title, head + (f"{'calls':>7}{'calls/new':>11}" if per_keyword else "")]
+
+    def cells(pages: int, notes: int, new: int, failed: int, calls: int | None) -> str:
+        text = f"{pages:>6}{notes:>7}{new:>7}{failed:>8}"
+        if per_keyword:
+            text += f"{calls or 0:>7}" + (f"{(calls or 0) / new:>11.2f}" if new else f"{'-':>11}")
+        return text
+
     for row in rows:
-        lines.append(f"  {_cell(row.keyword, name_width)}{row.pages:>6}{row.notes:>7}{row.new:>7}{row.failed:>8}")
+        lines.append(f"  {_cell(row.keyword, name_width)}" + cells(row.pages, row.notes, row.new, row.failed, row.calls))
     pages = sum(r.pages for r in rows)
     new = sum(r.new for r in rows)
     failed = sum(r.failed for r in rows)
-    lines.append(f"  {_cell('total', name_width)}{pages:>6}{found:>7}{new:>7}{failed:>8}")
+    keyword_calls = sum(r.calls or 0 for r in rows)
+    lines.append(f"  {_cell('total', name_width)}" + cells(pages, found, new, failed, keyword_calls))
     if calls is not None:
         per_note = f", {calls / new:.3f} per new note" if new else ""
         at_least = "" if calls_exact else "at least "
@@ -56,16 +66,22 @@ def render_rows(title: str, rows: Iterable[KeywordRow], calls: int | None) -> st
     return render(title, [r.figures() for r in rows], calls, found)
 
 
-def render_crawl(job: JobFolder, crawl: int) -> str:
-    """A crawl of a job, from its database (every run of it together)."""
-    runs = job.crawl_runs(crawl)
+def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:
+    """A crawl of a job, from its database (every run of it together): the end of a run and
+    ``scrapy report`` print the same."""
+    runs = figures.runs
     ended = [r for r in runs if r["ended"] is not None]
-    calls = sum(r["calls"] or 0 for r in ended)
+    # The calls the runs counted (a run cut off by a kill recorded none): at least those of the pages.
+    calls = max(sum(r["calls"] or 0 for r in ended), figures.calls)
     complete = any(r["complete"] for r in runs)
     status = "complete" if complete else "open: the next run carries it on"
-    title = f"Report of crawl {crawl} of job {job.folder} ({plural(len(runs), 'run')}, {status})"
-    # A run cut off by a kill recorded no end, so its calls are not known.
-    return render(title, job.keyword_figures([crawl]), calls, job.distinct_notes(crawl), calls_exact=len(ended) == len(runs))
+    if this_run:
+        status = f"{plural(len(runs), 'run')} so far"
+    title = f"Report of crawl {figures.crawl} of job {figures.folder} ({plural(len(runs), 'run')}, {status})"
+    if this_run:
+        title = f"Report of crawl {figures.crawl} of job {figures.folder} ({status}), per keyword:"
+    exact = len(ended) == len(runs) or this_run
+    return render(title, figures.keywords, calls, figures.notes, calls_exact=exact)
 
 
 def render_history(job: JobFolder, crawls: list[tuple[int, str]]) -> str:

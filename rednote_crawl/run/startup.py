@@ -10,7 +10,7 @@ the feeds it sets are the ones the feed exporter reads. In order:
 3. the spider's arguments against the settings, reading the keyword file through once;
 4. the crawl state's own checks: Redis answers, or the job folder is free (and then taken);
    where the notes go (FEEDS);
-5. every local output file can be written.
+5. every local output file can be written (a missing folder is created, and the log says so).
 
 A failure raises ``ConfigError`` (or ``SeedFileError``) naming the problem and the fix:
 ``scrapy crawl`` prints it and exits 2, with nothing sent. Afterwards this extension opens and
@@ -41,7 +41,7 @@ class CrawlStart:
         self.crawler = crawler
         self.reason: str | None = None
         settings = crawler.settings
-        self.sandbox = _start_sandbox(settings) if flag(settings, "JUSTONEAPI_SANDBOX") else None
+        self.sandbox = start_sandbox(settings) if flag(settings, "JUSTONEAPI_SANDBOX") else None
         self.state = state = crawl_state(crawler)
         config = state.config
         redaction.install(config.token)
@@ -51,6 +51,12 @@ class CrawlStart:
         for uri in settings.getdict("FEEDS"):
             _check_writable(str(uri))
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
+        if len(config.token) < redaction.SHORT_TOKEN and self.sandbox is None:
+            logger.warning(
+                "JUSTONEAPI_TOKEN is %d characters long: too short for a real token (only the sandbox takes any); "
+                "check it with `scrapy probe KEYWORD`",
+                len(config.token),
+            )
         host = urlsplit(config.base_url).hostname or ""
         if config.base_url.startswith("http://") and host not in ("localhost", "::1") and not host.startswith("127."):
             logger.warning("JUSTONEAPI_BASE_URL uses plain http: the token crosses the network unencrypted")
@@ -84,7 +90,8 @@ class CrawlStart:
             self.state.end(self.reason, self.crawler.stats.get_stats())
 
 
-def _start_sandbox(settings: BaseSettings) -> object:
+def start_sandbox(settings: BaseSettings) -> object:
+    """The offline sandbox, in a thread of this process; the settings point at it (and its token)."""
     from rednote_crawl.sandbox import SandboxServer
 
     sandbox = SandboxServer()
@@ -103,7 +110,9 @@ def _check_writable(uri: str) -> None:
         return  # remote, or named after the spider or the time: checked when the feed opens
     problem = f"cannot write the output file {uri!r}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():  # as Scrapy's file feeds do; said, so that a typo in -O shows
+            path.parent.mkdir(parents=True)
+            logger.info("Created the folder %s for the output %s", path.parent, path.name)
         if path.is_dir():
             raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
         existed = path.exists()

@@ -1,10 +1,15 @@
-"""Progress while the crawl runs, one readable summary at the end, and the exit status."""
+"""Progress while the crawl runs, one readable summary at the end, and the exit status.
+
+On a terminal, a live progress line (rewritten in place every second); in a log file, a progress
+line every ``LOGSTATS_INTERVAL`` seconds.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from scrapy import signals as scrapy_signals
 from scrapy.utils.asyncio import create_looping_call
@@ -20,6 +25,26 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
+
+LIVE_EVERY = 1.0  # seconds
+
+
+def live_stream(settings: Any, stream: IO[str] | None = None) -> IO[str] | None:
+    """Where the live progress line goes: stderr when it is a terminal the log is written to."""
+    stream = stream if stream is not None else sys.stderr
+    if settings.get("LOG_FILE") or not settings.getbool("LOG_ENABLED", True):
+        return None
+    return stream if stream.isatty() else None
+
+
+def render_progress(done: int, total: int, pages: int, new: int, calls_per_s: float, elapsed: float) -> str:
+    """``12/21 queries · 88 pages · 1204 new notes · 7.9 calls/s · about 0:00:13 left``"""
+    parts = [f"{done}/{total} queries" if total else f"{done} queries", f"{pages} pages", f"{new} new notes"]
+    parts.append(f"{calls_per_s:.1f} calls/s")
+    if total and 0 < done < total:
+        left = int((total - done) * elapsed / done)
+        parts.append(f"about {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left")
+    return " · ".join(parts)
 
 
 class CrawlSummary:
@@ -41,6 +66,7 @@ class CrawlSummary:
         crawler.signals.connect(self.item_scraped, signal=scrapy_signals.item_scraped)
         crawler.signals.connect(self.item_dropped, signal=scrapy_signals.item_dropped)
         self.keywords: dict[str, KeywordRow] = {}
+        self.live = live_stream(crawler.settings)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
@@ -48,9 +74,24 @@ class CrawlSummary:
 
     def spider_opened(self) -> None:
         self.started = time.monotonic()
-        if self.interval:
+        if self.live is not None:
+            self.task = create_looping_call(self.show_progress)
+            self.task.start(LIVE_EVERY, now=False)
+        elif self.interval:
             self.task = create_looping_call(self.log_progress)
             self.task.start(self.interval, now=False)
+
+    def show_progress(self) -> None:
+        """The live line: rewritten in place, never logged."""
+        assert self.live is not None
+        self.live.write("\r\x1b[K" + self.progress_text())
+        self.live.flush()
+
+    def progress_text(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        done, total = self._queries_done(), self._get("queries/total")
+        calls = self._get("requests/sent")
+        return render_progress(done, total, self._get("pages/read"), self._get("notes/unique"), calls / elapsed, elapsed)
 
     def query_rejected(self, request: Request, message: str) -> None:
         call = call_of(request)
@@ -97,9 +138,32 @@ class CrawlSummary:
             self._get("ratelimit/retries"),
         )
 
+    def _notes_line(self, stats: dict[str, Any]) -> str:
+        """Where every note the API returned went (and the notes a resumed run put back)."""
+        without_id = self._get("items/skipped/note_without_id")
+        others = sum(
+            v for k, v in stats.items() if k.startswith("justoneapi/items/skipped/") and not k.endswith("/note_without_id")
+        )
+        replayed = self._get("resume/items_replayed")
+        parts = [
+            f"{self._get('notes/unique')} new",
+            f"{self._get('notes/found_by_an_earlier_crawl')} found by an earlier crawl",
+            f"{self._get('notes/written_by_an_earlier_run')} already written by an earlier run",
+            f"{self._get('notes/duplicate')} repeated in this crawl",
+            f"{self._get('notes/older_than_since')} older than since",
+            f"{without_id} without an id",
+        ]
+        total = self._get("notes/seen") + without_id
+        line = f"  notes:    {total} from the API"
+        line += f" and {replayed} put back from the job folder: " if replayed else ": "
+        return line + ", ".join(parts) + f"; {plural(others, 'non-note item')} skipped"
+
     def spider_closed(self, reason: str) -> None:
         if self.task is not None and self.task.running:
             self.task.stop()
+        if self.live is not None:
+            self.live.write("\r\x1b[K")  # the summary follows
+            self.live.flush()
         self.reason = reason
 
     def engine_stopped(self) -> None:
@@ -108,7 +172,10 @@ class CrawlSummary:
         if reason is None:
             return  # the crawl never opened
         logger.info("%s", self.render(reason))
-        if self.keywords:
+        figures = self.state.crawl_figures()  # with a job folder: the whole crawl, as `scrapy report` says it
+        if figures is not None and figures.keywords:
+            logger.info("%s", report.render_crawl(figures, this_run=True))
+        elif self.keywords:
             calls = self._get("requests/sent")
             logger.info("%s", report.render_rows("Report of this run, per keyword:", self.keywords.values(), calls))
 
@@ -117,7 +184,6 @@ class CrawlSummary:
         elapsed = int(time.monotonic() - self.started)
         answers = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("justoneapi/answers/")}
         rate_limited = sum(v for k, v in answers.items() if k == "code_302" or k.startswith("http_429"))
-        skipped = sum(v for k, v in stats.items() if k.startswith("justoneapi/items/skipped/"))
         total, done = self._get("queries/total"), self._queries_done()
         incomplete = len({query for query, _, _ in self.failed})
         unfinished = total - done - len(self.rejected) - incomplete
@@ -141,8 +207,7 @@ class CrawlSummary:
             f"  pages:    {self._get('pages/read')} read, {self._get('pages/failed')} failed; "
             f"{plural(self._get('requests/sent'), 'call')} sent"
             + (f" ({n} more never reached the API)" if (n := self._get("requests/not_delivered")) else ""),
-            f"  notes:    {self._get('notes/unique')} unique, {self._get('notes/duplicate')} repeated ones dropped, "
-            f"{plural(skipped, 'non-note item')} skipped",
+            self._notes_line(stats),
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get('retry/count')}, {self._get('retry/backoff_seconds'):.1f} s of backoff; "
             f"{plural(rate_limited, 'rate-limit answer')}; "

@@ -22,7 +22,7 @@ from scrapy import Request
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import signals
-from rednote_crawl.search import ApiResponse, call_of, stop_storage_failed
+from rednote_crawl.search import ApiResponse, call_of, calls_made, stop_storage_failed
 from rednote_crawl.state import StorageError, crawl_state
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class PageBookMiddleware(BaseSpiderMiddleware):
                 stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
             items = [o for o in outputs if not isinstance(o, Request)]
             try:
-                await self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank)
+                calls = calls_made(response.request)
+                await self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank, calls)
             except StorageError as exc:  # its notes still go on: the output may have room
                 stop_storage_failed(self.crawler, str(exc))
         return outputs
@@ -91,6 +92,6 @@ class PageBookMiddleware(BaseSpiderMiddleware):
     def page_failed(self, request: Request, reason: str) -> None:
         if (call := call_of(request)) is not None:
             try:
-                self.state.page_failed(call.query, call.page, reason)
+                self.state.page_failed(call.query, call.page, reason, calls_made(request))
             except StorageError as exc:
                 stop_storage_failed(self.crawler, str(exc))

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # keywords go out as the downloader takes them, not all into memory first.
 START_WINDOW = 256
 START_POLL = 0.05  # seconds
+START_YIELD = 100  # start requests between two turns of the reactor
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -83,9 +84,11 @@ class NoteSearchSpider(scrapy.Spider):
             logger.info("No keywords: working on the queries already in Redis")
             return
         scheduler = self.crawler.engine.scheduler
-        for query in self.queries():
+        for n, query in enumerate(self.queries()):
             while scheduler is not None and len(scheduler) >= START_WINDOW:
                 await asyncio.sleep(START_POLL)
+            if n % START_YIELD == START_YIELD - 1:
+                await asyncio.sleep(0)  # let answers in, and a Ctrl-C, between batches of pushes
             yield self.page_request(SearchCall(query, 1, 0, self.max_pages, self.since))
 
     def page_request(self, call: SearchCall) -> scrapy.Request:

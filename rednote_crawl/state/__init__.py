@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
-    from rednote_crawl.state.jobfolder import QueryProgress
+    from rednote_crawl.state.jobfolder import CrawlFigures, QueryProgress
 
 Sleep = Callable[[float], Awaitable[bool | None]]  # returns False when the wait was cut short
 
@@ -53,6 +53,7 @@ class Verdict(enum.Enum):
 
     NEW = "new"  # first time: it goes on to the output
     REPEATED = "repeated"  # already delivered in this crawl (or, distributed, by any crawl)
+    WRITTEN = "written"  # already in the output, written by an earlier run of this (resumed) crawl
     EARLIER = "earlier"  # found by an earlier crawl of the job folder (JUSTONEAPI_SEEN_NOTES=skip)
 
 
@@ -98,11 +99,11 @@ class CrawlState(ABC):
         return []
 
     async def page_read(  # noqa: B027 - optional hook
-        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
+        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int, calls: int = 1
     ) -> None:
         """A paid page and its notes, stored before the notes go on to the output (``StorageError``: not stored)."""
 
-    def page_failed(self, query: api.Query, page: int, reason: str) -> None:  # noqa: B027 - optional hook
+    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:  # noqa: B027
         pass
 
     def query_rejected(self, query: api.Query, page: int) -> None:  # noqa: B027 - optional hook
@@ -142,6 +143,11 @@ class CrawlState(ABC):
         """Keep a stop where the rest of the crawl sees it (Redis: every worker)."""
 
     # --- the end -------------------------------------------------------------------------------
+
+    def crawl_figures(self) -> CrawlFigures | None:
+        """The whole crawl per keyword, every run of it together (None: only this run is known)."""
+        return None
+
 
     @abstractmethod
     def next_steps(self, reason: str, unfinished: bool) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -67,6 +66,7 @@ CREATE TABLE IF NOT EXISTS queries (
 );
 CREATE TABLE IF NOT EXISTS pages (
     query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, notes INTEGER NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 1,      -- the calls it took: retries and rate-limited tries included
     PRIMARY KEY (query, page)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notes (
@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_crawl ON seen (crawl, keyword);
 CREATE TABLE IF NOT EXISTS failed (
-    query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, reason TEXT NOT NULL
+    query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, reason TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 1
 );
 """
 # Notes older than the crawls of the earlier format's history file have no keyword: crawl 0.
@@ -88,16 +89,6 @@ HISTORY_CRAWL = 0
 
 def query_key(query: api.Query) -> tuple[str, str, str, str]:
     return (query.keyword, query.sort, query.note_type, query.note_time)
-
-
-def queries_fingerprint(keys: Iterable[Iterable[str]]) -> str:
-    """Which queries a crawl covers, whatever their order, in 32 hex digits (a crawl of a
-    million keywords keeps this, not the list)."""
-    total = 0
-    for key in keys:
-        digest = hashlib.blake2b(orjson.dumps(list(key)), digest_size=16).digest()
-        total = (total + int.from_bytes(digest, "big")) % 2**128
-    return f"{total:032x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +118,22 @@ class KeywordFigures:
     notes: int  # distinct notes its queries returned
     new: int  # notes it was the first to find, in the whole job
     failed: int  # pages that failed and were not paid for later
+    calls: int | None = None  # the calls its pages took (None: not known)
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlFigures:
+    """A crawl per keyword, every run together: what the reports print."""
+
+    crawl: int
+    runs: list[dict[str, Any]]
+    keywords: list[KeywordFigures]
+    notes: int  # distinct notes over all keywords
+    folder: Path
+
+    @property
+    def calls(self) -> int:
+        return sum(k.calls or 0 for k in self.keywords)
 
 
 class JobFolder:
@@ -163,6 +170,23 @@ class JobFolder:
         job = cls(path, db, writable=True)
         job._lock_fd = fd  # kept open: the lock lasts as long as the process
         return job
+
+    @staticmethod
+    def lock_is_free(folder: str | Path) -> bool:
+        """Whether no crawl holds the folder, found without taking it for longer than a moment
+        and without creating anything (a folder or lock file that does not exist is free)."""
+        lock = Path(folder).expanduser() / ".lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # closing the descriptor releases a lock it took
+        return True
 
     @classmethod
     def read(cls, folder: str | Path) -> JobFolder:
@@ -278,7 +302,7 @@ class JobFolder:
             self._queries.clear()
 
     def record_page(
-        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
+        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int, calls: int = 1
     ) -> None:
         """A paid page and its notes, in one transaction (a page paid again replaces itself)."""
         with self._write():
@@ -289,8 +313,8 @@ class JobFolder:
                 (page, end, page, next_rank, query_id),
             )
             self.db.execute(
-                "INSERT OR REPLACE INTO pages (query, page, run, notes) VALUES (?, ?, ?, ?)",
-                (query_id, page, self.run, len(items)),
+                "INSERT OR REPLACE INTO pages (query, page, run, notes, calls) VALUES (?, ?, ?, ?, ?)",
+                (query_id, page, self.run, len(items), calls),
             )
             self.db.execute("DELETE FROM notes WHERE query = ? AND page = ?", (query_id, page))
             self.db.executemany(
@@ -306,11 +330,11 @@ class JobFolder:
         with self._write():
             self.db.execute("UPDATE queries SET rejected = 1 WHERE id = ?", (self._query_id(query),))
 
-    def record_failed(self, query: api.Query, page: int, why: str) -> None:
+    def record_failed(self, query: api.Query, page: int, why: str, calls: int = 1) -> None:
         with self._write():
             self.db.execute(
-                "INSERT INTO failed (query, page, run, reason) VALUES (?, ?, ?, ?)",
-                (self._query_id(query), page, self.run, why),
+                "INSERT INTO failed (query, page, run, reason, calls) VALUES (?, ?, ?, ?, ?)",
+                (self._query_id(query), page, self.run, why, calls),
             )
 
     def _query_id(self, query: api.Query) -> int:
@@ -339,29 +363,36 @@ class JobFolder:
         figures = []
         for crawl in crawls:
             rows: dict[str, list[int]] = {}
-            for keyword, pages in self.db.execute(
-                "SELECT q.keyword, COUNT(*) FROM pages p JOIN queries q ON q.id = p.query WHERE q.crawl = ? "
+            for keyword, pages, calls in self.db.execute(
+                "SELECT q.keyword, COUNT(*), SUM(p.calls) FROM pages p JOIN queries q ON q.id = p.query WHERE q.crawl = ? "
                 "GROUP BY q.keyword",
                 (crawl,),
             ):
-                rows.setdefault(keyword, [0, 0, 0, 0])[0] = pages
+                row = rows.setdefault(keyword, [0, 0, 0, 0, 0])
+                row[0], row[4] = pages, row[4] + calls
+            for keyword, calls in self.db.execute(
+                "SELECT q.keyword, SUM(f.calls) FROM failed f JOIN queries q ON q.id = f.query WHERE q.crawl = ? "
+                "GROUP BY q.keyword",
+                (crawl,),
+            ):
+                rows.setdefault(keyword, [0, 0, 0, 0, 0])[4] += calls
             for keyword, notes in self.db.execute(
                 "SELECT q.keyword, COUNT(DISTINCT n.note_id) FROM notes n JOIN queries q ON q.id = n.query "
                 "WHERE q.crawl = ? GROUP BY q.keyword",
                 (crawl,),
             ):
-                rows.setdefault(keyword, [0, 0, 0, 0])[1] = notes
+                rows.setdefault(keyword, [0, 0, 0, 0, 0])[1] = notes
             for keyword, new in self.db.execute(
                 "SELECT keyword, COUNT(*) FROM seen WHERE crawl = ? GROUP BY keyword", (crawl,)
             ):
-                rows.setdefault(keyword, [0, 0, 0, 0])[2] = new
+                rows.setdefault(keyword, [0, 0, 0, 0, 0])[2] = new
             for keyword, failed in self.db.execute(
                 "SELECT q.keyword, COUNT(DISTINCT f.page) FROM failed f JOIN queries q ON q.id = f.query "
                 "WHERE q.crawl = ? AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.query = f.query AND p.page = f.page) "
                 "GROUP BY q.keyword",
                 (crawl,),
             ):
-                rows.setdefault(keyword, [0, 0, 0, 0])[3] = failed
+                rows.setdefault(keyword, [0, 0, 0, 0, 0])[3] = failed
             figures += [KeywordFigures(crawl, k, *v) for k, v in rows.items() if k is not None]
         return figures
 
@@ -373,6 +404,11 @@ class JobFolder:
             (max_pages, self.crawl),
         ).fetchone()
         return done, started
+
+    def crawl_figures(self, crawl: int) -> CrawlFigures:
+        return CrawlFigures(
+            crawl, self.crawl_runs(crawl), self.keyword_figures([crawl]), self.distinct_notes(crawl), self.folder
+        )
 
     def distinct_notes(self, crawl: int) -> int:
         return self.db.execute(

@@ -34,7 +34,8 @@ def journal_crawls(folder: Path) -> list[int]:
 
 def convert(folder: Path, db: sqlite3.Connection) -> bool:
     """Copy the journals and the history file into ``db`` (one transaction); False if there are none."""
-    from rednote_crawl.state.jobfolder import HISTORY_CRAWL, queries_fingerprint
+    from rednote_crawl.config import queries_fingerprint
+    from rednote_crawl.state.jobfolder import HISTORY_CRAWL
 
     numbers = journal_crawls(folder)
     history = folder / HISTORY

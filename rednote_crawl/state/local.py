@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
-from rednote_crawl.config import ConfigError, local_path
+from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
 from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CrawlState, Sleep, StorageError, Verdict
-from rednote_crawl.state.jobfolder import JobFolder, QueryProgress, queries_fingerprint, query_key
+from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
 from rednote_crawl.state.rate import AdaptiveRateLimiter
@@ -45,12 +45,14 @@ class LocalState(CrawlState):
         self.limits = LimitFile(self.config.state_dir)
         self.calls = 0
         self.job: JobFolder | None = None
-        self.seen: set[str] = set()  # notes that went out in this crawl
+        self.seen: set[str] = set()  # notes that went out in this run
+        self.written: set[str] = set()  # notes earlier runs of this crawl wrote to the output
         # Notes an earlier crawl of the job found, among those on their way to the pipelines
         # (looked up one page at a time; skipped unless JUSTONEAPI_SEEN_NOTES=update).
         self.earlier: set[str] = set()
         self.skip_earlier = self.config.seen_notes == "skip"
         self.fingerprint = ""
+        self.figures: CrawlFigures | None = None  # the crawl per keyword, as the run ended
         self.db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-db")
         self.loop: asyncio.AbstractEventLoop | None = None  # the reactor's, for news from the database's thread
 
@@ -66,10 +68,11 @@ class LocalState(CrawlState):
         self.job = job = _take(folder)
         if not settings.getdict("FEEDS"):
             settings.set("FEEDS", {str(job.output): DEFAULT_FEED_OPTIONS}, priority="addon")
-        self.fingerprint = queries_fingerprint(query_key(q) for q in self.crawler.spider.queries())
+        args = self.crawler.spider.args  # found while the start-up read the keyword file
+        self.fingerprint = args.fingerprint or queries_fingerprint(query_key(q) for q in args.queries())
         if job.resuming:
             self._resume_feeds(settings, job)
-        self.seen = set(job.exported)
+        self.written = set(job.exported)  # read back from the outputs of the open crawl
 
     def _resume_feeds(self, settings: BaseSettings, job: JobFolder) -> None:
         """Resume only the same crawl; append to its outputs (even with -O), mended first.
@@ -133,6 +136,7 @@ class LocalState(CrawlState):
             self._in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()
         except StorageError as exc:  # the run stays open: the next one carries the crawl on
             logger.error("%s; the next run carries this crawl on", exc)
+        self.figures = self._in_db_thread(job.crawl_figures, job.crawl).result()  # for the summary, which follows
         self._in_db_thread(job.close).result()
         self.db_thread.shutdown()
 
@@ -141,6 +145,13 @@ class LocalState(CrawlState):
 
     def remember_limit(self, limit: float) -> None:
         self.limits.put(self.config.token, limit)
+
+    def crawl_figures(self) -> CrawlFigures | None:
+        if self.job is None:
+            return None
+        if self.figures is None:
+            self.figures = self._in_db_thread(self.job.crawl_figures, self.job.crawl).result()
+        return self.figures
 
     def last_crawl_started(self) -> str | None:
         return self.job.previous_crawl_started if self.job else None
@@ -165,7 +176,7 @@ class LocalState(CrawlState):
         return found
 
     async def page_read(
-        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int
+        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int, calls: int = 1
     ) -> None:
         if self.job is None:
             return
@@ -173,14 +184,14 @@ class LocalState(CrawlState):
 
         def store() -> set[str]:
             earlier = self._earlier_among(items)  # before the page's own notes are in the table
-            job.record_page(query, page, items, end, next_rank)
+            job.record_page(query, page, items, end, next_rank, calls)
             return earlier
 
         self.earlier |= await asyncio.wrap_future(self._in_db_thread(store))
 
-    def page_failed(self, query: api.Query, page: int, reason: str) -> None:
+    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:
         if self.job is not None:
-            self._in_db_thread(self.job.record_failed, query, page, reason).add_done_callback(self._report)
+            self._in_db_thread(self.job.record_failed, query, page, reason, calls).add_done_callback(self._report)
 
     def query_rejected(self, query: api.Query, page: int) -> None:
         if self.job is not None:
@@ -217,6 +228,8 @@ class LocalState(CrawlState):
         if note_id in self.seen:
             return Verdict.REPEATED
         self.seen.add(note_id)
+        if note_id in self.written:
+            return Verdict.WRITTEN
         return Verdict.EARLIER if earlier else Verdict.NEW
 
     async def spend_call(self, sleep: Sleep) -> stops.StopEvent | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
+from scrapy.exceptions import DropItem
 
 from rednote_crawl import redaction, stops
 from rednote_crawl.api import as_dict, dumps, now_iso
@@ -61,6 +62,7 @@ class RedisState(CrawlState):
         url = display_url(self.shared.url)
         try:
             self.shared.server.ping()
+            self.shared.join()
             self.rate.start_at(self.learned_limit())
         except REDIS_ERRORS as exc:
             raise ConfigError(
@@ -95,6 +97,8 @@ class RedisState(CrawlState):
                 await asyncio.sleep(RETRY_REDIS)
                 continue
             self.shared.health.ok()
+            if new is None:  # the crawl is gone from Redis: the worker is stopping (state_lost)
+                raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
             return Verdict.NEW if new else Verdict.REPEATED
 
     async def spend_call(self, sleep: Sleep) -> stops.StopEvent | None:
@@ -126,7 +130,9 @@ class RedisState(CrawlState):
             + (" (scrapy redis drain FILE)" if status["items"] else "")
         ]
         stop = stops.BY_REASON.get(reason)
-        if status["stop"] and stop is not None and stop.crawl_wide:
+        if stop is stops.REDIS_STATE_LOST:
+            lines.append(f"  next: {stop.fix} (docs/distributed.md: Redis must persist)")
+        elif status["stop"] and stop is not None and stop.crawl_wide:
             lines.append(f"  next: {stop.fix_distributed}, run `scrapy redis resume`, then start the workers again")
         elif status["queued"] or status["in_flight"]:
             lines.append("  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)")

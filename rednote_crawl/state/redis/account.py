@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 import orjson
 from redis.exceptions import WatchError
 
+from rednote_crawl import stops
 from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, T
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl
+from rednote_crawl.state.redis.shared import CRAWL_ID, REDIS_ERRORS, SharedCrawl, lua_guard
 
 Sleep = Callable[[float], Awaitable[bool | None]]
 RETRY_REDIS = 1.0  # seconds between tries while Redis is away
@@ -72,9 +73,10 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             self.shared.health.failed(exc)
 
 
-# KEYS: stats, stop. ARGV: budget (0 = none), reason to stop with, worker.
-# -> false: spend the call; {reason, message, worker}: the crawl is stopped, do not send it
-SPEND = """
+# KEYS: stats, stop, crawl. ARGV: budget (0 = none), reason to stop with, worker, crawl id.
+# -> false: spend the call; {reason, message, worker}: the crawl is stopped, do not send it;
+# LOST or RESET: the crawl is gone from Redis
+SPEND = lua_guard("KEYS[3]", "ARGV[4]") + """
 local stop = redis.call('HMGET', KEYS[2], 'reason', 'message', 'worker')
 if stop[1] then return stop end
 local calls = redis.call('HINCRBY', KEYS[1], 'calls', 1)
@@ -97,18 +99,22 @@ class SharedCallBudget:
         self.shared = shared
         self.max_requests = max_requests
         self.reason = reason
-        self.script = shared.server.register_script(SPEND)
+        shared._scripts["spend"] = shared.server.register_script(SPEND)
 
     async def spend(self, sleep: Sleep) -> tuple[str, str, str] | None:
         """None: send the call. Else (reason, message, worker) of the stop in force."""
         keys = [self.shared.keys.stats, self.shared.keys.stop]
         while True:
+            if self.shared.lost:
+                return (stops.REDIS_STATE_LOST.reason, self.shared.lost, self.shared.worker_id)
             try:
-                stop = self.script(keys=keys, args=[self.max_requests, self.reason, self.shared.worker_id])
+                stop = self.shared.guarded("spend", keys, [self.max_requests, self.reason, self.shared.worker_id, CRAWL_ID])
             except REDIS_ERRORS as exc:
                 self.shared.health.failed(exc)
                 if await sleep(RETRY_REDIS) is False:
                     return ("shutdown", "the worker is shutting down", self.shared.worker_id)
                 continue
             self.shared.health.ok()
+            if self.shared.lost:
+                continue
             return tuple(stop) if stop else None  # type: ignore[return-value]

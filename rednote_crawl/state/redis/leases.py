@@ -72,15 +72,18 @@ class LeaseBook:
         if held.output_ended and held.pending == 0 and not held.broken:
             self.finished(lease)
 
-    def renew(self) -> None:
-        """Keep our leases; a lease that ran out (this worker stalled) may be done twice."""
-        if lost := self.shared.renew(list(self.held)):
+    def renew(self, period: float) -> dict[str, str] | None:
+        """The heartbeat: keep our leases (a lease that ran out, this worker stalled, may be done twice),
+        say this worker is alive, and return the crawl-wide stop if there is one."""
+        lost, stop = self.shared.heartbeat(list(self.held), period)
+        if lost:
             self.stats.inc_value("justoneapi/redis/leases_lost", lost)
             logger.warning(
                 "%d requests this worker holds had outlived their lease (JUSTONEAPI_REDIS_LEASE) and went back to "
                 "the queue: another worker may pay for them again",
                 lost,
             )
+        return stop
 
     def release_all(self) -> int:
         """Give every request still held back to the queue (the crawl stops before doing them)."""

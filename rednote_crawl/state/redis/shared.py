@@ -8,7 +8,7 @@ dupefilter          SET     request fingerprints (scrapy-redis's RFPDupeFilter c
 items               LIST    the notes, one JSON object each (same fields as the JSON Lines output)
 requests:data       HASH    id -> the request as JSON (no token: it is added at the last hop)
 leases              ZSET    ids of the requests workers have taken, scored by their deadline
-seen_notes:XXX      STRING  ids of the notes already delivered, 11 bytes each (``seen_record``)
+seen_notes:XXX      HASH    ids of the notes already delivered: 16 fields, 10 bytes an id (``seen_record``)
 seen_notes:other    SET     ids of another form than the API's 24 hex digits
 seen_notes:count    STRING  how many notes were delivered
 stats               HASH    crawl-wide counters (``scrapy redis status`` shows them)
@@ -16,7 +16,15 @@ stop                HASH    why the crawl stopped, set by the worker that saw it
 ratelimit           STRING  the token's shared rate, as JSON (account.py)
 requests:unreadable HASH    id -> requests no worker could read, set aside for a look
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
+crawl               STRING  the crawl's id, written by its first worker (``JOIN``)
 ==================  ======  ==================================================================
+
+Every script that reads or writes the crawl first checks that ``crawl`` still holds the id this
+worker joined (``lua_guard``, one GET inside the script): when Redis lost the crawl (a restart
+without persistence, a flush, a failover to a replica that lagged) or ``scrapy redis reset`` ran
+under the workers, the script writes nothing and answers ``LOST`` or ``RESET``, and the worker
+stops with ``justoneapi_redis_state_lost`` (``SharedCrawl.lost``) instead of carrying on in, or
+declaring finished, a crawl that is gone.
 
 A taken request is leased, not removed: it comes back to ``requests`` when its lease runs out
 (its worker died), and it leaves Redis only when acked, once everything it produced is
@@ -72,6 +80,7 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
     "encoding": "utf-8",
 }
 REQUEUE_SCORE = -1e9  # a request given back (expired or released lease) goes before all others
+CRAWL_ID = object()  # in a guarded script's arguments: the id of the crawl this worker joined
 
 
 def display_url(url: str) -> str:
@@ -95,6 +104,18 @@ def connect(url: str, settings: BaseSettings) -> redis.Redis:
         raise ConfigError(
             f"REDIS_URL={display_url(url)!r} is not a Redis URL ({exc}); use redis://HOST:PORT/DB"
         ) from None
+
+
+def check_reachable(server: redis.Redis, url: str) -> None:
+    """Redis must answer before a crawl starts: a wrong REDIS_URL is an error, not an outage."""
+    try:
+        server.ping()
+    except REDIS_ERRORS as exc:
+        raise ConfigError(
+            f"cannot reach Redis at REDIS_URL={display_url(url)!r} ({exc}); start redis-server there, or fix REDIS_URL"
+        ) from None
+    except redis.RedisError as exc:
+        raise ConfigError(f"Redis at REDIS_URL={display_url(url)!r} refused us ({exc}); check its password") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +155,7 @@ class Keys:
         return self._key("seen_notes")
 
     def seen_bucket(self, note_id: str) -> str:
+        """A hash of 16 fields (``seen_field``), one of 4,096, or the plain set ``seen_notes:other``."""
         return f"{self.seen_notes}:{note_id[-3:]}" if _OBJECT_ID.fullmatch(note_id) else f"{self.seen_notes}:other"
 
     @property
@@ -159,6 +181,10 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return self._key(f"workers:{worker_id}")
 
+    @property
+    def crawl(self) -> str:
+        return self._key("crawl")
+
     def crawl_state(self) -> list[str]:
         """What ``scrapy redis reset`` clears: the crawl, not the notes."""
         return [
@@ -170,6 +196,7 @@ class Keys:
             self.stop,
             self.ratelimit,
             self.unreadable,
+            self.crawl,
         ]
 
     def notes(self) -> list[str]:
@@ -180,10 +207,27 @@ class Keys:
 # Lua: each script runs atomically in Redis, so a worker killed mid-way leaves all or nothing.
 # Times come from Redis's clock, the one clock every worker shares.
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+LOST_ANSWERS = ("LOST", "RESET")
 
-# KEYS: requests, leases, data, stop, stats. ARGV: lease ms, requeue score. -> {id, request} or nil
+
+def lua_guard(key: str, arg: str) -> str:
+    """Lua: write nothing when the crawl's id in ``key`` is not the one this worker joined (``arg``)."""
+    return (
+        f"local crawl = redis.call('GET', {key})\n"
+        f"if crawl ~= {arg} then if crawl then return 'RESET' end return 'LOST' end\n"
+    )
+
+
+# KEYS: crawl. ARGV: a new crawl id. -> the crawl's id (the new one if the crawl had none)
+JOIN = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: requests, leases, data, stop, stats, crawl. ARGV: lease ms, requeue score, crawl id. -> {id, request} or nil
 POP = (
-    _NOW_MS
+    lua_guard("KEYS[6]", "ARGV[3]")
+    + _NOW_MS
     + """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
@@ -198,9 +242,10 @@ return {popped[1], redis.call('HGET', KEYS[3], popped[1]) or ''}
 """
 )
 
-# KEYS: requests, data, dupefilter, leases, stats.
-# ARGV: id, request, score, fingerprint ('' = not filtered), id of the lease it replaces (''), '1' if a query's first page
-PUSH = """
+# KEYS: requests, data, dupefilter, leases, stats, crawl.
+# ARGV: id, request, score, fingerprint ('' = not filtered), id of the lease it replaces (''), '1' if a query's
+# first page, crawl id
+PUSH = lua_guard("KEYS[6]", "ARGV[7]") + """
 local added = 1
 if ARGV[4] ~= '' and redis.call('SADD', KEYS[3], ARGV[4]) == 0 then added = 0 end
 if added == 1 then
@@ -216,63 +261,81 @@ end
 return added
 """
 
-# KEYS: leases, requests, data. ARGV: ids. The request is done: it leaves Redis.
-ACK = """
-for _, id in ipairs(ARGV) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
+# KEYS: leases, requests, data, crawl. ARGV: crawl id, ids. The request is done: it leaves Redis.
+ACK = lua_guard("KEYS[4]", "ARGV[1]") + """
+for i = 2, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
 end
-return #ARGV
+return #ARGV - 1
 """
 
-# KEYS: leases, requests. ARGV: requeue score, ids. Give taken requests back to the queue.
-RELEASE = """
+# KEYS: leases, requests, crawl. ARGV: crawl id, requeue score, ids. Give taken requests back to the queue.
+RELEASE = lua_guard("KEYS[3]", "ARGV[1]") + """
 local n = 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
     n = n + 1
   end
 end
 return n
 """
 
-# KEYS: leases. ARGV: lease ms, ids. -> how many leases were still ours to renew
-RENEW = (
-    _NOW_MS
+# The heartbeat, one call. KEYS: leases, worker, stop, crawl. ARGV: crawl id, lease ms, beat ms, time of day, ids.
+# Renews the leases still ours, says the worker is alive with how many it holds (counted from the
+# leases, as `scrapy redis status` counts them), and reads the crawl-wide stop.
+# -> {leases renewed, stop reason, message, worker} (false when not stopped)
+BEAT = (
+    lua_guard("KEYS[4]", "ARGV[1]")
+    + _NOW_MS
     + """
 local n = 0
-for i = 2, #ARGV do
+for i = 5, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[i])
     n = n + 1
   end
 end
-return n
+redis.call('SET', KEYS[2], n .. ' requests in flight, last beat ' .. ARGV[4], 'PX', ARGV[3])
+local stop = redis.call('HMGET', KEYS[3], 'reason', 'message', 'worker')
+return {n, stop[1], stop[2], stop[3]}
 """
 )
 
-# KEYS: bucket, items, stats, count. ARGV: record ('' = the id is in a plain set), note id, note as JSON.
-# A bucket is a string of 11-byte records: about 11 bytes per seen note, exact (a Redis set of
-# ids takes about 75). 4,096 buckets: about 2,500 records each at 10 million notes, a 27 KB scan
-# in C (string.find, plain) per note. -> 1 when new
-ADD_NOTE = """
+# KEYS: bucket, items, stats, count, crawl. ARGV: record ('' = the id is in a plain set), note id, note as JSON,
+# crawl id, field.
+# A bucket is a hash of 16 fields, each a string of 10-byte records: 65,536 strings in all, about
+# 10 bytes per seen note, exact (a Redis set of ids takes about 75). An add reads, scans (in C:
+# string.find, plain) and rewrites one string: about 1,500 records (15 KB) at 100 million notes,
+# against the whole 4,096-bucket string before (270 KB). A bucket of that earlier layout (a string of
+# 11-byte records: the first 21 digits) is converted on its first add. -> 1 when new
+ADD_NOTE = lua_guard("KEYS[5]", "ARGV[4]") + """
 if ARGV[1] == '' then
   if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return 0 end
 else
-  local seen = redis.call('GET', KEYS[1])
+  if redis.call('TYPE', KEYS[1]).ok == 'string' then
+    local old = redis.call('GET', KEYS[1])
+    local fields = {}
+    for at = 1, #old - 10, 11 do
+      local field = string.format('%x', math.floor(string.byte(old, at + 10) / 16))
+      fields[field] = (fields[field] or '') .. string.sub(old, at, at + 9)
+    end
+    redis.call('DEL', KEYS[1])
+    for field, records in pairs(fields) do redis.call('HSET', KEYS[1], field, records) end
+  end
+  local seen = redis.call('HGET', KEYS[1], ARGV[5])
   if seen then
     local from = 1
     while true do
       local at = string.find(seen, ARGV[1], from, true)
       if not at then break end
-      if (at - 1) % 11 == 0 then return 0 end
+      if (at - 1) % 10 == 0 then return 0 end
       from = at + 1
     end
   end
-  -- SET, not APPEND: APPEND keeps room to grow (up to twice the string), SET stores it exactly
-  redis.call('SET', KEYS[1], (seen or '') .. ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[5], (seen or '') .. ARGV[1])
 end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'notes', 1)
@@ -294,10 +357,15 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def seen_record(note_id: str) -> bytes:
-    """The API's note ids are 24 hex digits (MongoDB ObjectIds): the last 3 name the bucket (they
-    are the low bits of a counter, so buckets fill evenly) and the first 21 are stored in 11 bytes.
-    b'': another form, kept in a plain set."""
-    return bytes.fromhex(note_id[:21] + "0") if _OBJECT_ID.fullmatch(note_id) else b""
+    """The API's note ids are 24 hex digits (MongoDB ObjectIds): the last 3 name the bucket and the
+    one before them its field (they are the low bits of a counter, so buckets fill evenly); the first
+    20 are stored in 10 bytes. b'': another form, kept in a plain set."""
+    return bytes.fromhex(note_id[:20]) if _OBJECT_ID.fullmatch(note_id) else b""
+
+
+def seen_field(note_id: str) -> str:
+    """The field of the note's bucket that holds its record (one hex digit: 16 per bucket)."""
+    return note_id[20] if _OBJECT_ID.fullmatch(note_id) else ""
 
 
 class RedisHealth:
@@ -339,20 +407,59 @@ class SharedCrawl:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.outbox: deque[Callable[[], Any]] = deque()
         self._scripts = {name: server.register_script(src) for name, src in _SCRIPTS.items()}
+        self.crawl_id: str | None = None  # the crawl this worker joined (JOIN)
+        self.lost: str | None = None  # why the crawl is gone from Redis, once a script found it so
+
+    def join(self) -> str:
+        """Join the crawl in Redis (a new one gets its id now); every script checks it is still there."""
+        self.crawl_id = self._scripts["join"](keys=[self.keys.crawl], args=[uuid.uuid4().hex])
+        return self.crawl_id
 
     def run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return self._scripts[script](keys=keys, args=args)
 
+    def guarded(self, script: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        """Run a script that checks the crawl is still in Redis: None (nothing written) when it is not.
+        The crawl's key goes last in ``keys``; ``args`` holds ``CRAWL_ID`` where the script wants the id."""
+        if self.lost:
+            return None
+        if self.crawl_id is None:
+            self.join()
+        args = [self.crawl_id if a is CRAWL_ID else a for a in args]
+        result = self._scripts[script](keys=[*keys, self.keys.crawl], args=args, client=client)
+        if result in LOST_ANSWERS:
+            self.found_lost(result)
+            return None
+        return result
+
+    def found_lost(self, answer: str) -> None:
+        if self.lost:
+            return
+        self.lost = (
+            f"the crawl's state in Redis at {display_url(self.url)} was reset: {self.keys.crawl} holds another "
+            "crawl's id (`scrapy redis reset` ran under the workers, and a new crawl started)"
+            if answer == "RESET"
+            else f"the crawl's state in Redis at {display_url(self.url)} was lost: {self.keys.crawl} is gone (Redis "
+            "restarted without its data, was flushed, or failed over to a replica that lagged; or `scrapy redis "
+            "reset` ran under the workers)"
+        )
+        self.outbox.clear()  # nothing of the lost crawl may be written into whatever Redis holds now
+        logger.error("Stopping: %s. Nothing more is written to Redis; see docs/distributed.md, Redis must persist", self.lost)
+        if self.stats is not None:
+            self.stats.set_value("justoneapi/redis/state_lost", 1)
+
     # --- writes that must not be lost: in order, through the outbox ---------------------
 
     def write(self, op: Callable[[], Any]) -> None:
+        if self.lost:
+            return
         self.outbox.append(op)
         if self.health.up:
             self.flush()
 
     def flush(self) -> bool:
         """Send the waiting writes in order; False if Redis is still away."""
-        while self.outbox:
+        while self.outbox and not self.lost:
             try:
                 self.outbox[0]()
             except REDIS_ERRORS as exc:
@@ -364,12 +471,12 @@ class SharedCrawl:
 
     def push(self, request: str, score: float, fingerprint: str, replaces: str, query_start: bool) -> None:
         k = self.keys
-        args = [uuid.uuid4().hex, request, score, fingerprint, replaces, "1" if query_start else ""]
+        args = [uuid.uuid4().hex, request, score, fingerprint, replaces, "1" if query_start else "", CRAWL_ID]
         keys = [k.requests, k.data, k.dupefilter, k.leases, k.stats]
-        self.write(lambda: self._count_push(self.run("push", keys, args), query_start))
+        self.write(lambda: self._count_push(self.guarded("push", keys, args), query_start))
 
-    def _count_push(self, added: int, query_start: bool) -> None:
-        if added or self.stats is None:
+    def _count_push(self, added: int | None, query_start: bool) -> None:
+        if added is None or added or self.stats is None:
             return
         self.stats.inc_value("justoneapi/redis/requests_filtered")
         if query_start:
@@ -382,7 +489,7 @@ class SharedCrawl:
 
     def ack(self, *lease_ids: str) -> None:
         k = self.keys
-        self.write(lambda: self.run("ack", [k.leases, k.requests, k.data], list(lease_ids)))
+        self.write(lambda: self.guarded("ack", [k.leases, k.requests, k.data], [CRAWL_ID, *lease_ids]))
 
     def set_aside(self, lease_id: str, request: str) -> None:
         k = self.keys
@@ -396,22 +503,34 @@ class SharedCrawl:
 
     def pop(self) -> tuple[str, str | None] | None:
         k = self.keys
-        taken = self.run("pop", [k.requests, k.leases, k.data, k.stop, k.stats], [self.lease_ms, REQUEUE_SCORE])
+        keys = [k.requests, k.leases, k.data, k.stop, k.stats]
+        taken = self.guarded("pop", keys, [self.lease_ms, REQUEUE_SCORE, CRAWL_ID])
         return (taken[0], taken[1]) if taken else None
 
     def release(self, lease_ids: list[str]) -> int:
-        return self.run("release", [self.keys.leases, self.keys.requests], [REQUEUE_SCORE, *lease_ids])
+        return self.guarded("release", [self.keys.leases, self.keys.requests], [CRAWL_ID, REQUEUE_SCORE, *lease_ids]) or 0
 
-    def renew(self, lease_ids: list[str]) -> int:
-        """Renew our leases; return how many had already run out and gone to another worker."""
-        if not lease_ids:
-            return 0
-        return len(lease_ids) - self.run("renew", [self.keys.leases], [self.lease_ms, *lease_ids])
+    def heartbeat(self, lease_ids: list[str], period: float) -> tuple[int, dict[str, str] | None]:
+        """One call: renew our leases, say this worker is alive (with the leases it holds in Redis:
+        expiring after three missed beats), read the crawl-wide stop. -> (how many of our leases had
+        already run out and gone to another worker, the stop or None)."""
+        k = self.keys
+        args = [CRAWL_ID, self.lease_ms, int(period * 3000), time.strftime("%H:%M:%S"), *lease_ids]
+        answer = self.guarded("beat", [k.leases, k.worker(self.worker_id), k.stop], args)
+        if answer is None:
+            return 0, None
+        renewed, reason, message, worker = (list(answer) + [None] * 4)[:4]
+        stop = {"reason": reason, "message": message or "", "worker": worker or "?"} if reason else None
+        return len(lease_ids) - int(renewed), stop
 
-    def add_note(self, note_id: str, note: bytes, client: Any = None) -> bool:
+    def add_note(self, note_id: str, note: bytes, client: Any = None) -> bool | None:
+        """Whether the note is new (then it is in the items list); None: the crawl is lost, nothing written.
+        With ``client`` (a pipeline), the answer comes from the pipeline instead."""
         k = self.keys
         keys = [k.seen_bucket(note_id), k.items, k.stats, k.seen_count]
-        return bool(self._scripts["add_note"](keys=keys, args=[seen_record(note_id), note_id, note], client=client))
+        args = [seen_record(note_id), note_id, note, CRAWL_ID, seen_field(note_id)]
+        new = self.guarded("add_note", keys, args, client=client)
+        return None if new is None else bool(new)
 
     def stop(self, reason: str, message: str) -> str:
         """Stop every worker; return the reason in force (an earlier stop wins)."""
@@ -419,11 +538,6 @@ class SharedCrawl:
 
     def stopped(self) -> dict[str, str] | None:
         return self.server.hgetall(self.keys.stop) or None
-
-    def beat(self, held: int, period: float) -> None:
-        """Say this worker is alive (the key expires after three missed beats)."""
-        value = f"{held} requests in flight, last beat {time.strftime('%H:%M:%S')}"
-        self.server.set(self.keys.worker(self.worker_id), value, px=int(period * 3000))
 
     def leave(self) -> None:
         self.server.delete(self.keys.worker(self.worker_id))
@@ -458,11 +572,12 @@ class SharedCrawl:
 
 
 _SCRIPTS = {
+    "join": JOIN,
+    "beat": BEAT,
     "pop": POP,
     "push": PUSH,
     "ack": ACK,
     "release": RELEASE,
-    "renew": RENEW,
     "add_note": ADD_NOTE,
     "stop": STOP,
 }

@@ -1,0 +1,158 @@
+"""The run as a user sees it: the token's masking, a quiet log, live progress, the dry run, the
+probe on the sandbox, an honest notes line, one report from the job database, trends as a picture."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scrapy.settings import Settings
+
+from rednote_crawl import api, redaction
+from rednote_crawl.config import ConfigError
+from rednote_crawl.run import trends
+from rednote_crawl.run.plan import preflight
+from rednote_crawl.run.quiet import quiet_scrapy
+from rednote_crawl.run.startup import _check_writable
+from rednote_crawl.run.summary import live_stream, render_progress
+from rednote_crawl.state.jobfolder import JobFolder
+from tests.conftest import FAST, ROOT, TOKEN
+
+
+def test_a_short_token_masks_no_ordinary_word_and_a_real_one_is_masked_wherever_it_stands():
+    redaction.install("any")
+    assert redaction.redact("note_time any, company: GET /x?token=any&page=1") == (
+        "note_time any, company: GET /x?token=…&page=1"
+    )
+    redaction.install("tok-0123456789abcdef-XYZ")
+    assert redaction.redact("a tok-0123456789abcdef-XYZ b tok-0123456789abcdef-XYZ2") == "a tok-… b tok-…2"
+
+
+def test_scrapys_own_start_up_lines_are_kept_out_unless_debug(caplog):
+    caplog.set_level(logging.DEBUG)
+    quiet_scrapy(Settings({"LOG_LEVEL": "INFO"}))
+    logging.getLogger("scrapy.crawler").info("Overridden settings: ...")
+    logging.getLogger("scrapy.crawler").warning("a warning still shows")
+    logging.getLogger("rednote_crawl.run.summary").info("Summary of note_search")
+    assert "Overridden settings" not in caplog.text and "a warning still shows" in caplog.text
+    assert "Summary of note_search" in caplog.text
+    quiet_scrapy(Settings({"LOG_LEVEL": "DEBUG"}))
+    logging.getLogger("scrapy.crawler").info("Overridden settings again")
+    assert "Overridden settings again" in caplog.text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_live_progress_line_is_for_a_terminal_only():
+    assert live_stream(Settings({}), Terminal()) is not None
+    assert live_stream(Settings({}), io.StringIO()) is None, "a log file keeps the periodic line"
+    assert live_stream(Settings({"LOG_FILE": "crawl.log"}), Terminal()) is None
+    line = render_progress(done=6, total=21, pages=89, new=1253, calls_per_s=14.8, elapsed=6.0)
+    assert line == "6/21 queries · 89 pages · 1253 new notes · 14.8 calls/s · about 0:00:15 left"
+    assert "left" not in render_progress(0, 21, 0, 0, 0.0, 1.0), "no estimate before a query is done"
+
+
+def settings(**values: object) -> Settings:
+    result = Settings()
+    result.setmodule("rednote_crawl.settings", priority="project")
+    result.setdict(values, priority="cmdline")
+    return result
+
+
+def test_a_dry_run_checks_what_a_real_run_checks_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("JUSTONEAPI_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="no API token"):
+        preflight(settings())
+    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
+    with pytest.raises(ConfigError, match="cannot reach Redis"):
+        preflight(settings(REDIS_URL="redis://127.0.0.1:9/0"))
+    job = tmp_path / "job"
+    holder = JobFolder.take(job)
+    before = sorted(p.name for p in job.iterdir())
+    pid = os.fork()
+    if pid == 0:  # another process: the dry run of a second crawl
+        try:
+            preflight(settings(JUSTONEAPI_JOB_DIR=str(job)))
+        except ConfigError as exc:
+            os._exit(0 if "is in use by another crawl" in str(exc) else 1)
+        os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0
+    holder.close()
+    preflight(settings(JUSTONEAPI_JOB_DIR=str(job)))  # free now: seen, not taken
+    assert JobFolder.take(job) is not None, "the dry run did not keep the lock"
+    assert sorted(p.name for p in job.iterdir()) == before
+    out = tmp_path / "no" / "such" / "dir" / "x.jsonl"
+    preflight(settings(FEEDS={str(out): {"format": "jsonlines"}}))
+    assert not (tmp_path / "no").exists(), "a dry run creates no folder"
+    preflight(settings(JUSTONEAPI_JOB_DIR=str(tmp_path / "new-job")))
+    assert not (tmp_path / "new-job").exists()
+
+
+def test_a_real_run_creates_the_outputs_folder_and_says_so(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "no" / "such" / "x.jsonl"
+    _check_writable(str(out))
+    assert out.parent.is_dir() and not out.exists() and f"Created the folder {out.parent}" in caplog.text
+
+
+def run(*args: str, token: str | None = TOKEN, server=None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
+    if token:
+        env["JUSTONEAPI_TOKEN"] = token
+    if server is not None:
+        env["JUSTONEAPI_BASE_URL"] = server.url
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_probe_runs_on_the_sandbox_without_a_token():
+    result = run("probe", "海信", "-s", "JUSTONEAPI_SANDBOX=1", token=None)
+    assert result.returncode == 0, result.stderr
+    assert "code_0" in result.stdout and "The token works" in result.stdout
+
+
+@pytest.mark.crawl
+def test_a_resumed_run_accounts_for_every_note_and_reports_the_whole_crawl_as_scrapy_report_does(sandbox, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("海信\n小米\nNike\n", encoding="utf-8")
+    job, out = tmp_path / "job", tmp_path / "notes.jsonl"
+    crawl = ["crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(out), "-s", f"JUSTONEAPI_JOB_DIR={job}"]
+    for name, value in FAST.items():
+        crawl += ["-s", f"{name}={value}"]
+    first = run(*crawl, "-s", "JUSTONEAPI_MAX_REQUESTS=6", "-s", "CONCURRENT_REQUESTS=2", server=sandbox)
+    assert first.returncode == 6, first.stderr[-2000:]
+    second = run(*crawl, server=sandbox)
+    assert second.returncode == 0, second.stderr[-2000:]
+    log = second.stderr
+    assert "Overridden settings" not in log and "Versions" not in log, "Scrapy's start-up stays out of the log"
+    notes = next(line for line in log.splitlines() if line.startswith("  notes:"))
+    written = int(notes.split(" already written by an earlier run")[0].rsplit(", ", 1)[1])
+    assert written > 0 and " put back from the job folder" in notes, notes
+    # The end-of-run report covers the whole crawl, both runs, and scrapy report says the same.
+    table = log[log.index("Report of crawl 1 of job") :].splitlines()[1:]
+    report = run("report", str(job))
+    assert report.returncode == 0 and report.stdout.splitlines()[1:] == table
+    assert "calls/new" in table[0]
+
+
+def test_trends_as_a_picture(tmp_path):
+    job = JobFolder.take(tmp_path)
+    for day in (1, 2, 3):
+        job.begin_run(f"2026-11-0{day}T00:00:00Z", "f", {})
+        items = [{"note_id": f"{day}-{n}", "keyword": "海信"} for n in range(day * 3)]
+        job.record_page(api.Query("海信"), 1, items, "empty_page", len(items), calls=2)
+        job.end_run("finished", f"2026-11-0{day}T01:00:00Z", calls=2, exit_status=0)
+    crawls = job.crawls_since("")
+    picture = trends.draw(job, crawls)
+    assert picture.startswith(b"\x89PNG") and len(picture) > 5000
+    page = trends.page(job, crawls, "table of 海信")
+    assert "data:image/png;base64," in page and "table of 海信" in page

@@ -1,0 +1,236 @@
+"""The crawl's start-up refusals, in this process: a bad input stops the crawl before its first call.
+
+The add-on (``addon.py``) and the start-up extension (``run/startup.py``, built before the engine)
+raise ``ConfigError`` or ``SeedFileError``; ``scrapy crawl`` prints it as ``Cannot start: ...``
+and exits 2. Each test here builds the crawler from the project's settings, as ``scrapy crawl``
+does, and runs it on an event loop (Scrapy without a Twisted reactor, as in its own test
+utilities): a start-up that did not refuse would go on to crawl the sandbox, and every test
+checks that the sandbox was not called. tests/test_crawl.py runs a refusal through the real
+command line (exit status, log, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy.crawler import AsyncCrawlerRunner, Crawler
+from scrapy.settings import Settings
+from scrapy.utils.conf import feed_process_params_from_cli
+from scrapy.utils.test import get_reactor_settings
+
+from rednote_crawl.commands.crawl import Command as CrawlCommand
+from rednote_crawl.config import NO_KEYWORDS, SINCE_LAST_NEEDS_JOB, ConfigError
+from rednote_crawl.seeds import SeedFileError
+from rednote_crawl.spiders.note_search import NoteSearchSpider
+from rednote_crawl.state.jobfolder import JobFolder
+from tests.conftest import FAST, TOKEN
+
+Refusal = ConfigError | SeedFileError
+
+
+def project_settings(cmdline: dict[str, Any]) -> Settings:
+    """The settings ``scrapy crawl -s NAME=VALUE ...`` gives a crawler, with this process's reactor setup."""
+    settings = Settings()
+    settings.setmodule("rednote_crawl.settings", priority="project")
+    # No Twisted reactor runs in the test process (TWISTED_REACTOR_ENABLED=False, as Scrapy's
+    # get_crawler sets it): the start-up checks run before the engine, the same with or without one.
+    reactor = {name: value for name, value in get_reactor_settings().items() if name.startswith("TWISTED_")}
+    settings.setdict({**reactor, **FAST, **cmdline}, priority="cmdline")
+    return settings
+
+
+def run_crawl(crawler: Crawler, **spider_args: str) -> None:
+    asyncio.run(asyncio.wait_for(crawler.crawl_async(**spider_args), timeout=30))
+
+
+@pytest.fixture
+def environment(sandbox, monkeypatch) -> None:
+    """The environment of the crawl tests' subprocesses: the token, the sandbox, no other setting."""
+    for name in list(os.environ):
+        if name.startswith("JUSTONEAPI_") or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
+    monkeypatch.setenv("JUSTONEAPI_BASE_URL", sandbox.url)
+
+
+@pytest.fixture
+def start(sandbox, environment, tmp_path) -> Callable[..., Refusal]:
+    """``scrapy crawl note_search -a NAME=VALUE -O FILE -s NAME=VALUE`` in this process, against the
+    sandbox: returns the start-up's refusal, after checking that no call was sent."""
+
+    def run(settings: dict[str, Any] | None = None, output: Path | str | None = None, **spider_args: str) -> Refusal:
+        crawl_settings = project_settings({"JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), **(settings or {})})
+        target = tmp_path / "notes.jsonl" if output is None else output
+        # -O FILE, as scrapy crawl turns it into FEEDS
+        feeds = feed_process_params_from_cli(crawl_settings, [], overwrite_output=[str(target)])
+        crawl_settings.set("FEEDS", feeds, priority="cmdline")
+        crawler = Crawler(NoteSearchSpider, crawl_settings)
+        calls = len(sandbox.log)
+        try:
+            run_crawl(crawler, **spider_args)
+        except (ConfigError, SeedFileError) as exc:
+            assert len(sandbox.log) == calls, "a call was sent before the refusal"
+            return exc
+        pytest.fail(f"the crawl started: {len(sandbox.log) - calls} calls sent")
+
+    return run
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> Path:
+    path = tmp_path / "seeds.txt"
+    path.write_text("海信\nNike\n", encoding="utf-8")
+    return path
+
+
+# --- the spider's arguments ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"", "has no keywords"),
+        (b"# only a comment\n\n   \n", "has no keywords"),
+        (b"\xff\xfe\x00bad", "is not UTF-8"),
+    ],
+)
+def test_an_unusable_keyword_file_is_refused(start, tmp_path, content, message):
+    seed = tmp_path / "keywords.txt"
+    if content is not None:
+        seed.write_bytes(content)
+    exc = start(keywords=str(seed))
+    assert isinstance(exc, SeedFileError)
+    assert message in str(exc) and str(seed) in str(exc)
+
+
+def test_no_keywords_asks_for_them_and_says_who_may_run_without(start):
+    exc = start()
+    assert str(exc) == NO_KEYWORDS
+    assert "-a keywords=PATH" in str(exc) and "only a worker of a distributed crawl" in str(exc)
+
+
+def test_a_bad_filter_value_lists_the_valid_ones(start, seeds):
+    exc = start(keywords=str(seeds), sort="newest")
+    assert "sort='newest' is not a valid value" in str(exc)
+    assert "time_descending" in str(exc) and "latest" in str(exc)
+
+
+def test_a_mistyped_argument_is_an_error_not_an_unfiltered_crawl(start):
+    exc = start(keyword="小米", note_types="video")
+    assert "unknown spider argument -a note_types=...; the arguments are: keywords, keyword, sort, note_type" in str(
+        exc
+    )
+
+
+def test_since_last_needs_a_job_folder(start, seeds):
+    exc = start(keywords=str(seeds), since="last")
+    assert str(exc) == SINCE_LAST_NEEDS_JOB
+    assert "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR" in str(exc)
+
+
+def test_a_dry_run_with_since_last_needs_a_job_folder(environment, seeds, capsys):
+    """``scrapy crawl note_search --dry-run -a since=last`` without a job folder: exit status 2."""
+    command = CrawlCommand()
+    command.settings = project_settings({})
+    command.crawler_process = AsyncCrawlerRunner(command.settings)  # its spider loader: a dry run crawls nothing
+    parser = argparse.ArgumentParser()
+    command.add_options(parser)
+    opts, args = parser.parse_known_args(["note_search", "-a", f"keywords={seeds}", "-a", "since=last", "--dry-run"])
+    command.process_options(args, opts)
+    command.run(args, opts)
+    assert command.exitcode == 2
+    assert f"error: {SINCE_LAST_NEEDS_JOB}" in capsys.readouterr().err
+
+
+# --- the token --------------------------------------------------------------------------------
+
+
+def test_no_token_points_at_the_sandbox(start, monkeypatch):
+    monkeypatch.delenv("JUSTONEAPI_TOKEN")
+    exc = start(keyword="Nike")
+    assert "no API token" in str(exc) and "JUSTONEAPI_SANDBOX=1" in str(exc)
+
+
+def test_the_token_as_a_spider_argument_is_refused_without_echoing_it(start, caplog):
+    caplog.set_level(logging.DEBUG)
+    exc = start(keyword="Nike", token="leaked-token-value")
+    assert "must not be a spider argument" in str(exc)
+    assert "leaked-token-value" not in str(exc) + caplog.text
+
+
+def test_the_token_as_a_setting_is_refused_without_echoing_it(start, monkeypatch, caplog):
+    # A token no other test uses: the log's masking (installed once a crawl starts, for the
+    # whole process) cannot hide an echo of it.
+    token = "tok-only-on-this-command-line-7f3a"
+    monkeypatch.delenv("JUSTONEAPI_TOKEN")
+    caplog.set_level(logging.DEBUG)
+    exc = start({"JUSTONEAPI_TOKEN": token, "LOG_LEVEL": "DEBUG"}, keyword="Nike")
+    assert "the token must not be passed with -s JUSTONEAPI_TOKEN" in str(exc)
+    assert token not in str(exc) + caplog.text
+
+
+# --- the output -------------------------------------------------------------------------------
+
+
+def test_an_unwritable_output_file_is_refused(start, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    exc = start(output=tmp_path / "a-file" / "notes.jsonl", keyword="小米")
+    assert "cannot write the output file" in str(exc)
+
+
+def test_an_output_path_that_is_a_folder_is_refused(start, tmp_path):
+    (tmp_path / "notes.jsonl").mkdir()
+    exc = start(output=tmp_path / "notes.jsonl", keyword="小米")
+    assert "it is a folder" in str(exc)
+
+
+# --- the job folder ---------------------------------------------------------------------------
+
+
+def test_a_job_folder_in_use_is_refused_and_the_output_kept(start, seeds, tmp_path):
+    job = tmp_path / "job"
+    holder = JobFolder.take(job)  # the test holds the job folder, as a crawl running alongside would
+    assert holder is not None
+    output = tmp_path / "notes.jsonl"
+    before = b'{"note_id": "from-before"}\n{"note_id": "also-before"}\n'
+    output.write_bytes(before)
+    try:
+        exc = start({"JUSTONEAPI_JOB_DIR": str(job)}, output=output, keywords=str(seeds))
+    finally:
+        holder.close()
+    assert "is in use by another crawl" in str(exc)
+    assert output.read_bytes() == before, "-O emptied the output of a run that never started"
+
+
+def test_a_resumed_crawl_with_other_keywords_is_refused(start, sandbox, tmp_path):
+    job = tmp_path / "job"
+    # A first run, of 海信, stops at its budget: its crawl stays open.
+    first = {"JUSTONEAPI_JOB_DIR": str(job), "JUSTONEAPI_MAX_REQUESTS": "1", "JUSTONEAPI_STATE_DIR": str(tmp_path)}
+    crawler = Crawler(NoteSearchSpider, project_settings(first))
+    run_crawl(crawler, keyword="海信")
+    assert crawler.stats.get_value("finish_reason") == "justoneapi_budget_spent" and len(sandbox.log) == 1
+    exc = start({"JUSTONEAPI_JOB_DIR": str(job)}, keyword="Nike")
+    assert "was started with other keywords or filters" in str(exc)
+
+
+# --- distributed --------------------------------------------------------------------------------
+
+
+def test_an_unreachable_redis_is_refused(start, seeds):
+    exc = start({"REDIS_URL": "redis://127.0.0.1:9/0"}, keywords=str(seeds))
+    assert "cannot reach Redis at REDIS_URL='redis://127.0.0.1:9/0'" in str(exc)
+
+
+def test_a_job_folder_and_redis_do_not_go_together(start, seeds, tmp_path):
+    exc = start(
+        {"REDIS_URL": "redis://127.0.0.1:9/0", "JUSTONEAPI_JOB_DIR": str(tmp_path / "job")}, keywords=str(seeds)
+    )
+    assert "JUSTONEAPI_JOB_DIR and REDIS_URL do not go together" in str(exc)
