@@ -238,7 +238,7 @@ class SandboxServer:
             if code is None:
                 digits = page_text.isascii() and page_text.isdigit()
                 page = int(page_text) if digits and int(page_text) <= INT32_MAX else 0  # an int32, >= 1
-                note_time_name = VALID_NOTE_TIMES.get(note_time) if note_time else "any"
+                note_time_name = VALID_NOTE_TIMES.get(note_time) if note_time is not None else "any"  # "" is invalid
                 if (
                     not keyword.strip()
                     or page < 1
