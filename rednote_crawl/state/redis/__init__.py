@@ -28,7 +28,7 @@ from rednote_crawl.state import CrawlState, Sleep, Verdict
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import RETRY_REDIS, SharedCallBudget, SharedRateLimiter
 from rednote_crawl.state.redis.leases import LeaseBook
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl, connect, display_url
+from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl, check_reachable, connect, display_url
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -59,17 +59,13 @@ class RedisState(CrawlState):
 
     def open(self, settings: BaseSettings) -> None:
         """Redis must answer before the crawl starts: a wrong REDIS_URL is an error, not an outage."""
-        url = display_url(self.shared.url)
+        check_reachable(self.shared.server, self.shared.url)
         try:
-            self.shared.server.ping()
             self.shared.join()
             self.rate.start_at(self.learned_limit())
-        except REDIS_ERRORS as exc:
-            raise ConfigError(
-                f"cannot reach Redis at REDIS_URL={url!r} ({exc}); start redis-server there, or fix REDIS_URL"
-            ) from None
         except redis.RedisError as exc:
-            raise ConfigError(f"Redis at REDIS_URL={url!r} refused us ({exc}); check its password") from None
+            url = display_url(self.shared.url)
+            raise ConfigError(f"Redis at REDIS_URL={url!r} failed as the crawl started ({exc}); check it") from None
         if self.config.redis_lease < SAFE_LEASE:
             logger.warning(
                 "JUSTONEAPI_REDIS_LEASE=%s: a lease this short can run out during one slow Redis call (5 s timeouts), "
