@@ -4,6 +4,8 @@
 rate_limited = object()
 # A page answered code 0 and was paid for. kwargs: request
 page_paid = object()
+# A paid page was stored (or its processing ended without storing it). kwargs: request
+page_stored = object()
 # A page ran out of tries; its query is incomplete. kwargs: request, reason
 page_failed = object()
 # A query was rejected with code 400 and dropped. kwargs: request, message

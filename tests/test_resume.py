@@ -96,6 +96,19 @@ def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, s
     assert paid == {(k, p) for k in KEYWORDS for p in range(1, len(CORPUS.layout(k, "general", "_0", "any")) + 1)}
 
 
+def test_answers_waiting_to_be_stored_count_as_in_flight(sandbox, seeds, tmp_path):
+    """Scrapy frees a downloader slot when the answer arrives: with a slow job database the answers
+    waiting to be stored would pile up, and a kill would make us pay for all of them again."""
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    cmd = command(seeds, job, output, "-s", "JUSTONEAPI_STATE_CLASS=tests.slow_storage.SlowStorage")
+    start = len(sandbox.log)
+    assert kill_when(cmd, sandbox, lambda: len(sandbox.log) >= start + 12) == -signal.SIGKILL
+    final = run(command(seeds, job, output), sandbox)
+    assert final.returncode == 0, final.stderr
+    assert set(output_ids(output)) == EXPECTED
+    assert 0 < sum(n - 1 for n in paid_twice(sandbox).values()) <= CONCURRENCY
+
+
 def test_torn_lines_are_mended_before_anything_is_appended(sandbox, seeds, tmp_path):
     job, output = tmp_path / "job", tmp_path / "notes.jsonl"
     cmd = command(seeds, job, output, "-s", "JUSTONEAPI_MAX_REQUESTS=6")

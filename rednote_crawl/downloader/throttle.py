@@ -1,8 +1,15 @@
 """The gate every API request passes on its way out.
 
 In order: refuse once the crawl is stopping; wait out the request's retry
-backoff; wait for the token's rate limiter; count the call against
-``JUSTONEAPI_MAX_REQUESTS`` and stop the crawl when the budget is spent.
+backoff; wait until fewer than ``CONCURRENT_REQUESTS`` calls are at risk; wait for the
+token's rate limiter; count the call against ``JUSTONEAPI_MAX_REQUESTS`` and stop the
+crawl when the budget is spent.
+
+A call is at risk from the moment it is sent until its page is stored (``signals.page_stored``)
+or it turns out to be no paid page. Scrapy frees a downloader slot as soon as an answer
+arrives, before the spider and the crawl state have seen it; without this window a ``kill -9``
+could cost more pages than ``CONCURRENT_REQUESTS`` (answers waiting for the spider or for the
+job database's thread), and each would be paid for again.
 Requests wait here, inside the downloader (so waits are bounded by
 ``CONCURRENT_REQUESTS``), and every wait ends early when the crawl stops.
 """
@@ -24,6 +31,7 @@ from rednote_crawl.state import crawl_state
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
+    from scrapy.http import Response
     from scrapy.statscollectors import StatsCollector
 
 logger = logging.getLogger(__name__)
@@ -63,10 +71,16 @@ class TokenThrottleMiddleware:
         self._stopped = asyncio.Event()
         self._backoff = WallClock(self.stats, "justoneapi/retry/backoff_seconds")
         self._held = WallClock(self.stats, "justoneapi/ratelimit/held_seconds")
+        self._storing = WallClock(self.stats, "justoneapi/storage/wait_seconds")
+        self.window = crawler.settings.getint("CONCURRENT_REQUESTS")
+        self._in_transit: set[Request] = set()  # sent, no answer yet
+        self._unstored: set[Request] = set()  # paid, not stored yet
+        self._room = asyncio.Event()
         crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
         crawler.signals.connect(self._on_not_delivered, signal=signals.call_not_delivered)
+        crawler.signals.connect(self._on_page_stored, signal=signals.page_stored)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> TokenThrottleMiddleware:
@@ -81,6 +95,10 @@ class TokenThrottleMiddleware:
             with self._backoff:
                 await self._sleep(backoff)
             self._check_open()
+        if self.at_risk >= self.window > 0:
+            with self._storing:
+                await self._wait_for_room()
+            self._check_open()
         with self._held:
             await self.limiter.acquire(self._sleep)
         self._check_open()
@@ -90,6 +108,30 @@ class TokenThrottleMiddleware:
             stop_crawl(self.crawler, event)
             self._check_open()
         self.stats.inc_value("justoneapi/requests/sent")
+        self._in_transit.add(request)
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        self._answered(request)  # before ApiPolicyMiddleware (a lower order) says whether it was paid
+        return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        self._answered(request)
+
+    @property
+    def at_risk(self) -> int:
+        """Calls sent whose page is not stored yet: what a kill now would make us pay again."""
+        return len(self._in_transit) + len(self._unstored)
+
+    async def _wait_for_room(self) -> None:
+        while self.at_risk >= self.window and not self._stopping_now():
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), timeout=STOP_POLL)
+
+    def _answered(self, request: Request) -> None:
+        if request in self._in_transit:
+            self._in_transit.discard(request)
+            self._room.set()
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep; wake as soon as the crawl stops (ours, or Scrapy's shutdown) and return False then."""
@@ -124,7 +166,13 @@ class TokenThrottleMiddleware:
             self.stats.set_value("justoneapi/ratelimit/limit", round(limit, 3))
             self.state.remember_limit(limit)
 
+    def _on_page_stored(self, request: Request) -> None:
+        if request in self._unstored:
+            self._unstored.discard(request)
+            self._room.set()
+
     def _on_page_paid(self, request: Request) -> None:
+        self._unstored.add(request)  # at risk until PageBookMiddleware has stored it
         before = self.limiter.rate
         self.limiter.speed_up()
         if self.limiter.rate != before:

@@ -59,8 +59,19 @@ class PageBookMiddleware(BaseSpiderMiddleware):
         raise NotImplementedError("Scrapy 2.13+ calls process_spider_output_async: a page is stored before it goes on")
 
     async def process_spider_output_async(self, response: Response, result: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        for output in await self._book(response, [o async for o in result]):
+        try:
+            outputs = await self._book(response, [o async for o in result])
+        finally:  # stored, or never will be: the throttle may send the next call (downloader/throttle.py)
+            self._stored(response)
+        for output in outputs:
             yield output
+
+    def process_spider_exception(self, response: Response, exception: Exception) -> None:
+        self._stored(response)
+
+    def _stored(self, response: Response) -> None:
+        if isinstance(response, ApiResponse):
+            self.crawler.signals.send_catch_log(signals.page_stored, request=response.request)
 
     async def _book(self, response: Response, outputs: list[Any]) -> list[Any]:
         if isinstance(response, ApiResponse):
