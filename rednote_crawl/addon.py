@@ -32,8 +32,6 @@ COMPONENTS = {
 }
 # With REDIS_URL: the state in Redis, and what only it needs.
 REDIS_COMPONENTS = {
-    # End a taken request's lease once its output is stored (closest to the engine).
-    "SPIDER_MIDDLEWARES": {"rednote_crawl.distributed.leases.LeaseMiddleware": 10},
     "EXTENSIONS": {"rednote_crawl.distributed.worker.DistributedWorker": 500},
 }
 LOCAL_STATE = "rednote_crawl.state.local.LocalState"

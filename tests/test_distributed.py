@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,14 +15,15 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
 from rednote_crawl.api import Query
-from rednote_crawl.distributed.scheduler import JsonRequestQueue
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
-from rednote_crawl.state.redis.shared import Keys
+from rednote_crawl.state.redis.requests import RequestCodec
+from rednote_crawl.state.redis.shared import Keys, SharedCrawl
 from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, scrapy_in_process
 
 pytestmark = pytest.mark.crawl
@@ -93,6 +95,13 @@ def redis_command(redis_server: RedisServer, *args: str) -> subprocess.Completed
 
 def delivered(redis_server: RedisServer) -> list[str]:
     return [orjson.loads(note)["note_id"] for note in redis_server.client().lrange(KEYS.items, 0, -1)]
+
+
+def shared_crawl(redis_server: RedisServer) -> SharedCrawl:
+    """A worker's handle on the crawl, joined (run its calls inside ``asyncio.run``)."""
+    shared = SharedCrawl(redis_server.url, Settings(), "note_search", 60)
+    shared.join()
+    return shared
 
 
 def wait_until(condition, timeout: float = 60) -> None:
@@ -291,11 +300,11 @@ def test_reset_keeps_the_notes_unless_asked_and_refuses_to_drop_undrained_ones(r
 def test_requests_go_to_redis_as_json_and_come_back_whole():
     crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
     spider = NoteSearchSpider.from_crawler(crawler, keywords=str(ROOT / "seeds" / "brands.txt"))
-    queue = JsonRequestQueue(None, spider, "note_search:requests")
+    codec = RequestCodec(spider, KEYS.dupefilter)
     call = SearchCall(Query("Nike x 耐克", "popularity_descending", "_1", "week"), 3, 40, max_pages=5, since=1764000000)
     request = spider.page_request(call)
     request.meta["retry_times"] = 2
-    encoded = queue._encode_request(request)
+    encoded = codec.encode(request)
     assert orjson.loads(encoded)["meta"]["justoneapi_call"] == [
         ["Nike x 耐克", "popularity_descending", "_1", "week"],
         3,
@@ -303,7 +312,7 @@ def test_requests_go_to_redis_as_json_and_come_back_whole():
         5,
         1764000000,
     ]
-    back = queue._decode_request(encoded)
+    back = codec.decode(encoded)
     assert (back.url, back.priority, back.callback, back.errback) == (
         request.url,
         request.priority,
@@ -333,32 +342,35 @@ def test_one_rate_limit_for_the_token_across_workers(sandbox_factory, workers, t
 
 
 def test_a_302_seen_by_one_worker_pauses_every_worker_and_a_limit_measured_is_shared(redis_server):
-    from functools import partial
-
-    from scrapy.settings import Settings
-
-    from rednote_crawl.state.rate import MARGIN, book
+    from rednote_crawl.state.rate import MARGIN
     from rednote_crawl.state.redis.account import SharedRateLimiter
-    from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
-    def limiter() -> SharedRateLimiter:
-        shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
-        return SharedRateLimiter(shared, 20)
+    slept: list[float] = []
 
-    one, other = limiter(), limiter()
-    for worker in (one, other):
-        worker.start_at(10)  # the limit an earlier crawl of the token learned
-    for _ in range(5):
-        other.change(partial(book, max_rate=20))
-    one.slow_down(retry_after=2)
-    _, delay = other.change(partial(book, max_rate=20))
-    assert delay == pytest.approx(2, abs=0.1), "the other worker waits out the pause"
-    assert other.rate == pytest.approx(10 * (1 - MARGIN) ** 2), "and calls a little lower, as the first one does"
-    _, delay = other.change(partial(book, max_rate=20))
-    assert delay == pytest.approx(2 + 1 / other.rate, abs=0.1)
-    assert other.limit == 10
-    for limiter_ in (one, other):
-        limiter_.shared.server.close()
+    async def sleep(seconds: float) -> bool:
+        slept.append(seconds)  # the booking holds; nobody needs to wait for real here
+        return True
+
+    async def main() -> None:
+        one, other = (SharedRateLimiter(shared_crawl(redis_server), 20, 0) for _ in range(2))
+        for worker in (one, other):
+            worker.start_at(10)  # the limit an earlier crawl of the token learned
+        for _ in range(5):
+            assert await other.book_call(sleep) is None
+        one.slow_down(retry_after=2)
+        await one._flushing
+        slept.clear()
+        assert await other.book_call(sleep) is None
+        assert slept == [pytest.approx(2, abs=0.1)], "the other worker waits out the pause"
+        assert other.rate == pytest.approx(10 * (1 - MARGIN) ** 2), "and calls a little lower, as the first one does"
+        assert await other.book_call(sleep) is None
+        assert slept[-1] == pytest.approx(2 + 1 / other.rate, abs=0.1)
+        assert other.limit == 10
+        assert int(redis_server.client().hget(KEYS.stats, "calls")) == 7, "each booking spent one call"
+        for limiter in (one, other):
+            await limiter.shared.aclose()
+
+    asyncio.run(main())
 
 
 def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_factory, workers, seeds, redis_server):
@@ -378,55 +390,64 @@ def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_
     assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
 
 
-def test_a_lease_ends_only_once_its_next_page_and_notes_are_stored(redis_server):
-    from scrapy.settings import Settings
-
+def test_a_page_is_stored_whole_notes_next_page_and_ack_in_one_call(redis_server):
     from rednote_crawl.state.redis.leases import LeaseBook
-    from rednote_crawl.state.redis.shared import SharedCrawl, connect
 
-    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
-    book = LeaseBook(shared, get_crawler().stats)
     client = redis_server.client()
 
-    def take() -> str:
-        shared.push('{"url": "x"}', 0, "", "", False)
-        lease, _ = shared.pop()
-        book.taken(lease)
-        return lease
+    async def main() -> None:
+        shared = shared_crawl(redis_server)
+        book = LeaseBook(shared, get_crawler().stats)
+        shared.push([("first", '{"url": "x"}', 0, "fp-1", "", True)], lambda answer: None)
+        assert await shared.flushed(5)
+        queued, leased, taken = await shared.pop(10)
+        assert (queued, leased, [lease for lease, _ in taken]) == (0, 1, ["first"])
+        book.taken("first")
+        before = shared.round_trips
+        new = await shared.page(
+            "first",
+            [("a" * 24, b'{"n": 1}'), ("b" * 24, b'{"n": 2}'), ("a" * 24, b"{}")],
+            [("second", '{"url": "y"}', -2, "fp-2", False)],
+        )
+        book.done("first")
+        assert new == [True, True, False] and shared.round_trips == before + 1
+        assert client.zscore(KEYS.leases, "first") is None and not client.hexists(KEYS.data, "first")
+        assert client.zrange(KEYS.requests, 0, -1) == ["second"] and client.lrange(KEYS.items, 0, -1) == [
+            '{"n": 1}',
+            '{"n": 2}',
+        ]
+        assert client.hget(KEYS.stats, "pages_paid") == "1" and client.get(KEYS.seen_count) == "2"
+        # the same page again (its lease ran out and another worker paid for it): nothing twice
+        assert await shared.page("", [("a" * 24, b"{}")], [("third", '{"url": "y"}', -2, "fp-2", False)]) == [False]
+        assert client.zrange(KEYS.requests, 0, -1) == ["second"] and client.llen(KEYS.items) == 2
+        # what a closing worker holds goes back to the queue
+        _, _, taken = await shared.pop(10)
+        book.taken(taken[0][0])
+        assert await book.release_all(5) == 1
+        assert client.zrange(KEYS.requests, 0, -1) == ["second"] and client.zcard(KEYS.leases) == 0
+        await shared.aclose()
 
-    lease = take()
-    book.output_started(lease)  # the next page
-    book.output_started(lease)  # a note
-    book.output_ended(lease)
-    book.output_stored(lease)
-    assert client.zscore(KEYS.leases, lease) is not None, "acked before its next page was pushed"
-    book.output_stored(lease)
-    assert client.zscore(KEYS.leases, lease) is None and not client.hexists(KEYS.data, lease)
-
-    broken = take()
-    book.output_started(broken)
-    book.output_ended(broken)
-    book.output_stored(broken, ok=False)  # a pipeline failed on its note
-    assert client.zscore(KEYS.leases, broken) is not None
-    assert book.release_all() == 1
-    assert client.zrange(KEYS.requests, 0, -1) == [broken], "given back to be done again"
-    shared.server.close()
+    asyncio.run(main())
 
 
 def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
-    from scrapy.settings import Settings
-
-    from rednote_crawl.state.redis.shared import SharedCrawl, connect
-
-    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
     ids = [f"{i:020x}{i % 7:04x}" for i in range(3000)] + ["not-an-object-id", "6AB07FD02A1A5BD8044E3268"]
-    assert all(shared.add_note(i, b"{}") for i in ids)
-    assert not any(shared.add_note(i, b"{}") for i in ids), "each id is seen again"
     # an id whose record shows up across two stored records of its bucket's field is still new
     first, second = bytes(range(10)).hex(), bytes(range(10, 20)).hex()
-    assert shared.add_note(first + "ffff", b"{}") and shared.add_note(second + "ffff", b"{}")
     straddling = bytes(range(5, 15)).hex() + "ffff"
-    assert shared.add_note(straddling, b"{}") and not shared.add_note(straddling, b"{}")
+
+    async def add(*note_ids: str) -> list[bool]:
+        return await shared.page("", [(i, b"{}") for i in note_ids], [])
+
+    async def main() -> None:
+        assert all(await add(*ids))
+        assert not any(await add(*ids)), "each id is seen again"
+        assert await add(first + "ffff", second + "ffff") == [True, True]
+        assert await add(straddling, straddling) == [True, False]
+        await shared.aclose()
+
+    shared = shared_crawl(redis_server)
+    asyncio.run(main())
     client = redis_server.client()
     buckets = [
         k for k in client.scan_iter(match=f"{KEYS.seen_notes}:*") if k.rsplit(":", 1)[1] not in ("other", "count")
@@ -435,25 +456,24 @@ def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
     assert client.hkeys(f"{KEYS.seen_notes}:fff") == ["f"], "the digit before the bucket's names the field"
     assert sum(client.hstrlen(k, f) for k in buckets for f in client.hkeys(k)) == 10 * (3000 + 3)
     assert int(client.get(f"{KEYS.seen_notes}:count")) == len(ids) + 3 == client.llen(KEYS.items)
-    shared.server.close()
 
 
 def test_seen_notes_of_the_earlier_layout_are_still_seen(redis_server):
     """Before issue 12 a bucket was a string of 11-byte records (the first 21 digits): converted on its first add."""
-    from scrapy.settings import Settings
-
-    from rednote_crawl.state.redis.shared import SharedCrawl, connect
-
     old = [f"{i:021x}abc" for i in range(0, 3000, 3)]
     client = redis_server.client()
     raw = redis.Redis(port=redis_server.port)
     raw.set(f"{KEYS.seen_notes}:abc", b"".join(bytes.fromhex(i[:21] + "0") for i in old))
     raw.close()
-    shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
-    assert shared.add_note(f"{1:021x}abc", b"{}"), "a new id"
-    assert client.type(f"{KEYS.seen_notes}:abc") == "hash"
-    assert not any(shared.add_note(i, b"{}") for i in old), "every id of the old bucket is still seen"
-    shared.server.close()
+    shared = shared_crawl(redis_server)
+
+    async def main() -> None:
+        assert await shared.page("", [(f"{1:021x}abc", b"{}")], []) == [True], "a new id"
+        assert client.type(f"{KEYS.seen_notes}:abc") == "hash"
+        assert not any(await shared.page("", [(i, b"{}") for i in old], [])), "every id of the old bucket is still seen"
+        await shared.aclose()
+
+    asyncio.run(main())
 
 
 def test_a_crawl_lost_from_redis_stops_every_worker_and_nothing_says_finished(
@@ -498,30 +518,33 @@ def test_a_reset_under_a_running_worker_stops_it(sandbox_factory, workers, seeds
 
 
 def test_in_flight_is_counted_from_the_leases_by_the_workers_and_the_status(redis_server):
-    from scrapy.settings import Settings
-
     from rednote_crawl.commands.redis import render_status
     from rednote_crawl.state.redis.leases import LeaseBook
-    from rednote_crawl.state.redis.shared import SharedCrawl, connect
+    from rednote_crawl.state.redis.shared import crawl_status
 
-    def worker() -> tuple[SharedCrawl, LeaseBook]:
-        shared = SharedCrawl(connect(redis_server.url, Settings()), "note_search", redis_server.url, 60)
-        return shared, LeaseBook(shared, get_crawler().stats)
+    async def main() -> dict:
+        (one, one_book), (other, other_book) = (
+            (s, LeaseBook(s, get_crawler().stats)) for s in (shared_crawl(redis_server), shared_crawl(redis_server))
+        )
+        one.push([(f"r{i}", '{"url": "x"}', 0, "", "", False) for i in range(5)], lambda answer: None)
+        assert await one.flushed(5)
+        for shared, book, count in ((one, one_book, 3), (other, other_book, 2)):
+            _, _, taken = await shared.pop(count)
+            for lease, _ in taken:
+                book.taken(lease)
+        one_book.taken("gone")  # held here, but no longer leased in Redis (run out, taken by another worker)
+        one_book.finished(sorted(one_book.held - {"gone"})[0])  # acked: no longer in flight anywhere
+        assert await one.flushed(5)
+        for book in (one_book, other_book):
+            stop, figures = await book.renew(1)
+            assert stop is None and figures["in_flight"] == 4
+        status = crawl_status(one.sync, KEYS)
+        lines = {w: int(v.split()[0]) for w, v in status["workers"].items()}
+        assert lines == {one.worker_id: 2, other.worker_id: 2}
+        for shared in (one, other):
+            await shared.aclose()
+        return status
 
-    (one, one_book), (other, other_book) = worker(), worker()
-    for _ in range(5):
-        one.push('{"url": "x"}', 0, "", "", False)
-    for shared, book, count in ((one, one_book, 3), (other, other_book, 2)):
-        for _ in range(count):
-            book.taken(shared.pop()[0])
-    one_book.taken("gone")  # held here, but no longer leased in Redis (run out, taken by another worker)
-    one_book.finished(next(iter(one_book.held)))  # acked: no longer in flight anywhere
-    for book in (one_book, other_book):
-        assert book.renew(1) is None
-    status = one.status()
-    lines = {w: int(v.split()[0]) for w, v in status["workers"].items()}
-    assert lines == {one.worker_id: 2, other.worker_id: 2}
-    assert status["in_flight"] == sum(lines.values()) == 4
+    status = asyncio.run(main())
+    assert status["in_flight"] == 4
     assert "4 in flight" in render_status("note_search", redis_server.url, status)
-    for shared in (one, other):
-        shared.server.close()

@@ -10,6 +10,7 @@ reset --notes  forget the notes too (seen notes and undrained items)
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,12 +22,24 @@ from rednote_crawl import stops
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.redis.drain import DrainBusy, drain
-from rednote_crawl.state.redis.shared import SharedCrawl, connect, display_url
+from rednote_crawl.state.redis.shared import Keys, connect, crawl_status, display_url
 
 if TYPE_CHECKING:
     import argparse
 
 ACTIONS = ("status", "drain", "resume", "reset")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisCrawl:
+    """The crawl a command acts on (blocking calls: a command does nothing else meanwhile)."""
+
+    server: redis.Redis
+    keys: Keys
+    url: str
+
+    def status(self) -> dict[str, Any]:
+        return crawl_status(self.server, self.keys)
 
 
 class Command(ScrapyCommand):
@@ -66,7 +79,7 @@ class Command(ScrapyCommand):
                 raise ConfigError(
                     "no Redis: set REDIS_URL (environment variable, or -s REDIS_URL=redis://HOST:PORT/DB)"
                 )
-            shared = SharedCrawl(connect(url, self.settings), opts.spider, url, lease_seconds=1)
+            shared = RedisCrawl(connect(url, self.settings), Keys(opts.spider), url)
             self.exitcode = getattr(self, f"_{action}")(shared, opts, *rest)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -75,11 +88,11 @@ class Command(ScrapyCommand):
             print(f"error: Redis at {display_url(url or '')}: {exc}", file=sys.stderr)
             self.exitcode = 1
 
-    def _status(self, shared: SharedCrawl, opts: argparse.Namespace) -> int:
+    def _status(self, shared: RedisCrawl, opts: argparse.Namespace) -> int:
         print(render_status(shared.keys.spider, display_url(shared.url), shared.status()))
         return 0
 
-    def _drain(self, shared: SharedCrawl, opts: argparse.Namespace, path: str) -> int:
+    def _drain(self, shared: RedisCrawl, opts: argparse.Namespace, path: str) -> int:
         count = 0
         live = sys.stderr.isatty()
         try:
@@ -100,8 +113,8 @@ class Command(ScrapyCommand):
         print(f"drained {plural(count, 'note')} from {shared.keys.items} into {path}")
         return 0
 
-    def _resume(self, shared: SharedCrawl, opts: argparse.Namespace) -> int:
-        stop = shared.stopped()
+    def _resume(self, shared: RedisCrawl, opts: argparse.Namespace) -> int:
+        stop = shared.server.hgetall(shared.keys.stop)
         if not stop:
             print("the crawl is not stopped")
             return 0
@@ -112,7 +125,7 @@ class Command(ScrapyCommand):
             print(f"the crawl has made {calls} calls: start workers with a higher -s JUSTONEAPI_MAX_REQUESTS")
         return 0
 
-    def _reset(self, shared: SharedCrawl, opts: argparse.Namespace) -> int:
+    def _reset(self, shared: RedisCrawl, opts: argparse.Namespace) -> int:
         status = shared.status()
         if status["workers"] and not opts.force:
             print(

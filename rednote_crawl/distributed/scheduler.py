@@ -1,202 +1,164 @@
-"""scrapy-redis's scheduler, fixed for a crawl that must lose nothing.
+"""The scheduler of a distributed crawl: the queue is in Redis, leased, never popped.
 
-scrapy-redis 0.9.1 as it is, measured on Scrapy 2.19: a worker killed with ``kill -9`` loses its
-popped requests for good (their fingerprints stay in the dupefilter), one worker that closes
-without ``SCHEDULER_PERSIST`` deletes every worker's queue, and requests are pickled (the URL in
-clear; whoever can write to Redis can run code on the workers). Here:
+Scrapy asks its scheduler synchronously (``next_request``, ``has_pending_requests``), and a
+worker must never wait on Redis in the reactor's thread. So this scheduler keeps a small local
+buffer of requests leased from Redis, refilled in the background (one script call leases a
+batch), and sends what it is given to Redis through the outbox (one pipeline per batch).
+Leases hold while a request waits in the buffer (the heartbeat renews them), and a worker
+that closes gives back what it did not send.
 
-- Requests are leased from Redis, not popped (``SharedCrawl.pop``): a worker killed with
-  ``kill -9`` gives its requests back when their leases run out.
-- The dupefilter check and the push are one script: no kill between them loses a request.
-- A retry replaces its request in the same script, so the retry and the ack cannot part.
-- Requests are stored as JSON, never pickle: nothing in Redis can run code on a worker.
-- ``SCHEDULER_PERSIST`` is always on: no worker's shutdown deletes the shared queue or
-  dupefilter; ``scrapy redis reset`` does, when asked.
+What scrapy-redis provides, and why the rest is ours (docs/decisions.md): its connection
+helper, its setting names (``REDIS_URL``, ``REDIS_PARAMS``, ``MAX_IDLE_TIME_BEFORE_CLOSE``), its
+key names and its dupefilter's fingerprints. Its scheduler pops requests (a worker killed with
+``kill -9`` loses them), pickles them, and talks to Redis with blocking calls; its
+dupefilter check and its push are two calls (a kill between them loses a request).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import math
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import orjson
-from scrapy.utils.asyncio import create_looping_call
-from scrapy.utils.request import request_from_dict
-from scrapy_redis.dupefilter import RFPDupeFilter
-from scrapy_redis.queue import Base
-from scrapy_redis.scheduler import Scheduler
+from scrapy.core.scheduler import BaseScheduler
+from scrapy.utils.defer import deferred_from_coro
 
-from rednote_crawl.search import CALL_META, SearchCall
 from rednote_crawl.state import crawl_state
-from rednote_crawl.state.redis.leases import LEASE_META, PARENT_META
+from rednote_crawl.state.redis.requests import LEASE_META, STORED_META
 from rednote_crawl.state.redis.shared import REDIS_ERRORS
 
 if TYPE_CHECKING:
-    from scrapy import Request, Spider
+    from scrapy import Request
     from scrapy.crawler import Crawler
+    from twisted.internet.defer import Deferred
 
     from rednote_crawl.state.redis import RedisState
 
 logger = logging.getLogger(__name__)
 
-WAKE_EVERY = 1.0  # seconds: how soon an idle worker notices new work in Redis
-QUEUE_READ_EVERY = 0.2  # seconds: how often len() reads the shared queue's size
-HANDOFF_META = "justoneapi_handoff"  # a request leased by _wake(), on its way back in through engine.crawl()
+WAKE_EVERY = 1.0  # seconds: how often an idle worker asks Redis for work
+HANDOFF_META = "justoneapi_handoff"  # a request leased for an idle engine, on its way back in through engine.crawl()
 
 
-class JsonRequestQueue(Base):
-    """Encodes requests as JSON for the shared queue; ``SharedCrawl`` stores and leases them."""
-
-    def __init__(self, server: Any, spider: Spider, key: str, serializer: Any = orjson) -> None:
-        super().__init__(server, spider, key, serializer)
-
-    def _encode_request(self, request: Request) -> str:
-        data = request.to_dict(spider=self.spider)
-        meta = dict(data.get("meta") or {})
-        if isinstance(call := meta.get(CALL_META), SearchCall):
-            meta[CALL_META] = call.to_json()
-        data["meta"] = meta
-        data["headers"] = {k.decode("latin-1"): [v.decode("latin-1") for v in vs] for k, vs in data["headers"].items()}
-        data["body"] = data["body"].decode("latin-1")
-        try:
-            return orjson.dumps(data).decode()
-        except TypeError as exc:
-            raise TypeError(f"a request to {request.url} cannot be stored in Redis as JSON: {exc}") from None
-
-    def _decode_request(self, encoded: str) -> Request:
-        data = orjson.loads(encoded)
-        meta = data.get("meta") or {}
-        if isinstance(call := meta.get(CALL_META), list):
-            meta[CALL_META] = SearchCall.from_json(call)
-        data["body"] = data.get("body", "").encode("latin-1")
-        return request_from_dict(data, spider=self.spider)
-
-    def __len__(self) -> int:
-        return self.server.zcard(self.key)
-
-
-class LeasedScheduler(Scheduler):
-    crawler: Crawler
-    state: RedisState
+class LeasedScheduler(BaseScheduler):
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
+        self.shared = self.state.shared
+        self.book = self.state.leases
+        self.buffer = self.state.buffer
+        # Leased ahead of the engine: enough to keep the downloader busy for one refill (a round
+        # trip); few, so that the other workers find work too.
+        self.target = max(1, crawler.settings.getint("CONCURRENT_REQUESTS") // 4)
+        self.starved = False  # the engine asked and got nothing: hand it the next request
+        self._wanted = asyncio.Event()
+        self._refill: asyncio.Task[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
-        state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
-        shared = state.shared
-        scheduler = cls(
-            server=shared.server,
-            persist=True,
-            queue_key=shared.keys.requests,
-            queue_cls=f"{JsonRequestQueue.__module__}.{JsonRequestQueue.__qualname__}",
-            dupefilter_key=shared.keys.dupefilter,
-            dupefilter=RFPDupeFilter(shared.server, key=shared.keys.dupefilter),
-            serializer=orjson,
-        )
-        scheduler.stats = crawler.stats
-        scheduler.crawler = crawler
-        scheduler.state = state
-        scheduler.shared = shared
-        scheduler.book = state.leases
-        scheduler.handoff = state.buffer
-        return scheduler
+        return cls(crawler)
 
-    def open(self, spider: Spider) -> None:
-        self.spider = spider
-        self.queue = JsonRequestQueue(self.server, spider, self.queue_key)
-        self._queued, self._queue_read_at = 0, -math.inf
-        self.waker = create_looping_call(self._wake)
-        self.waker.start(WAKE_EVERY, now=False)
+    def open(self, spider: object) -> None:
+        self._refill = asyncio.get_running_loop().create_task(self._refill_loop())
 
-    def close(self, reason: str) -> None:
-        """Keep the shared state: other workers use it (scrapy-redis deletes it unless persisting)."""
-        if self.waker.running:
-            self.waker.stop()
-
-    def _wake(self) -> None:
-        """An idle engine asks again only every 5 s: hand it work as soon as Redis has some."""
-        if self.crawler.engine.downloader.active or self.handoff or not self.shared.health.up:
-            return
-        try:
-            request = self._take()
-        except Exception:  # a looping call stops for good at its first exception
-            logger.exception("Taking a request from Redis failed")
-            return
-        if request is not None:
-            request.meta[HANDOFF_META] = True
-            self.crawler.engine.crawl(request)  # comes back through enqueue_request, into self.handoff
-
-    def flush(self) -> None:
-        raise RuntimeError("the shared queue is cleared only by `scrapy redis reset`")
+    def close(self, reason: str) -> Deferred[None]:
+        """Give back the requests not sent; the shared queue stays (``scrapy redis reset`` clears it)."""
+        if self._refill is not None:
+            self._refill.cancel()
+        return deferred_from_coro(self.state.leave())
 
     def enqueue_request(self, request: Request) -> bool:
         if request.meta.pop(HANDOFF_META, False):
-            self.handoff.append(request)
+            self.buffer.appendleft(request)
             return True
+        if request.meta.pop(STORED_META, False):
+            return True  # pushed with its page (scripts.PAGE)
         replaces = request.meta.pop(LEASE_META, "")
-        parent = request.meta.pop(PARENT_META, None)
         if replaces:
-            self.book.replaced(replaces)
-        fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
-        call = request.meta.get(CALL_META)
-        query_start = isinstance(call, SearchCall) and call.page == 1 and not replaces
-        self.shared.push(self.queue._encode_request(request), -request.priority, fingerprint, replaces, query_start)
-        if parent is not None:
-            self.book.output_stored(parent)  # its ack goes into the outbox after this push
+            self.book.done(replaces)  # a retry: it replaces its request in the same script
+        id_, encoded, score, fingerprint, starts_query = self.state.codec.push(request, replaces)
+        self.shared.push([(id_, encoded, score, fingerprint, replaces, starts_query)], self._pushed(starts_query))
         self.stats.inc_value("scheduler/enqueued/redis")
         return True
 
-    def next_request(self) -> Request | None:
-        if self.handoff:
-            return self.handoff.popleft()
-        return self._take()
+    def _pushed(self, starts_query: bool) -> Callable[[list[int] | None], None]:
+        def count(answer: list[int] | None) -> None:
+            if answer is None or answer[0] or self.stats is None:
+                return
+            self.stats.inc_value("justoneapi/redis/requests_filtered")
+            if starts_query:
+                if not self.stats.get_value("justoneapi/redis/queries_known"):
+                    logger.warning(
+                        "A query seeded now is already in this crawl (seeded before, perhaps already done): it is "
+                        "not asked for again. To crawl known keywords anew, start a new crawl with "
+                        "`scrapy redis reset`"
+                    )
+                self.stats.inc_value("justoneapi/redis/queries_known")
 
-    def _take(self) -> Request | None:
-        """Lease the next request from Redis."""
-        if not self.shared.flush():
-            return None
-        try:
-            taken = self.shared.pop()
-        except REDIS_ERRORS as exc:
-            self.shared.health.failed(exc)
-            return None
-        self.shared.health.ok()
-        if taken is None:
-            return None
-        lease, encoded = taken
-        try:
-            request = self.queue._decode_request(encoded or "")
-        except Exception as exc:  # not a request of this project (or of this version): set it aside
-            logger.error(
-                "Set request %s aside in %s: this worker cannot read it (%s)", lease, self.shared.keys.unreadable, exc
-            )
-            self.stats.inc_value("justoneapi/redis/requests_unreadable")
-            self.shared.set_aside(lease, encoded or "")
-            return None
-        request.meta[LEASE_META] = lease
-        self.book.taken(lease)
-        self.stats.inc_value("scheduler/dequeued/redis")
-        return request
+        return count
+
+    def next_request(self) -> Request | None:
+        if len(self.buffer) <= self.target // 2 + 1:
+            self._wanted.set()
+        if self.buffer:
+            return self.buffer.popleft()
+        self.starved = True
+        return None
 
     def has_pending_requests(self) -> bool:
-        if self.handoff:
-            return True
-        try:
-            return self.shared.busy()
-        except REDIS_ERRORS as exc:
-            self.shared.health.failed(exc)
-            return True  # unknown: keep the worker open and asking
+        """Work left anywhere in the crawl: here, on its way to Redis, queued or leased by any worker."""
+        return bool(self.buffer or self.shared.outbox or any(self.state.remote))
 
     def __len__(self) -> int:
-        """Requests waiting: taken ones not handed on yet, pushes not yet stored, and the shared
-        queue (read from Redis at most every QUEUE_READ_EVERY seconds). The spider's start() waits
-        while they are many, so a million keywords are seeded as the workers drain the queue."""
-        now = time.monotonic()
-        if now - self._queue_read_at >= QUEUE_READ_EVERY:
-            self._queue_read_at = now
+        """Requests waiting: in the buffer, on their way to Redis, and queued there (as last seen). The
+        spider's start() waits while they are many, so a million keywords are seeded as the workers
+        drain the queue."""
+        return len(self.buffer) + len(self.shared.outbox) + self.state.remote[0]
+
+    async def _refill_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), timeout=WAKE_EVERY)
+            self._wanted.clear()
+            while len(self.buffer) < self.target and not self.shared.lost:
+                try:
+                    if not await self._lease(self.target - len(self.buffer)):
+                        break
+                except REDIS_ERRORS as exc:
+                    self.shared.health.failed(exc)
+                    break
+                except Exception:  # the loop must not die
+                    logger.exception("Taking requests from Redis failed")
+                    break
+
+    async def _lease(self, how_many: int) -> int:
+        taken = await self.shared.pop(how_many)
+        self.shared.health.ok()
+        if taken is None:
+            return 0
+        queued, leased, requests = taken
+        self.state.remote = (queued, leased)
+        for lease, encoded in requests:
             try:
-                self._queued = len(self.queue)
-            except REDIS_ERRORS as exc:
-                self.shared.health.failed(exc)
-        return len(self.handoff) + len(self.shared.outbox) + self._queued
+                request = self.state.codec.decode(encoded)
+            except Exception as exc:  # not a request of this project (or of this version): set it aside
+                logger.error(
+                    "Set request %s aside in %s: this worker cannot read it (%s)", lease, self.shared.keys.unreadable, exc
+                )
+                self.stats.inc_value("justoneapi/redis/requests_unreadable")
+                self.shared.set_aside(lease, encoded)
+                continue
+            request.meta[LEASE_META] = lease
+            self.book.taken(lease)
+            self.stats.inc_value("scheduler/dequeued/redis")
+            self.buffer.append(request)
+        if self.starved and self.buffer:
+            # An idle engine asks again only every 5 s: hand it a request now (engine.crawl wakes it).
+            self.starved = False
+            request = self.buffer.popleft()
+            request.meta[HANDOFF_META] = True
+            self.crawler.engine.crawl(request)
+        return len(requests)

@@ -100,9 +100,9 @@ class TokenThrottleMiddleware:
                 await self._wait_for_room()
             self._check_open()
         with self._held:
-            await self.limiter.acquire(self._sleep)
+            event = await self.state.book_call(self._sleep)
         self._check_open()
-        if (event := await self.state.spend_call(self._sleep)) is not None:
+        if event is not None:
             if event.by is None and event.reason == stops.BUDGET_SPENT.reason:
                 logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", event.message)
             stop_crawl(self.crawler, event)

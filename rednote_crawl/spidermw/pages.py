@@ -23,7 +23,7 @@ from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import signals
 from rednote_crawl.search import ApiResponse, call_of, calls_made, stop_storage_failed
-from rednote_crawl.state import StorageError, crawl_state
+from rednote_crawl.state import PaidPage, StorageError, crawl_state
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -86,9 +86,13 @@ class PageBookMiddleware(BaseSpiderMiddleware):
             if outcome.end is not None:
                 stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
             items = [o for o in outputs if not isinstance(o, Request)]
+            follow_ups = [o for o in outputs if isinstance(o, Request)]
+            paid = PaidPage(
+                call.query, call.page, items, outcome.end, outcome.next_rank, calls_made(response.request),
+                response.request, follow_ups,
+            )
             try:
-                calls = calls_made(response.request)
-                await self.state.page_read(call.query, call.page, items, outcome.end, outcome.next_rank, calls)
+                await self.state.page_read(paid)
             except StorageError as exc:  # its notes still go on: the output may have room
                 stop_storage_failed(self.crawler, str(exc))
         return outputs

@@ -25,6 +25,7 @@ import enum
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import load_object
@@ -35,6 +36,7 @@ from rednote_crawl.state.rate import AdaptiveRateLimiter
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:
+    from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
@@ -55,6 +57,20 @@ class Verdict(enum.Enum):
     REPEATED = "repeated"  # already delivered in this crawl (or, distributed, by any crawl)
     WRITTEN = "written"  # already in the output, written by an earlier run of this (resumed) crawl
     EARLIER = "earlier"  # found by an earlier crawl of the job folder (JUSTONEAPI_SEEN_NOTES=skip)
+
+
+@dataclass(frozen=True, slots=True)
+class PaidPage:
+    """A code-0 page as the spider read it: what a state stores before its notes go on."""
+
+    query: api.Query
+    page: int
+    items: list[dict[str, Any]]
+    end: str | None  # why its query ended here (None: it goes on)
+    next_rank: int
+    calls: int  # calls it took (retries included)
+    request: Request
+    follow_ups: list[Request] = field(default_factory=list)  # the requests its output made: the next page
 
 
 class CrawlState(ABC):
@@ -98,9 +114,7 @@ class CrawlState(ABC):
         """The notes of the pages earlier runs paid for, to go through the pipelines again."""
         return []
 
-    async def page_read(  # noqa: B027 - optional hook
-        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int, calls: int = 1
-    ) -> None:
+    async def page_read(self, page: PaidPage) -> None:  # noqa: B027 - optional hook
         """A paid page and its notes, stored before the notes go on to the output (``StorageError``: not stored)."""
 
     def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:  # noqa: B027
@@ -126,13 +140,19 @@ class CrawlState(ABC):
 
     # --- the call budget and stops -----------------------------------------------------------
 
-    @abstractmethod
+    async def book_call(self, sleep: Sleep) -> StopEvent | None:
+        """Wait for the call's turn at the token's rate, then count it against the budget; a StopEvent
+        instead when the crawl must stop (the budget is spent, or another worker stopped the crawl):
+        do not send it then."""
+        await self.rate.acquire(sleep)
+        return await self.spend_call(sleep)
+
     async def spend_call(self, sleep: Sleep) -> StopEvent | None:
-        """Count one call against the budget; a StopEvent instead when the crawl must stop
-        (the budget is spent, or another worker stopped the crawl): do not send it then."""
+        """Count one call against the budget (``book_call``)."""
+        return None
 
     def refund_call(self) -> None:  # noqa: B027 - optional hook
-        """A call counted by ``spend_call`` never reached the API: it does not count."""
+        """A call counted by ``book_call`` never reached the API: it does not count."""
 
     def _on_stopping(self, event: StopEvent) -> None:
         if self.stopped is None:

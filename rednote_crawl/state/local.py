@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
 from rednote_crawl.search import stop_storage_failed
-from rednote_crawl.state import CrawlState, Sleep, StorageError, Verdict
+from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict
 from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
@@ -175,16 +175,14 @@ class LocalState(CrawlState):
         self.earlier |= earlier
         return found
 
-    async def page_read(
-        self, query: api.Query, page: int, items: list[dict[str, Any]], end: str | None, next_rank: int, calls: int = 1
-    ) -> None:
+    async def page_read(self, page: PaidPage) -> None:
         if self.job is None:
             return
         job = self.job
 
         def store() -> set[str]:
-            earlier = self._earlier_among(items)  # before the page's own notes are in the table
-            job.record_page(query, page, items, end, next_rank, calls)
+            earlier = self._earlier_among(page.items)  # before the page's own notes are in the table
+            job.record_page(page.query, page.page, page.items, page.end, page.next_rank, page.calls)
             return earlier
 
         self.earlier |= await asyncio.wrap_future(self._in_db_thread(store))

@@ -1,13 +1,20 @@
 """The Redis home of the crawl's state: one crawl shared by every worker (``REDIS_URL``).
 
-- ``shared.py``  a worker's handle on Redis: the keys, the Lua scripts that keep every write
-                 atomic and idempotent, the outbox that rides out outages
-- ``leases.py``  the requests this worker holds, and when each is done
-- ``account.py`` the token's rate and call budget, one for all workers
-- ``drain.py``   the items list into a JSON Lines file, exactly once
+- ``shared.py``   a worker's asynchronous handle on Redis: the keys, the outbox that rides out
+                  outages, one method per script
+- ``scripts.py``  the Lua scripts that keep every write atomic and idempotent
+- ``requests.py`` requests as JSON, with scrapy-redis's fingerprints
+- ``leases.py``   the requests this worker holds
+- ``account.py``  the token's rate and call budget, one for all workers
+- ``drain.py``    the items list into a JSON Lines file, exactly once
 
-The Scrapy components that only a Redis home has (the leased scheduler, the lease middleware,
-the worker's heartbeat) are in ``rednote_crawl/distributed/``; the add-on registers them.
+Per page, a worker makes about three round trips to Redis: the rate and budget of its call
+(one script), the page stored whole (one script: its notes against the seen notes and into
+the items list, its next page pushed, its lease acked) and a share of a batched pop; the
+heartbeat is one call a second. docs/benchmarks.md measures them.
+
+The Scrapy components that only a Redis home has (the leased scheduler, the worker's heartbeat)
+are in ``rednote_crawl/distributed/``; the add-on registers them.
 """
 
 from __future__ import annotations
@@ -19,16 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
+from itemadapter import ItemAdapter
 from scrapy.exceptions import DropItem
 
 from rednote_crawl import redaction, stops
 from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ConfigError
-from rednote_crawl.state import CrawlState, Sleep, Verdict
+from rednote_crawl.state import CrawlState, PaidPage, Sleep, Verdict
 from rednote_crawl.state.limits import token_key
-from rednote_crawl.state.redis.account import RETRY_REDIS, SharedCallBudget, SharedRateLimiter
+from rednote_crawl.state.redis import scripts
+from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.leases import LeaseBook
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl, check_reachable, connect, display_url
+from rednote_crawl.state.redis.requests import LEASE_META, STORED_META, RequestCodec
+from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCrawl, check_reachable, display_url
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -40,6 +50,8 @@ logger = logging.getLogger(__name__)
 # token hash -> the limit learned for it (JSON); shared by every crawl on this Redis, kept by `reset`.
 TOKEN_LIMITS = "justoneapi:token-limits"
 SAFE_LEASE = 10  # seconds: leases are renewed every second, by Redis calls with 5 s timeouts
+HEARTBEAT = 1.0  # seconds between two heartbeats of a worker (distributed/worker.py)
+CLOSE_WAIT = 10.0  # seconds a closing worker waits for its writes to reach Redis
 
 
 class RedisState(CrawlState):
@@ -49,17 +61,27 @@ class RedisState(CrawlState):
         super().__init__(crawler)
         url = self.config.redis_url
         assert url is not None, "RedisState needs REDIS_URL"
-        server = connect(url, crawler.settings)
-        self.shared = SharedCrawl(server, crawler.spidercls.name, url, self.config.redis_lease, crawler.stats)
-        self.rate = SharedRateLimiter(self.shared, self.config.max_rps)
-        self.budget = SharedCallBudget(self.shared, self.config.max_requests, stops.BUDGET_SPENT.reason)
+        self.shared = SharedCrawl(url, crawler.settings, crawler.spidercls.name, self.config.redis_lease, crawler.stats)
+        self.rate = SharedRateLimiter(self.shared, self.config.max_rps, self.config.max_requests)
         self.leases = LeaseBook(self.shared, crawler.stats)
         # Requests leased from Redis that the engine has not taken yet (the scheduler's local buffer).
         self.buffer: deque[Request] = deque()
+        # Note id -> whether it was new, as the page script found, until the dedupe pipeline asks.
+        self.verdicts: dict[str, list[bool]] = {}
+        self.figures: dict[str, int] = {}  # the crawl's, as the last heartbeat read them
+        self.remote = (0, 0)  # requests queued and leased in Redis, as last seen
+        self.closing = False
+        self._codec: RequestCodec | None = None
+
+    @property
+    def codec(self) -> RequestCodec:
+        if self._codec is None:
+            self._codec = RequestCodec(self.crawler.spider, self.shared.keys.dupefilter)
+        return self._codec
 
     def open(self, settings: BaseSettings) -> None:
         """Redis must answer before the crawl starts: a wrong REDIS_URL is an error, not an outage."""
-        check_reachable(self.shared.server, self.shared.url)
+        check_reachable(self.shared.sync, self.shared.url)
         try:
             self.shared.join()
             self.rate.start_at(self.learned_limit())
@@ -75,34 +97,59 @@ class RedisState(CrawlState):
             )
 
     def learned_limit(self) -> float | None:
-        raw = self.shared.server.hget(TOKEN_LIMITS, token_key(self.config.token))
+        raw = self.shared.sync.hget(TOKEN_LIMITS, token_key(self.config.token))  # at start-up
         return float(orjson.loads(raw)["limit"]) if raw else None
 
     def remember_limit(self, limit: float) -> None:
         entry = orjson.dumps({"limit": round(limit, 3), "at": now_iso()}).decode()
-        self.shared.write(lambda: self.shared.server.hset(TOKEN_LIMITS, token_key(self.config.token), entry))
+        self.shared.write(("HSET", TOKEN_LIMITS, token_key(self.config.token), entry), guarded=False)
 
-    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
-        """Checked against ``seen_notes`` and appended to the items list in one script."""
-        line = dumps(as_dict(note))
+    # --- pages and notes --------------------------------------------------------------------
+
+    async def page_read(self, page: PaidPage) -> None:
+        """The page whole, in one script: its notes, its next page, its lease's ack."""
+        notes = [(note_id, dumps(as_dict(item))) for item in page.items if (note_id := ItemAdapter(item).get("note_id"))]
+        pushes = []
+        for request in page.follow_ups:
+            pushes.append(self.codec.push(request))
+            request.meta[STORED_META] = True  # the scheduler does not push it again
+        lease = page.request.meta.get(LEASE_META, "")
+        self.leases.storing.add(lease)
+        new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes))
+        self.leases.done(lease)
+        for (note_id, _), is_new in zip(notes, new or [], strict=False):
+            self.verdicts.setdefault(note_id, []).append(is_new)
+
+    async def _until_stored(self, call: Any) -> Any:
+        """A paid page's write waits out an outage: the throttle sends no more calls meanwhile."""
         while True:
             try:
-                new = self.shared.add_note(note_id, line)
+                answer = await call()
             except REDIS_ERRORS as exc:
                 self.shared.health.failed(exc)
                 await asyncio.sleep(RETRY_REDIS)
                 continue
-            self.shared.health.ok()
-            if new is None:  # the crawl is gone from Redis: the worker is stopping (state_lost)
-                raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
-            return Verdict.NEW if new else Verdict.REPEATED
+            return answer
 
-    async def spend_call(self, sleep: Sleep) -> stops.StopEvent | None:
-        stop = await self.budget.spend(sleep)
-        if stop is None:
-            return None
-        reason, message, worker = stop
-        return stops.StopEvent(reason, message, by=None if worker == self.shared.worker_id else worker)
+    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
+        """Said by the page script; a note that came another way is checked and delivered on its own."""
+        verdicts = self.verdicts.get(note_id)
+        if verdicts:
+            new: bool | None = verdicts.pop(0)
+            if not verdicts:
+                del self.verdicts[note_id]
+        else:
+            answer = await self._until_stored(lambda: self.shared.page("", [(note_id, dumps(as_dict(note)))], []))
+            new = None if answer is None else answer[0]
+        if self.shared.lost:  # the worker is stopping (state_lost): nothing more is delivered
+            raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
+        return Verdict.NEW if new else Verdict.REPEATED
+
+    # --- calls, the budget and stops -----------------------------------------------------------
+
+    async def book_call(self, sleep: Sleep) -> stops.StopEvent | None:
+        stop = await self.rate.book_call(sleep)
+        return None if stop is None else stop_event(stop, self.shared.worker_id)
 
     def refund_call(self) -> None:
         self.shared.count("calls", -1)
@@ -112,24 +159,58 @@ class RedisState(CrawlState):
         stop = event.stop
         if event.by is None and stop is not None and stop.crawl_wide:
             message = redaction.redact(event.message)
-            self.shared.write(lambda: self.shared.stop(event.reason, message))
+            k = self.shared.keys
+            command = ("EVALSHA", scripts.SHA["stop"], 1, k.stop, event.reason, message, self.shared.worker_id)
+            self.shared.write(command, guarded=False)
+
+    # --- the heartbeat and the end ----------------------------------------------------------------
+
+    async def heartbeat(self) -> dict[str, str] | None:
+        """Renew this worker's leases, say it is alive, read the crawl's figures; the crawl-wide stop or None."""
+        stop, figures = await self.leases.renew(HEARTBEAT)
+        self.shared.health.ok()
+        if figures:
+            self.figures = {**figures, "stopped": int(stop is not None)}
+            self.remote = (figures["queued"], figures["in_flight"])
+        return stop
+
+    async def leave(self) -> None:
+        """The worker closes (the scheduler's close, before spider_closed: the summary reads the figures):
+        give back what it holds, send its writes, read the crawl's figures once more, leave."""
+        self.closing = True
+        stats = self.crawler.stats
+        if released := await self.leases.release_all(CLOSE_WAIT):
+            stats.set_value("justoneapi/redis/requests_given_back", released)
+            logger.info("Gave %d requests this worker had taken back to the shared queue", released)
+        await self.shared.flushed(CLOSE_WAIT)
+        try:
+            if not self.shared.lost:
+                await self.heartbeat()
+            await self.shared.leave()
+        except REDIS_ERRORS as exc:
+            self.shared.health.failed(exc)
+        if self.shared.outbox:
+            logger.warning(
+                "Redis is still away: %d writes of this worker are not stored; the requests they finish "
+                "go back to the queue when their leases run out, and are done again",
+                len(self.shared.outbox),
+            )
+        stats.set_value("justoneapi/redis/round_trips", self.shared.round_trips)
 
     def next_steps(self, reason: str, unfinished: bool) -> list[str]:
-        shared = self.shared
-        try:
-            status = shared.status()
-        except REDIS_ERRORS:
+        figures, shared = self.figures, self.shared
+        if not figures:
             return ["  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"]
         lines = [
-            f"  crawl:    {status['queued']} requests queued, {status['in_flight']} in flight (all workers); "
-            f"{status['items']} notes waiting in {shared.keys.items}"
-            + (" (scrapy redis drain FILE)" if status["items"] else "")
+            f"  crawl:    {figures['queued']} requests queued, {figures['in_flight']} in flight (all workers); "
+            f"{figures['items']} notes waiting in {shared.keys.items}"
+            + (" (scrapy redis drain FILE)" if figures["items"] else "")
         ]
         stop = stops.BY_REASON.get(reason)
         if stop is stops.REDIS_STATE_LOST:
             lines.append(f"  next: {stop.fix} (docs/distributed.md: Redis must persist)")
-        elif status["stop"] and stop is not None and stop.crawl_wide:
+        elif figures.get("stopped") and stop is not None and stop.crawl_wide:
             lines.append(f"  next: {stop.fix_distributed}, run `scrapy redis resume`, then start the workers again")
-        elif status["queued"] or status["in_flight"]:
+        elif figures["queued"] or figures["in_flight"]:
             lines.append("  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)")
         return lines

@@ -4,117 +4,156 @@ Why not ``limits`` or ``pyrate-limiter`` (both have Redis backends): they enforc
 rates, a count per window or a leaky bucket at a configured rate. The API's limit is not
 known in advance, so the rate must be found: set for every worker at once from the rate the API
 accepted when a 302 comes, every worker paused for ``Retry-After``, probed upward now and then.
-Those are rate.py's rules; here their state lives in one Redis key, changed by optimistic
-transactions (WATCH), with Redis's clock as the one clock of all workers.
+Those are rate.py's rules; here their state lives in one Redis hash, with Redis's clock as the
+one clock of all workers.
+
+Round trips: a worker applies the rules to the state it last saw and writes the result back by
+compare-and-set (scripts.RATE), which spends the call from the budget in the same script when
+the booking needs no wait: one round trip per call, two when another worker changed the rate
+first (the answer brings the new state) or when the booking is slept on (scripts.SEND checks no
+302 changed the rate meanwhile, and spends then). Accepted answers and 302s are kept here and
+applied with the next change: no round trip of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import orjson
-from redis.exceptions import WatchError
 
 from rednote_crawl import stops
-from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, T
-from rednote_crawl.state.redis.shared import CRAWL_ID, REDIS_ERRORS, SharedCrawl, lua_guard
+from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, accept, book, cut
+from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCrawl
+from rednote_crawl.stops import StopEvent
 
-Sleep = Callable[[float], Awaitable[bool | None]]
-RETRY_REDIS = 1.0  # seconds between tries while Redis is away
+Sleep = Callable[[float], Any]
+Rule = Callable[[RateState, float], Any]
 
 
 class SharedRateLimiter(AdaptiveRateLimiter):
-    def __init__(self, shared: SharedCrawl, max_rps: float) -> None:
+    def __init__(self, shared: SharedCrawl, max_rps: float, max_requests: int) -> None:
         super().__init__(max_rps)
         self.shared = shared
+        self.max_requests = max_requests
+        self.version = "0"  # of the state in Redis as last seen
+        self.confirmed = self.initial()  # that state
+        self.pending: list[tuple[float, Rule]] = []  # answers seen here, not yet applied in Redis
+        self._flushing: asyncio.Task[None] | None = None
 
-    def change(self, rule: Callable[[RateState, float], T]) -> T:
-        key = self.shared.keys.ratelimit
-        with self.shared.server.pipeline() as pipe:
+    def start_at(self, learned: float | None) -> None:
+        super().start_at(learned)
+        self.confirmed = self.initial()
+
+    def now(self) -> float:
+        return self.shared.now()
+
+    def _heard(self, now_ms: Any, version: Any = None, raw: Any = None) -> None:
+        self.shared.heard_time(now_ms)
+        if version is not None:
+            self.version = str(version)
+            self.confirmed = RateState.from_dict(orjson.loads(raw)) if raw else self.initial()
+
+    def _next(self, applied: int) -> RateState:
+        """The state as last seen in Redis, with the first ``applied`` pending answers applied to it."""
+        state = RateState.from_dict(self.confirmed.to_dict())
+        for at, rule in self.pending[:applied]:
+            rule(state, at)
+        return state
+
+    async def _cas(self, state: RateState, applied: int, spend: bool) -> list[Any] | None:
+        """Write ``state`` unless Redis's changed; None: the crawl is gone. Spends a call as well with ``spend``."""
+        budget = self._budget_args() if spend else ["", "", ""]
+        k = self.shared.keys
+        answer = await self.shared.call(
+            "rate", [k.ratelimit, k.stats, k.stop], [self.version, orjson.dumps(state.to_dict()), *budget]
+        )
+        if answer is None:
+            return None
+        if answer[0] == "CHANGED":
+            self._heard(answer[1], answer[2], answer[3])
+            return answer
+        self._heard(answer[1])
+        self.version = str(int(self.version) + 1)
+        self.confirmed = self.state = state
+        del self.pending[:applied]
+        return answer
+
+    def _budget_args(self) -> list[Any]:
+        return [self.max_requests, stops.BUDGET_SPENT.reason, self.shared.worker_id]
+
+    async def book_call(self, sleep: Sleep) -> tuple[str, str, str] | None:
+        """Wait for this call's turn at the shared rate and spend it from the shared budget.
+        None: send it; else (reason, message, worker) of the stop in force."""
+        async with self._turn:
             while True:
                 try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    seconds, micros = pipe.time()
-                    state = RateState.from_dict(orjson.loads(raw)) if raw else self.initial()
-                    result = rule(state, seconds + micros / 1e6)
-                    pipe.multi()
-                    pipe.set(key, orjson.dumps(state.to_dict()))
-                    pipe.execute()
-                except WatchError:
-                    continue  # another worker changed it first: apply the rule to the new state
-                self.state = state
-                self.shared.health.ok()
-                return result
+                    answer = await self._book_once(sleep)
+                except REDIS_ERRORS as exc:
+                    self.shared.health.failed(exc)
+                    if await sleep(RETRY_REDIS) is False:
+                        return ("shutdown", "the worker is shutting down", self.shared.worker_id)
+                    continue
+                if answer != "again":
+                    return answer  # type: ignore[return-value]
 
-    def epoch(self) -> int:
-        raw = self.shared.server.get(self.shared.keys.ratelimit)
-        return RateState.from_dict(orjson.loads(raw)).epoch if raw else 0
+    async def _book_once(self, sleep: Sleep) -> tuple[str, str, str] | str | None:
+        if self.shared.lost:
+            return (stops.REDIS_STATE_LOST.reason, self.shared.lost, self.shared.worker_id)
+        applied = len(self.pending)
+        state = self._next(applied)
+        epoch, delay = book(state, self.now(), self.max_rate)
+        answer = await self._cas(state, applied, spend=delay <= 0)
+        if answer is None or answer[0] == "CHANGED":
+            return "again"
+        if delay > 0:
+            if await sleep(delay) is False:
+                return ("shutdown", "the worker is shutting down", self.shared.worker_id)
+            k = self.shared.keys
+            answer = await self.shared.call("send", [k.ratelimit, k.stats, k.stop], [epoch, *self._budget_args()])
+            if answer is None:
+                return "again"
+            if answer[0] == "CHANGED":  # a 302 meanwhile: book again, behind its pause
+                self._heard(answer[1], answer[2], answer[3])
+                return "again"
+            self._heard(answer[1])
+        stop = answer[2]
+        return tuple(stop) if stop else None  # type: ignore[return-value]
 
-    async def acquire(self, sleep: Sleep) -> None:
-        while True:
-            try:
-                return await super().acquire(sleep)
-            except REDIS_ERRORS as exc:
-                self.shared.health.failed(exc)
-                if await sleep(RETRY_REDIS) is False:
-                    return
+    def _later(self, rule: Rule) -> None:
+        """An answer for the rules: applied here at once (what this worker logs), in Redis with the next change."""
+        at = self.now()
+        self.pending.append((at, rule))
+        rule(self.state, at)
 
     def slow_down(self, retry_after: float | None = None) -> None:
-        try:
-            super().slow_down(retry_after)
-        except REDIS_ERRORS as exc:  # the next 302 after Redis is back cuts the rate
-            self.shared.health.failed(exc)
+        """A 302: every worker must pause, so it goes to Redis now, without waiting for a booking."""
+        self._later(partial(cut, retry_after=retry_after))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     def speed_up(self) -> None:
-        try:
-            super().speed_up()
-        except REDIS_ERRORS as exc:
-            self.shared.health.failed(exc)
+        self._later(partial(accept, max_rate=self.max_rate))
+
+    async def _flush(self) -> None:
+        async with self._turn:
+            while self.pending and not self.shared.lost:
+                applied = len(self.pending)
+                try:
+                    await self._cas(self._next(applied), applied, spend=False)
+                except REDIS_ERRORS as exc:  # the next booking takes them along
+                    self.shared.health.failed(exc)
+                    return
+
+    @property
+    def limit(self) -> float | None:
+        limit = min(self.state.limit, self.confirmed.limit)
+        return limit if math.isfinite(limit) else None
 
 
-# KEYS: stats, stop, crawl. ARGV: budget (0 = none), reason to stop with, worker, crawl id.
-# -> false: spend the call; {reason, message, worker}: the crawl is stopped, do not send it;
-# LOST or RESET: the crawl is gone from Redis
-SPEND = lua_guard("KEYS[3]", "ARGV[4]") + """
-local stop = redis.call('HMGET', KEYS[2], 'reason', 'message', 'worker')
-if stop[1] then return stop end
-local calls = redis.call('HINCRBY', KEYS[1], 'calls', 1)
-local budget = tonumber(ARGV[1])
-if budget > 0 and calls > budget then
-  redis.call('HINCRBY', KEYS[1], 'calls', -1)
-  local message = 'the budget of ' .. budget .. ' calls (all workers together) is spent'
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[2], 'reason', ARGV[2], 'message', message, 'worker', ARGV[3], 'at', t[1])
-  return {ARGV[2], message, ARGV[3]}
-end
-return false
-"""
-
-
-class SharedCallBudget:
-    """``JUSTONEAPI_MAX_REQUESTS`` for the whole crawl, and the crawl-wide stop, checked per call."""
-
-    def __init__(self, shared: SharedCrawl, max_requests: int, reason: str) -> None:
-        self.shared = shared
-        self.max_requests = max_requests
-        self.reason = reason
-        shared._scripts["spend"] = shared.server.register_script(SPEND)
-
-    async def spend(self, sleep: Sleep) -> tuple[str, str, str] | None:
-        """None: send the call. Else (reason, message, worker) of the stop in force."""
-        keys = [self.shared.keys.stats, self.shared.keys.stop]
-        while True:
-            if self.shared.lost:
-                return (stops.REDIS_STATE_LOST.reason, self.shared.lost, self.shared.worker_id)
-            try:
-                stop = self.shared.guarded("spend", keys, [self.max_requests, self.reason, self.shared.worker_id, CRAWL_ID])
-            except REDIS_ERRORS as exc:
-                self.shared.health.failed(exc)
-                if await sleep(RETRY_REDIS) is False:
-                    return ("shutdown", "the worker is shutting down", self.shared.worker_id)
-                continue
-            self.shared.health.ok()
-            if self.shared.lost:
-                continue
-            return tuple(stop) if stop else None  # type: ignore[return-value]
+def stop_event(stop: tuple[str, str, str], worker_id: str) -> StopEvent:
+    reason, message, worker = stop
+    return StopEvent(reason, message, by=None if worker == worker_id else worker)

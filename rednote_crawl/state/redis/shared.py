@@ -13,31 +13,32 @@ seen_notes:other    SET     ids of another form than the API's 24 hex digits
 seen_notes:count    STRING  how many notes were delivered
 stats               HASH    crawl-wide counters (``scrapy redis status`` shows them)
 stop                HASH    why the crawl stopped, set by the worker that saw it
-ratelimit           STRING  the token's shared rate, as JSON (account.py)
+ratelimit           HASH    the token's shared rate: ``state`` (JSON) and its version ``v`` (account.py)
 requests:unreadable HASH    id -> requests no worker could read, set aside for a look
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
+workers             ZSET    the live workers, scored by when they expire (counted by the heartbeat)
 crawl               STRING  the crawl's id, written by its first worker (``JOIN``)
 ==================  ======  ==================================================================
 
-Every script that reads or writes the crawl first checks that ``crawl`` still holds the id this
-worker joined (``lua_guard``, one GET inside the script): when Redis lost the crawl (a restart
-without persistence, a flush, a failover to a replica that lagged) or ``scrapy redis reset`` ran
-under the workers, the script writes nothing and answers ``LOST`` or ``RESET``, and the worker
-stops with ``justoneapi_redis_state_lost`` (``SharedCrawl.lost``) instead of carrying on in, or
-declaring finished, a crawl that is gone.
+The scripts (scripts.py) check first that ``crawl`` still holds the id this worker joined: when
+Redis lost the crawl (a restart without persistence, a flush, a failover to a replica that
+lagged) or ``scrapy redis reset`` ran under the workers, they write nothing and answer ``LOST`` or
+``RESET``, and the worker stops with ``justoneapi_redis_state_lost`` (``SharedCrawl.lost``)
+instead of carrying on in, or declaring finished, a crawl that is gone.
 
 A taken request is leased, not removed: it comes back to ``requests`` when its lease runs out
-(its worker died), and it leaves Redis only when acked, once everything it produced is
-stored (leases.py). Every write is idempotent (the dupefilter and ``seen_notes`` are checked in
-the script that writes), so a request done twice costs a call, never a duplicate.
+(its worker died), and it leaves Redis only when acked: in the script that stores its page (its
+notes and its next page), or, for a page that failed, through the outbox. Every write is
+idempotent (the dupefilter and ``seen_notes`` are checked in the script that writes), so a
+request done twice costs a call, never a duplicate.
 
-While Redis is unreachable, writes wait in an outbox, in order (an ack never overtakes the
-writes it depends on), reads find nothing, and the outage is logged once when it begins and
-once when it ends.
+While Redis is unreachable, writes wait in the outbox, in order, reads find nothing, and the
+outage is logged once when it begins and once when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -52,12 +53,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
+import redis.asyncio
+import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from scrapy_redis import defaults as scrapy_redis_defaults
 from scrapy_redis.connection import get_redis
 
 from rednote_crawl.config import ConfigError
+from rednote_crawl.state.redis import scripts
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -71,8 +75,8 @@ REDIS_ERRORS = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.OutOfMemoryError,
 )
-# Redis calls block the reactor while they wait, so they must fail fast; outages are ridden
-# out by the callers (outbox, polling), not by redis-py's own retries.
+# Calls fail fast; outages are ridden out by the callers (outbox, polling), not by redis-py's
+# own retries.
 CONNECTION_DEFAULTS: dict[str, Any] = {
     "socket_timeout": 5,
     "socket_connect_timeout": 3,
@@ -80,7 +84,6 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
     "encoding": "utf-8",
 }
 REQUEUE_SCORE = -1e9  # a request given back (expired or released lease) goes before all others
-CRAWL_ID = object()  # in a guarded script's arguments: the id of the crawl this worker joined
 
 
 def display_url(url: str) -> str:
@@ -93,13 +96,16 @@ def display_url(url: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def connect(url: str, settings: BaseSettings) -> redis.Redis:
-    """A client through scrapy-redis's helper, with REDIS_PARAMS over our fail-fast defaults."""
+def connect(url: str, settings: BaseSettings, asynchronous: bool = False) -> Any:
+    """A client through scrapy-redis's helper, with REDIS_PARAMS over our fail-fast defaults:
+    ``redis.Redis``, or with ``asynchronous`` a ``redis.asyncio.Redis``."""
     params = {**CONNECTION_DEFAULTS, **settings.getdict("REDIS_PARAMS")}
-    params.setdefault("retry", Retry(NoBackoff(), 0))
+    # One new connection for a pooled one Redis closed (it restarted): not an outage. A timeout is.
+    retry = (redis.asyncio.retry.Retry if asynchronous else Retry)(NoBackoff(), 1, (redis.ConnectionError,))
+    params.setdefault("retry", retry)
     params.pop("retry_on_timeout", None)  # deprecated in redis-py; retries are ours
     try:
-        return get_redis(url=url, **params)
+        return get_redis(url=url, redis_cls=redis.asyncio.Redis if asynchronous else redis.Redis, **params)
     except ValueError as exc:
         raise ConfigError(
             f"REDIS_URL={display_url(url)!r} is not a Redis URL ({exc}); use redis://HOST:PORT/DB"
@@ -185,6 +191,10 @@ class Keys:
     def crawl(self) -> str:
         return self._key("crawl")
 
+    @property
+    def workers(self) -> str:
+        return self._key("workers")
+
     def crawl_state(self) -> list[str]:
         """What ``scrapy redis reset`` clears: the crawl, not the notes."""
         return [
@@ -197,160 +207,12 @@ class Keys:
             self.ratelimit,
             self.unreadable,
             self.crawl,
+            self.workers,
         ]
 
     def notes(self) -> list[str]:
         """What ``scrapy redis reset --notes`` clears as well."""
         return [self.items, self.drain]  # and every seen_notes:* key
-
-
-# Lua: each script runs atomically in Redis, so a worker killed mid-way leaves all or nothing.
-# Times come from Redis's clock, the one clock every worker shares.
-_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-LOST_ANSWERS = ("LOST", "RESET")
-
-
-def lua_guard(key: str, arg: str) -> str:
-    """Lua: write nothing when the crawl's id in ``key`` is not the one this worker joined (``arg``)."""
-    return (
-        f"local crawl = redis.call('GET', {key})\n"
-        f"if crawl ~= {arg} then if crawl then return 'RESET' end return 'LOST' end\n"
-    )
-
-
-# KEYS: crawl. ARGV: a new crawl id. -> the crawl's id (the new one if the crawl had none)
-JOIN = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-"""
-
-# KEYS: requests, leases, data, stop, stats, crawl. ARGV: lease ms, requeue score, crawl id. -> {id, request} or nil
-POP = (
-    lua_guard("KEYS[6]", "ARGV[3]")
-    + _NOW_MS
-    + """
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], ARGV[2], id)
-  redis.call('HINCRBY', KEYS[5], 'leases_expired', 1)
-end
-if redis.call('EXISTS', KEYS[4]) == 1 then return false end
-local popped = redis.call('ZPOPMIN', KEYS[1])
-if #popped == 0 then return false end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), popped[1])
-return {popped[1], redis.call('HGET', KEYS[3], popped[1]) or ''}
-"""
-)
-
-# KEYS: requests, data, dupefilter, leases, stats, crawl.
-# ARGV: id, request, score, fingerprint ('' = not filtered), id of the lease it replaces (''), '1' if a query's
-# first page, crawl id
-PUSH = lua_guard("KEYS[6]", "ARGV[7]") + """
-local added = 1
-if ARGV[4] ~= '' and redis.call('SADD', KEYS[3], ARGV[4]) == 0 then added = 0 end
-if added == 1 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-  if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[5], 'queries', 1) end
-end
-if ARGV[5] ~= '' then
-  redis.call('ZREM', KEYS[4], ARGV[5])
-  redis.call('ZREM', KEYS[1], ARGV[5])
-  redis.call('HDEL', KEYS[2], ARGV[5])
-end
-return added
-"""
-
-# KEYS: leases, requests, data, crawl. ARGV: crawl id, ids. The request is done: it leaves Redis.
-ACK = lua_guard("KEYS[4]", "ARGV[1]") + """
-for i = 2, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-  redis.call('HDEL', KEYS[3], ARGV[i])
-end
-return #ARGV - 1
-"""
-
-# KEYS: leases, requests, crawl. ARGV: crawl id, requeue score, ids. Give taken requests back to the queue.
-RELEASE = lua_guard("KEYS[3]", "ARGV[1]") + """
-local n = 0
-for i = 3, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-"""
-
-# The heartbeat, one call. KEYS: leases, worker, stop, crawl. ARGV: crawl id, lease ms, beat ms, time of day, ids.
-# Renews the leases still ours, says the worker is alive with how many it holds (counted from the
-# leases, as `scrapy redis status` counts them), and reads the crawl-wide stop.
-# -> {leases renewed, stop reason, message, worker} (false when not stopped)
-BEAT = (
-    lua_guard("KEYS[4]", "ARGV[1]")
-    + _NOW_MS
-    + """
-local n = 0
-for i = 5, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[i])
-    n = n + 1
-  end
-end
-redis.call('SET', KEYS[2], n .. ' requests in flight, last beat ' .. ARGV[4], 'PX', ARGV[3])
-local stop = redis.call('HMGET', KEYS[3], 'reason', 'message', 'worker')
-return {n, stop[1], stop[2], stop[3]}
-"""
-)
-
-# KEYS: bucket, items, stats, count, crawl. ARGV: record ('' = the id is in a plain set), note id, note as JSON,
-# crawl id, field.
-# A bucket is a hash of 16 fields, each a string of 10-byte records: 65,536 strings in all, about
-# 10 bytes per seen note, exact (a Redis set of ids takes about 75). An add reads, scans (in C:
-# string.find, plain) and rewrites one string: about 1,500 records (15 KB) at 100 million notes,
-# against the whole 4,096-bucket string before (270 KB). A bucket of that earlier layout (a string of
-# 11-byte records: the first 21 digits) is converted on its first add. -> 1 when new
-ADD_NOTE = lua_guard("KEYS[5]", "ARGV[4]") + """
-if ARGV[1] == '' then
-  if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return 0 end
-else
-  if redis.call('TYPE', KEYS[1]).ok == 'string' then
-    local old = redis.call('GET', KEYS[1])
-    local fields = {}
-    for at = 1, #old - 10, 11 do
-      local field = string.format('%x', math.floor(string.byte(old, at + 10) / 16))
-      fields[field] = (fields[field] or '') .. string.sub(old, at, at + 9)
-    end
-    redis.call('DEL', KEYS[1])
-    for field, records in pairs(fields) do redis.call('HSET', KEYS[1], field, records) end
-  end
-  local seen = redis.call('HGET', KEYS[1], ARGV[5])
-  if seen then
-    local from = 1
-    while true do
-      local at = string.find(seen, ARGV[1], from, true)
-      if not at then break end
-      if (at - 1) % 10 == 0 then return 0 end
-      from = at + 1
-    end
-  end
-  redis.call('HSET', KEYS[1], ARGV[5], (seen or '') .. ARGV[1])
-end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'notes', 1)
-redis.call('INCR', KEYS[4])
-return 1
-"""
-
-# KEYS: stop. ARGV: reason, message, worker. The first stop wins; -> the reason in force
-STOP = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'message', ARGV[2], 'worker', ARGV[3], 'at', t[1])
-end
-return redis.call('HGET', KEYS[1], 'reason')
-"""
 
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{24}")
@@ -396,41 +258,119 @@ class RedisHealth:
                 self.stats.inc_value("justoneapi/redis/outage_seconds", round(down, 1))
 
 
+
+def crawl_status(server: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """Where the crawl stands, read in one pipeline (``scrapy redis status``; a worker's start)."""
+    with server.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.requests).zcard(keys.leases).llen(keys.items).get(keys.seen_count)
+        pipe.hgetall(keys.stats).hgetall(keys.stop).hget(keys.ratelimit, "state")
+        queued, leased, items, seen, stats, stop, rate = pipe.execute()
+    prefix = keys.worker("")
+    workers = {key[len(prefix) :]: server.get(key) for key in server.scan_iter(match=prefix + "*")}
+    return {
+        "queued": queued,
+        "in_flight": leased,
+        "items": items,
+        "notes": int(seen or 0),
+        "stats": {name: int(value) for name, value in stats.items()},
+        "stop": stop or None,
+        "rate": orjson.loads(rate)["rate"] if rate else None,  # calls/s; None: not set, or no ceiling
+        "workers": {w: v for w, v in workers.items() if v is not None},
+    }
+
+
+@dataclass(slots=True)
+class Write:
+    """A write of the outbox: one Redis command (a script call, mostly); ``then`` gets its answer."""
+
+    command: tuple[Any, ...]
+    then: Callable[[Any], None] | None = None
+    guarded: bool = False
+
+
+RETRY_REDIS = 1.0  # seconds between tries while Redis is away
+BATCH = 200  # writes of the outbox sent in one pipeline: one round trip
+
+
 class SharedCrawl:
-    def __init__(self, server: redis.Redis, spider: str, url: str, lease_seconds: float, stats: Any = None) -> None:
-        self.server = server
-        self.keys = Keys(spider)
+    """A worker's handle on the crawl in Redis: every call of the crawl is asynchronous
+    (``redis.asyncio`` on Scrapy's asyncio reactor), so a slow Redis delays only what waits on it.
+
+    Writes nobody waits for (pushes, acks, counters) go through the outbox: in order, so an ack
+    never overtakes the writes it depends on, sent as one pipeline per batch, and kept while
+    Redis is away. The start (``join``) and ``scrapy redis`` commands use the blocking client
+    ``sync``: nothing runs beside them then.
+    """
+
+    def __init__(self, url: str, settings: BaseSettings, spider: str, lease_seconds: float, stats: Any = None) -> None:
         self.url = url
+        self.sync = connect(url, settings)
+        self.server = connect(url, settings, asynchronous=True)
+        self.keys = Keys(spider)
         self.lease_ms = int(lease_seconds * 1000)
         self.stats = stats
         self.health = RedisHealth(url, stats)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.outbox: deque[Callable[[], Any]] = deque()
-        self._scripts = {name: server.register_script(src) for name, src in _SCRIPTS.items()}
+        self.outbox: deque[Write] = deque()
         self.crawl_id: str | None = None  # the crawl this worker joined (JOIN)
         self.lost: str | None = None  # why the crawl is gone from Redis, once a script found it so
+        self.round_trips = 0
+        self._clock = (time.time(), time.monotonic())  # Redis's clock (s) when last heard, and ours then
+        self._more = asyncio.Event()  # the outbox has writes to send
+        self._writer: asyncio.Task[None] | None = None
 
     def join(self) -> str:
-        """Join the crawl in Redis (a new one gets its id now); every script checks it is still there."""
-        self.crawl_id = self._scripts["join"](keys=[self.keys.crawl], args=[uuid.uuid4().hex])
+        """Join the crawl in Redis (a new one gets its id now) and load the scripts; blocking, at start-up."""
+        for source in scripts.SCRIPTS.values():
+            self.sync.script_load(source)
+        if self.sync.type(self.keys.ratelimit) == "string":  # the rate as kept before issue 12: dropped
+            self.sync.delete(self.keys.ratelimit)
+        self.crawl_id = self.sync.evalsha(scripts.SHA["join"], 1, self.keys.crawl, uuid.uuid4().hex)
+        seconds, micros = self.sync.time()
+        self.heard_time(seconds * 1000 + micros / 1000)
         return self.crawl_id
 
-    def run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return self._scripts[script](keys=keys, args=args)
+    def heard_time(self, now_ms: float) -> None:
+        """Redis's clock, as an answer just told it: the one clock all workers share."""
+        self._clock = (float(now_ms) / 1000, time.monotonic())
 
-    def guarded(self, script: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        """Run a script that checks the crawl is still in Redis: None (nothing written) when it is not.
-        The crawl's key goes last in ``keys``; ``args`` holds ``CRAWL_ID`` where the script wants the id."""
+    def now(self) -> float:
+        """Redis's clock (seconds), estimated from its last answer."""
+        at, since = self._clock
+        return at + (time.monotonic() - since)
+
+    # --- calls a caller waits for ------------------------------------------------------------
+
+    def _command(self, script: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+        return ("EVALSHA", scripts.SHA[script], len(keys) + 1, *keys, self.keys.crawl, self.crawl_id, *args)
+
+    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """A guarded script (scripts.py): its answer, or None when the crawl is gone (nothing written).
+        Raises REDIS_ERRORS for the caller to wait on."""
         if self.lost:
             return None
-        if self.crawl_id is None:
-            self.join()
-        args = [self.crawl_id if a is CRAWL_ID else a for a in args]
-        result = self._scripts[script](keys=[*keys, self.keys.crawl], args=args, client=client)
-        if result in LOST_ANSWERS:
-            self.found_lost(result)
+        answer = await self._execute(self._command(script, keys, args))
+        self.health.ok()
+        return self._unless_lost(answer)
+
+    async def _execute(self, command: tuple[Any, ...]) -> Any:
+        self.round_trips += 1
+        try:
+            return await self.server.execute_command(*command)
+        except redis.exceptions.NoScriptError:  # Redis restarted (its script cache is not kept)
+            await self._load_scripts()
+            self.round_trips += 1
+            return await self.server.execute_command(*command)
+
+    async def _load_scripts(self) -> None:
+        for source in scripts.SCRIPTS.values():
+            await self.server.script_load(source)
+
+    def _unless_lost(self, answer: Any) -> Any:
+        if answer in scripts.LOST_ANSWERS:
+            self.found_lost(answer)
             return None
-        return result
+        return answer
 
     def found_lost(self, answer: str) -> None:
         if self.lost:
@@ -448,136 +388,135 @@ class SharedCrawl:
         if self.stats is not None:
             self.stats.set_value("justoneapi/redis/state_lost", 1)
 
-    # --- writes that must not be lost: in order, through the outbox ---------------------
+    # --- the outbox: writes in order, a pipeline per batch -------------------------------------
 
-    def write(self, op: Callable[[], Any]) -> None:
+    def write(self, command: tuple[Any, ...], then: Callable[[Any], None] | None = None, guarded: bool = True) -> None:
         if self.lost:
             return
-        self.outbox.append(op)
-        if self.health.up:
-            self.flush()
+        self.outbox.append(Write(command, then, guarded))
+        self._more.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._send_outbox())
 
-    def flush(self) -> bool:
-        """Send the waiting writes in order; False if Redis is still away."""
+    def write_script(self, script: str, keys: list[str], args: list[Any], then: Callable[[Any], None] | None = None) -> None:
+        self.write(self._command(script, keys, args), then)
+
+    async def _send_outbox(self) -> None:
         while self.outbox and not self.lost:
+            batch = [self.outbox[i] for i in range(min(BATCH, len(self.outbox)))]
             try:
-                self.outbox[0]()
+                answers = await self._pipeline([w.command for w in batch])
             except REDIS_ERRORS as exc:
                 self.health.failed(exc)
-                return False
-            self.outbox.popleft()
+                await asyncio.sleep(RETRY_REDIS)
+                continue
             self.health.ok()
-        return True
+            for write, answer in zip(batch, answers, strict=True):
+                self.outbox.popleft()
+                if write.guarded and self._unless_lost(answer) is None:
+                    return
+                if write.then is not None:
+                    write.then(answer)
 
-    def push(self, request: str, score: float, fingerprint: str, replaces: str, query_start: bool) -> None:
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Every command, in order, in one round trip (again after loading the scripts, if Redis lost them:
+        each write is idempotent)."""
+        for _ in range(2):
+            self.round_trips += 1
+            async with self.server.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                answers = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(a, redis.exceptions.NoScriptError) for a in answers):
+                break
+            await self._load_scripts()
+        for answer in answers:
+            if isinstance(answer, REDIS_ERRORS):
+                raise answer
+            if isinstance(answer, redis.RedisError):
+                logger.error("A write to Redis failed: %s", answer)
+        return answers
+
+    async def flushed(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until every write of the outbox is in Redis."""
+        deadline = time.monotonic() + timeout
+        while self.outbox and not self.lost and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.outbox
+
+    # --- the crawl's operations ---------------------------------------------------------------
+
+    def push(self, requests: list[tuple[str, str, float, str, str, bool]], then: Callable[[Any], None]) -> None:
+        """Requests into the queue, each (id, request, score, fingerprint, lease it replaces, query start)."""
         k = self.keys
-        args = [uuid.uuid4().hex, request, score, fingerprint, replaces, "1" if query_start else "", CRAWL_ID]
-        keys = [k.requests, k.data, k.dupefilter, k.leases, k.stats]
-        self.write(lambda: self._count_push(self.guarded("push", keys, args), query_start))
+        args = [x for id_, req, score, fp, replaces, start in requests for x in (id_, req, score, fp, replaces, "1" if start else "")]
+        self.write_script("push", [k.requests, k.data, k.dupefilter, k.leases, k.stats], args, then)
 
-    def _count_push(self, added: int | None, query_start: bool) -> None:
-        if added is None or added or self.stats is None:
-            return
-        self.stats.inc_value("justoneapi/redis/requests_filtered")
-        if query_start:
-            if not self.stats.get_value("justoneapi/redis/queries_known"):
-                logger.warning(
-                    "A query seeded now is already in this crawl (seeded before, perhaps already done): it is not "
-                    "asked for again. To crawl known keywords anew, start a new crawl with `scrapy redis reset`"
-                )
-            self.stats.inc_value("justoneapi/redis/queries_known")
-
-    def ack(self, *lease_ids: str) -> None:
+    def ack(self, lease_ids: list[str], counter: str = "") -> None:
         k = self.keys
-        self.write(lambda: self.guarded("ack", [k.leases, k.requests, k.data], [CRAWL_ID, *lease_ids]))
+        self.write_script("ack", [k.leases, k.requests, k.data, k.stats], [counter, *lease_ids])
 
     def set_aside(self, lease_id: str, request: str) -> None:
-        k = self.keys
-        self.write(lambda: self.server.hset(k.unreadable, lease_id, request))
-        self.ack(lease_id)
+        self.write(("HSET", self.keys.unreadable, lease_id, request), guarded=False)
+        self.ack([lease_id])
 
     def count(self, field: str, amount: int = 1) -> None:
-        self.write(lambda: self.server.hincrby(self.keys.stats, field, amount))
+        self.write(("HINCRBY", self.keys.stats, field, amount), guarded=False)
 
-    # --- reads and best-effort calls: they raise REDIS_ERRORS for the caller to wait on --
-
-    def pop(self) -> tuple[str, str | None] | None:
+    async def pop(self, how_many: int) -> tuple[int, int, list[tuple[str, str]]] | None:
+        """Lease up to ``how_many`` requests: (queued, leased, [(lease, request)]); None: the crawl is gone."""
         k = self.keys
-        keys = [k.requests, k.leases, k.data, k.stop, k.stats]
-        taken = self.guarded("pop", keys, [self.lease_ms, REQUEUE_SCORE, CRAWL_ID])
-        return (taken[0], taken[1]) if taken else None
-
-    def release(self, lease_ids: list[str]) -> int:
-        return self.guarded("release", [self.keys.leases, self.keys.requests], [CRAWL_ID, REQUEUE_SCORE, *lease_ids]) or 0
-
-    def heartbeat(self, lease_ids: list[str], period: float) -> tuple[int, dict[str, str] | None]:
-        """One call: renew our leases, say this worker is alive (with the leases it holds in Redis:
-        expiring after three missed beats), read the crawl-wide stop. -> (how many of our leases had
-        already run out and gone to another worker, the stop or None)."""
-        k = self.keys
-        args = [CRAWL_ID, self.lease_ms, int(period * 3000), time.strftime("%H:%M:%S"), *lease_ids]
-        answer = self.guarded("beat", [k.leases, k.worker(self.worker_id), k.stop], args)
+        answer = await self.call("pop", [k.requests, k.leases, k.data, k.stop, k.stats], [self.lease_ms, REQUEUE_SCORE, how_many])
         if answer is None:
-            return 0, None
-        renewed, reason, message, worker = (list(answer) + [None] * 4)[:4]
+            return None
+        queued, leased, *flat = answer
+        return int(queued), int(leased), list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def page(
+        self, lease: str, notes: list[tuple[str, bytes]], requests: list[tuple[str, str, float, str, bool]]
+    ) -> list[bool] | None:
+        """A paid page in one call (scripts.PAGE): which of its notes are new; None: the crawl is gone."""
+        k = self.keys
+        keys = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases]
+        keys += [k.seen_bucket(note_id) for note_id, _ in notes]
+        args: list[Any] = [lease, len(notes), len(requests)]
+        for note_id, line in notes:
+            args += [seen_record(note_id), seen_field(note_id), note_id, line]
+        for id_, request, score, fingerprint, start in requests:
+            args += [id_, request, score, fingerprint, "1" if start else ""]
+        answer = await self.call("page", keys, args)
+        return None if answer is None else [bool(new) for new in answer]
+
+    async def release(self, lease_ids: list[str]) -> int:
+        return await self.call("release", [self.keys.leases, self.keys.requests], [REQUEUE_SCORE, *lease_ids]) or 0
+
+    async def heartbeat(self, lease_ids: list[str], period: float) -> tuple[list[str], dict[str, str] | None, dict[str, int]]:
+        """One call: renew our leases, say this worker is alive (expiring after three missed beats),
+        read the crawl-wide stop and figures. -> (our leases no longer in Redis: acked meanwhile, or
+        run out and gone to another worker; the stop or None; the figures)."""
+        k = self.keys
+        keys = [k.leases, k.worker(self.worker_id), k.stop, k.requests, k.items, k.stats, k.seen_count, k.workers]
+        args = [self.lease_ms, int(period * 3000), time.strftime("%H:%M:%S"), self.worker_id, *lease_ids]
+        answer = await self.call("beat", keys, args)
+        if answer is None:
+            return [], None, {}
+        gone, reason, message, worker, *numbers = answer
         stop = {"reason": reason, "message": message or "", "worker": worker or "?"} if reason else None
-        return len(lease_ids) - int(renewed), stop
+        names = ("queued", "in_flight", "items", "notes", "pages_paid", "queries", "workers")
+        return list(gone), stop, dict(zip(names, map(int, numbers), strict=True))
 
-    def add_note(self, note_id: str, note: bytes, client: Any = None) -> bool | None:
-        """Whether the note is new (then it is in the items list); None: the crawl is lost, nothing written.
-        With ``client`` (a pipeline), the answer comes from the pipeline instead."""
-        k = self.keys
-        keys = [k.seen_bucket(note_id), k.items, k.stats, k.seen_count]
-        args = [seen_record(note_id), note_id, note, CRAWL_ID, seen_field(note_id)]
-        new = self.guarded("add_note", keys, args, client=client)
-        return None if new is None else bool(new)
-
-    def stop(self, reason: str, message: str) -> str:
+    async def stop(self, reason: str, message: str) -> str:
         """Stop every worker; return the reason in force (an earlier stop wins)."""
-        return self.run("stop", [self.keys.stop], [reason, message, self.worker_id])
+        self.round_trips += 1
+        return await self.server.evalsha(scripts.SHA["stop"], 1, self.keys.stop, reason, message, self.worker_id)
 
-    def stopped(self) -> dict[str, str] | None:
-        return self.server.hgetall(self.keys.stop) or None
+    async def leave(self) -> None:
+        async with self.server.pipeline(transaction=False) as pipe:
+            pipe.delete(self.keys.worker(self.worker_id)).zrem(self.keys.workers, self.worker_id)
+            await pipe.execute()
 
-    def leave(self) -> None:
-        self.server.delete(self.keys.worker(self.worker_id))
-
-    def busy(self) -> bool:
-        """Work left anywhere in the crawl: queued, taken by a worker, or waiting in our outbox."""
-        if self.outbox:
-            return True
-        with self.server.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.requests).zcard(self.keys.leases)
-            queued, leased = pipe.execute()
-        return bool(queued or leased)
-
-    def status(self) -> dict[str, Any]:
-        k = self.keys
-        with self.server.pipeline(transaction=False) as pipe:
-            pipe.zcard(k.requests).zcard(k.leases).llen(k.items).get(k.seen_count)
-            pipe.hgetall(k.stats).hgetall(k.stop).get(k.ratelimit)
-            queued, leased, items, seen, stats, stop, rate = pipe.execute()
-        prefix = k.worker("")
-        workers = {key[len(prefix) :]: self.server.get(key) for key in self.server.scan_iter(match=prefix + "*")}
-        return {
-            "queued": queued,
-            "in_flight": leased,
-            "items": items,
-            "notes": int(seen or 0),
-            "stats": {name: int(value) for name, value in stats.items()},
-            "stop": stop or None,
-            "rate": orjson.loads(rate)["rate"] if rate else None,  # calls/s; None: not set, or no ceiling
-            "workers": workers,
-        }
-
-
-_SCRIPTS = {
-    "join": JOIN,
-    "beat": BEAT,
-    "pop": POP,
-    "push": PUSH,
-    "ack": ACK,
-    "release": RELEASE,
-    "add_note": ADD_NOTE,
-    "stop": STOP,
-}
+    async def aclose(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        await self.server.aclose()
+        self.sync.close()

@@ -1,0 +1,287 @@
+"""The Lua scripts a worker runs in Redis: each is atomic, so a worker killed mid-way leaves all or
+nothing, and each is one round trip however much it does.
+
+Every script that reads or writes the crawl first checks that ``crawl`` still holds the id this
+worker joined (``GUARD``): when Redis lost the crawl or ``scrapy redis reset`` ran under the
+workers, it writes nothing and answers ``LOST`` or ``RESET`` (shared.py stops the worker).
+Its key is the last of ``KEYS`` and the id the first of ``ARGV``. Times come from Redis's clock,
+the one clock every worker shares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+LOST_ANSWERS = ("LOST", "RESET")
+
+GUARD = """
+local crawl = redis.call('GET', KEYS[#KEYS])
+if crawl ~= ARGV[1] then if crawl then return 'RESET' end return 'LOST' end
+"""
+NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# Seen notes: ``seen_notes:XXX`` is a hash of 16 fields, each a string of 10-byte records (the
+# first 20 hex digits of an id; XXX its last 3, the field the digit before): about 10 bytes per
+# note, exact. Ids of another form go to the plain set ``seen_notes:other`` (record ''). A bucket
+# of the earliest layout (one string of 11-byte records) is converted on its first add.
+SEEN_ADD = """
+local function seen_add(bucket, record, field, id)
+  if record == '' then return redis.call('SADD', bucket, id) end
+  if redis.call('TYPE', bucket).ok == 'string' then
+    local old = redis.call('GET', bucket)
+    local fields = {}
+    for at = 1, #old - 10, 11 do
+      local f = string.format('%x', math.floor(string.byte(old, at + 10) / 16))
+      fields[f] = (fields[f] or '') .. string.sub(old, at, at + 9)
+    end
+    redis.call('DEL', bucket)
+    for f, records in pairs(fields) do redis.call('HSET', bucket, f, records) end
+  end
+  local seen = redis.call('HGET', bucket, field)
+  if seen then
+    local from = 1
+    while true do
+      local at = string.find(seen, record, from, true)
+      if not at then break end
+      if (at - 1) % 10 == 0 then return 0 end
+      from = at + 1
+    end
+  end
+  redis.call('HSET', bucket, field, (seen or '') .. record)
+  return 1
+end
+"""
+
+# A request into the shared queue, unless the dupefilter knew it ('' fingerprint: not filtered).
+PUSH_ONE = """
+local function push(requests, data, dupefilter, stats, id, request, score, fingerprint, query_start)
+  if fingerprint ~= '' and redis.call('SADD', dupefilter, fingerprint) == 0 then return 0 end
+  redis.call('HSET', data, id, request)
+  redis.call('ZADD', requests, score, id)
+  if query_start == '1' then redis.call('HINCRBY', stats, 'queries', 1) end
+  return 1
+end
+local function ack(leases, requests, data, id)
+  redis.call('ZREM', leases, id)
+  redis.call('ZREM', requests, id)
+  redis.call('HDEL', data, id)
+end
+"""
+
+# KEYS: crawl. ARGV: a new crawl id. -> the crawl's id (the new one if the crawl had none).
+JOIN = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: requests, leases, data, stop, stats, crawl. ARGV: crawl id, lease ms, requeue score, how many.
+# Gives expired leases back, then leases up to ``how many`` requests.
+# -> {queued, leased, id, request, id, request...} (none while the crawl is stopped)
+POP = (
+    GUARD
+    + NOW_MS
+    + """
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], ARGV[3], id)
+  redis.call('HINCRBY', KEYS[5], 'leases_expired', 1)
+end
+local out = {0, 0}
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[4])
+  for i = 1, #popped, 2 do
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), popped[i])
+    out[#out + 1] = popped[i]
+    out[#out + 1] = redis.call('HGET', KEYS[3], popped[i]) or ''
+  end
+end
+out[1] = redis.call('ZCARD', KEYS[1])
+out[2] = redis.call('ZCARD', KEYS[2])
+return out
+"""
+)
+
+# KEYS: requests, data, dupefilter, leases, stats, crawl. ARGV: crawl id, then for each request:
+# id, request, score, fingerprint, the id of the lease it replaces (''), '1' if a query's first page.
+# -> for each request, 1 when it was added (0: the dupefilter knew it)
+PUSH = (
+    GUARD
+    + PUSH_ONE
+    + """
+local added = {}
+for i = 2, #ARGV, 6 do
+  added[#added + 1] = push(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5])
+  if ARGV[i + 4] ~= '' then ack(KEYS[4], KEYS[1], KEYS[2], ARGV[i + 4]) end
+end
+return added
+"""
+)
+
+# The whole of a paid page, in one call: its notes checked against the seen notes and the new
+# ones appended to the items list, the requests it made pushed (with their dupefilter entries),
+# its lease acked, the crawl's counters. Nothing of it can be half done.
+# KEYS: items, stats, seen count, requests, data, dupefilter, leases, a seen bucket per note, crawl.
+# ARGV: crawl id, lease ('' none), notes n, requests m, then n x (record, field, id, note as JSON),
+# then m x (id, request, score, fingerprint, '1' if a query's first page).
+# -> for each note, 1 when it is new
+PAGE = (
+    GUARD
+    + SEEN_ADD
+    + PUSH_ONE
+    + """
+local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
+local new, count = {}, 0
+for i = 1, n do
+  local a = 4 + (i - 1) * 4
+  new[i] = seen_add(KEYS[7 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  if new[i] == 1 then
+    redis.call('RPUSH', KEYS[1], ARGV[a + 4])
+    count = count + 1
+  end
+end
+for j = 1, m do
+  local a = 4 + n * 4 + (j - 1) * 5
+  push(KEYS[4], KEYS[5], KEYS[6], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+end
+if ARGV[2] ~= '' then
+  ack(KEYS[7], KEYS[4], KEYS[5], ARGV[2])
+  redis.call('HINCRBY', KEYS[2], 'pages_paid', 1)
+end
+if count > 0 then
+  redis.call('HINCRBY', KEYS[2], 'notes', count)
+  redis.call('INCRBY', KEYS[3], count)
+end
+return new
+"""
+)
+
+# KEYS: leases, requests, data, stats, crawl. ARGV: crawl id, counter ('' none), then ids.
+# Requests done without a page (failed, rejected, set aside): they leave Redis; the counter goes up.
+ACK = (
+    GUARD
+    + PUSH_ONE
+    + """
+for i = 3, #ARGV do ack(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[2], #ARGV - 2) end
+return #ARGV - 2
+"""
+)
+
+# KEYS: leases, requests, crawl. ARGV: crawl id, requeue score, ids. Give taken requests back.
+RELEASE = (
+    GUARD
+    + """
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+)
+
+# The heartbeat, one call. KEYS: leases, worker, stop, requests, items, stats, seen count, workers, crawl.
+# ARGV: crawl id, lease ms, beat ms, time of day, worker id, ids.
+# Renews the leases still ours, says the worker is alive (with how many it holds), reads the
+# crawl-wide stop and the crawl's figures.
+# -> {leases no longer ours, stop reason, message, worker, queued, leased, items, notes, pages paid, queries, workers}
+BEAT = (
+    GUARD
+    + NOW_MS
+    + """
+local n, gone = 0, {}
+for i = 6, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[i])
+    n = n + 1
+  else
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+redis.call('SET', KEYS[2], n .. ' requests in flight, last beat ' .. ARGV[4], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[8], now + tonumber(ARGV[3]), ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+local stop = redis.call('HMGET', KEYS[3], 'reason', 'message', 'worker')
+local figures = redis.call('HMGET', KEYS[6], 'pages_paid', 'queries')
+return {gone, stop[1], stop[2], stop[3], redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[1]),
+  redis.call('LLEN', KEYS[5]), redis.call('GET', KEYS[7]) or 0, figures[1] or 0, figures[2] or 0,
+  redis.call('ZCARD', KEYS[8])}
+"""
+)
+
+# The budget: one call counted, unless the crawl is stopped or the budget spent (then it stops).
+SPEND_ONE = """
+local function spend(stats, stop, budget, reason, worker)
+  local s = redis.call('HMGET', stop, 'reason', 'message', 'worker')
+  if s[1] then return s end
+  local calls = redis.call('HINCRBY', stats, 'calls', 1)
+  budget = tonumber(budget)
+  if budget > 0 and calls > budget then
+    redis.call('HINCRBY', stats, 'calls', -1)
+    local message = 'the budget of ' .. budget .. ' calls (all workers together) is spent'
+    local t = redis.call('TIME')
+    redis.call('HSET', stop, 'reason', reason, 'message', message, 'worker', worker, 'at', t[1])
+    return {reason, message, worker}
+  end
+  return false
+end
+"""
+
+# The token's rate, changed by compare-and-set: a worker applies rate.py's rules to the state it
+# last saw, and the change holds only if nobody changed it since (version ``v``).
+# KEYS: ratelimit, stats, stop, crawl. ARGV: crawl id, version seen, new state (JSON), then to
+# spend a call as well: budget, reason, worker ('' : do not).
+# -> {'OK', now ms, stop or false} | {'CHANGED', now ms, version, state}
+RATE = (
+    GUARD
+    + NOW_MS
+    + SPEND_ONE
+    + """
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v ~= ARGV[2] then return {'CHANGED', now, v, redis.call('HGET', KEYS[1], 'state') or ''} end
+redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'state', ARGV[3])
+if ARGV[6] == '' then return {'OK', now, false} end
+return {'OK', now, spend(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6])}
+"""
+)
+
+# A booking slept on: send the call, if no 302 changed the rate's epoch meanwhile.
+# KEYS: ratelimit, stats, stop, crawl. ARGV: crawl id, epoch booked in, budget, reason, worker.
+# -> {'OK', now ms, stop or false} | {'CHANGED', now ms, version, state}
+SEND = (
+    GUARD
+    + NOW_MS
+    + SPEND_ONE
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and tostring(cjson.decode(state).epoch) ~= ARGV[2] then
+  return {'CHANGED', now, redis.call('HGET', KEYS[1], 'v') or '0', state}
+end
+return {'OK', now, spend(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5])}
+"""
+)
+
+# KEYS: stop. ARGV: reason, message, worker. The first stop wins; -> the reason in force.
+STOP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'message', ARGV[2], 'worker', ARGV[3], 'at', t[1])
+end
+return redis.call('HGET', KEYS[1], 'reason')
+"""
+
+SCRIPTS = {
+    "join": JOIN,
+    "pop": POP,
+    "push": PUSH,
+    "page": PAGE,
+    "ack": ACK,
+    "release": RELEASE,
+    "beat": BEAT,
+    "rate": RATE,
+    "send": SEND,
+    "stop": STOP,
+}
+SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()}
