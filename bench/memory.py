@@ -1,7 +1,8 @@
 """Dedupe memory (issue 7, point 4): bytes per seen note id, locally and in Redis, exact.
 
 - local: the single-machine pipeline's Python set of ids (tracemalloc)
-- redis seen_notes: the distributed pipeline's buckets of 11-byte records (SharedCrawl.add_note)
+- redis seen_notes: the distributed crawl's buckets of 10-byte records (scripts.SEEN_ADD, through
+  the page script ``SharedCrawl.page``)
 - redis SET of ids: what a plain Redis set of the 24-character ids would take
 - scrapy-redis dupefilter: its SET of 40-character SHA1 fingerprints, one per request
 
@@ -11,9 +12,11 @@ Ids are ObjectId-like (time, random, counter), as the API's are.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import os
+import random
 import tracemalloc
 from typing import Any
 
@@ -21,7 +24,7 @@ import redis
 from scrapy.settings import Settings
 
 from bench.common import redis_server
-from rednote_crawl.state.redis.shared import SharedCrawl, connect
+from rednote_crawl.state.redis.shared import SharedCrawl
 
 BATCH = 10_000
 
@@ -53,16 +56,25 @@ def _redis_bytes(fill: Any) -> float:
     return (after - before) / count
 
 
+def shared_crawl(url: str) -> SharedCrawl:
+    shared = SharedCrawl(url, Settings(), "bench", 60)
+    shared.join()
+    return shared
+
+
+async def add_notes(shared: SharedCrawl, ids: list[str], page: int) -> None:
+    """Through the page script, ``page`` notes a call; then the worker's client closes."""
+    for start in range(0, len(ids), page):
+        new = await shared.page("", [(note_id, b"") for note_id in ids[start : start + page]], [])
+        assert new is not None
+    await shared.aclose()
+
+
 def redis_seen_notes(ids: list[str]) -> float:
     def fill(client: redis.Redis, url: str) -> int:
-        shared = SharedCrawl(connect(url, Settings()), "bench", url, 60)
-        for start in range(0, len(ids), BATCH):
-            with shared.server.pipeline(transaction=False) as pipe:
-                for note_id in ids[start : start + BATCH]:
-                    shared.add_note(note_id, b"", client=pipe)
-                pipe.execute()
+        shared = shared_crawl(url)
+        asyncio.run(add_notes(shared, ids, 1000))
         client.delete(shared.keys.items)  # the notes themselves are not the dedupe's memory
-        shared.server.close()
         return len(ids)
 
     return _redis_bytes(fill)
@@ -99,8 +111,11 @@ def measure(counts: tuple[int, ...] = (1_000_000, 10_000_000)) -> list[dict[str,
 # Issue 12: seen notes at 1, 10 and 100 million ids, the structure filled directly (a crawl, or
 # 100 million script calls, would take hours), then 20,000 adds of new ids through the script.
 # Bytes per id: used_memory after minus before. µs per add: Redis's own time per EVALSHA
-# (INFO commandstats), so the figure is Redis CPU, not the round trip.
+# (INFO commandstats), so the figure is Redis CPU, not the round trip. A plain HGET of a random
+# field, timed the same way, shows what this machine's memory makes any access cost at that size.
 ADDS = 20_000
+PAGE = 20  # notes per page script call, as the API's pages bring them
+BUCKETS, FIELDS, SPLIT = 16**3, 16, 256  # scripts.SEEN_ADD
 # The layout before issue 12, for comparison: 4,096 strings of 11-byte records, rewritten whole.
 OLD_ADD = """
 local seen = redis.call('GET', KEYS[1])
@@ -119,58 +134,92 @@ return 1
 """
 
 
-def _per_add(client: redis.Redis, add: Any) -> float:
+def new_ids(count: int) -> list[str]:
     rng = os.urandom(5).hex()
-    ids = [f"{1_800_000_000 + i:08x}{rng}{i & 0xFFFFFF:06x}" for i in range(ADDS)]
+    return [f"{1_800_000_000 + i:08x}{rng}{i & 0xFFFFFF:06x}" for i in range(count)]
+
+
+def fill_split(client: redis.Redis, prefix: str, count: int) -> int:
+    """About ``count`` random ids in the layout the page script leaves: fields of 10-byte records,
+    a field of SPLIT records or more split in 16 by the next digit to the left. Returns how many."""
+    per_field = count // (BUCKETS * FIELDS)
+    stored = 0
+    for bucket in range(BUCKETS):
+        mapping: dict[str, bytes] = {}
+        for field in range(FIELDS):
+            stored += _leaves(mapping, f"{field:x}", per_field)
+        client.hset(f"{prefix}:{bucket:03x}", mapping=mapping)
+    return stored
+
+
+def _leaves(mapping: dict[str, bytes], field: str, count: int) -> int:
+    if count >= SPLIT:
+        mapping[field] = b""  # split: its records are one level down
+        return sum(_leaves(mapping, f"{field}{d:x}", count // 16) for d in range(16))
+    records = bytearray(os.urandom(10 * count))
+    for level, digit in enumerate(field[1:], start=2):  # the digits the field's name stands for
+        at = 21 - level  # the id's digit of that level (level 2: digit 19, in record byte 9)
+        nibble = int(digit, 16)
+        table = bytes(((b & 0x0F) | nibble << 4) if at % 2 == 0 else ((b & 0xF0) | nibble) for b in range(256))
+        records[at // 2 :: 10] = records[at // 2 :: 10].translate(table)
+    mapping[field] = bytes(records)
+    return count
+
+
+def _usec(client: redis.Redis, command: str) -> float:
+    return float(client.info("commandstats")[f"cmdstat_{command}"]["usec_per_call"])
+
+
+def plain_hget(client: redis.Redis, prefix: str) -> float:
     client.config_resetstat()
     with client.pipeline(transaction=False) as pipe:
-        for note_id in ids:
-            add(pipe, note_id)
+        for _ in range(ADDS):
+            pipe.hget(f"{prefix}:{random.randrange(BUCKETS):03x}", f"{random.randrange(FIELDS):x}")
         pipe.execute()
-    return float(client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"])
+    return _usec(client, "hget")
 
 
 def seen_notes_at_scale(count: int, layout: str) -> dict[str, Any]:
-    """layout 'hash': 4,096 hashes x 16 fields of 10-byte records (now); 'string': 4,096 strings of 11."""
+    """layout 'split': the page script's (now); 'string': 4,096 strings of 11-byte records (before issue 12)."""
     with redis_server() as url:
         client = redis.Redis.from_url(url)
         before = client.info("memory")["used_memory"]
-        shared = SharedCrawl(connect(url, Settings()), "bench", url, 60)
-        buckets = 4096 * 16 if layout == "hash" else 4096
-        per, extra = divmod(count, buckets)
-        size = 10 if layout == "hash" else 11
-        with client.pipeline(transaction=False) as pipe:
-            for n in range(buckets):
-                records = os.urandom(size * (per + (n < extra)))
-                if layout == "hash":
-                    pipe.hset(f"{shared.keys.seen_notes}:{n >> 4:03x}", f"{n & 15:x}", records)
-                else:
-                    pipe.set(f"{shared.keys.seen_notes}:{n:03x}", records)
-                if n % 1024 == 1023:
-                    pipe.execute()
-            pipe.execute()
+        prefix = "bench:seen_notes"
+        if layout == "split":
+            shared = shared_crawl(url)
+            prefix = shared.keys.seen_notes
+            count = fill_split(client, prefix, count)
+        else:
+            per, extra = divmod(count, BUCKETS)
+            for n in range(BUCKETS):
+                client.set(f"{prefix}:{n:03x}", os.urandom(11 * (per + (n < extra))))
         after = client.info("memory")["used_memory"]
-        if layout == "hash":
-            us = _per_add(client, lambda pipe, i: shared.add_note(i, b"", client=pipe))
+        client.config_resetstat()
+        if layout == "split":
+            asyncio.run(add_notes(shared, new_ids(ADDS), PAGE))
+            us = _usec(client, "evalsha") / PAGE
         else:
             script = client.register_script(OLD_ADD)
-            us = _per_add(
-                client,
-                lambda pipe, i: script(
-                    keys=[f"{shared.keys.seen_notes}:{i[-3:]}", "bench:count"],
-                    args=[bytes.fromhex(i[:21] + "0")],
-                    client=pipe,
-                ),
-            )
-        shared.server.close()
+            with client.pipeline(transaction=False) as pipe:
+                for i in new_ids(ADDS):
+                    script(keys=[f"{prefix}:{i[-3:]}", "bench:count"], args=[bytes.fromhex(i[:21] + "0")], client=pipe)
+                pipe.execute()
+            us = _usec(client, "evalsha")
+        hget = plain_hget(client, prefix) if layout == "split" else None
         client.close()
-    return {"ids": count, "layout": layout, "bytes_per_id": round((after - before) / count, 2), "us_per_add": us}
+    row = {
+        "ids": count,
+        "layout": layout,
+        "bytes_per_id": round((after - before) / count, 2),
+        "us_per_add": round(us, 2),
+    }
+    return row | ({"us_per_hget": round(hget, 2)} if hget is not None else {})
 
 
 def measure_scale(counts: tuple[int, ...] = (1_000_000, 10_000_000, 100_000_000)) -> list[dict[str, Any]]:
     rows = []
     for count in counts:
-        for layout in ("hash", "string"):
+        for layout in ("split", "string"):
             row = seen_notes_at_scale(count, layout)
             print(f"  {row}", flush=True)
             rows.append(row)

@@ -455,7 +455,31 @@ def test_seen_notes_take_ten_bytes_each_and_tell_every_id_apart(redis_server):
     assert len(buckets) == 7 + 1 and {client.type(k) for k in buckets} == {"hash"}
     assert client.hkeys(f"{KEYS.seen_notes}:fff") == ["f"], "the digit before the bucket's names the field"
     assert sum(client.hstrlen(k, f) for k in buckets for f in client.hkeys(k)) == 10 * (3000 + 3)
+    # 3000 ids in 7 fields: past 256 records a field is split in 16 by the next digit, and says so with ''
+    assert client.hget(f"{KEYS.seen_notes}:000", "0") == "" and client.hstrlen(f"{KEYS.seen_notes}:000", "05") == 10 * 27
     assert int(client.get(f"{KEYS.seen_notes}:count")) == len(ids) + 3 == client.llen(KEYS.items)
+
+
+def test_seen_notes_split_deeper_as_they_grow_and_stay_exact(redis_server):
+    """6,000 ids sharing their last 4 digits: one field splits twice; every id is seen once, exactly."""
+    ids = [f"{i:018x}{j:x}{k:x}0000" for i in range(24) for j in range(16) for k in range(16)][:6000]
+    near = [i[:10] + "f" + i[11:] for i in ids[:500]]  # one digit off: new
+
+    async def main() -> None:
+        for start in range(0, len(ids), 500):
+            assert all(await shared.page("", [(i, b"{}") for i in ids[start : start + 500]], []))
+        for start in range(0, len(ids), 500):
+            assert not any(await shared.page("", [(i, b"{}") for i in ids[start : start + 500]], []))
+        assert all(await shared.page("", [(i, b"{}") for i in near], []))
+        await shared.aclose()
+
+    shared = shared_crawl(redis_server)
+    asyncio.run(main())
+    raw = redis.Redis(port=redis_server.port)  # records are bytes
+    fields = raw.hgetall(f"{KEYS.seen_notes}:000")
+    raw.close()
+    assert max(len(f) for f in fields) == 3, "two levels of splits"
+    assert max(len(v) for v in fields.values()) < 256 * 10 and sum(map(len, fields.values())) == 10 * 6500
 
 
 def test_seen_notes_of_the_earlier_layout_are_still_seen(redis_server):

@@ -20,11 +20,16 @@ if crawl ~= ARGV[1] then if crawl then return 'RESET' end return 'LOST' end
 """
 NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# Seen notes: ``seen_notes:XXX`` is a hash of 16 fields, each a string of 10-byte records (the
-# first 20 hex digits of an id; XXX its last 3, the field the digit before): about 10 bytes per
-# note, exact. Ids of another form go to the plain set ``seen_notes:other`` (record ''). A bucket
-# of the earliest layout (one string of 11-byte records) is converted on its first add.
+# Seen notes: ``seen_notes:XXX`` is a hash whose fields are strings of 10-byte records (the first
+# 20 hex digits of an id; XXX its last 3): about 10 bytes per note, exact. An id's field is named
+# by the digit before XXX; a field that reaches SPLIT records is split in 16, by the next digit to
+# the left ("a" -> "a0".."af"), and keeps '' to say so. No string grows past SPLIT records, so an
+# add reads and writes at most 2.5 KB however many notes are seen (one level deeper each time the
+# notes grow sixteenfold: two levels at 100 million). Ids of another form go to the plain set
+# ``seen_notes:other`` (record ''). A bucket of the earliest layout (one string of 11-byte records)
+# is converted on its first add.
 SEEN_ADD = """
+local SPLIT = 256
 local function seen_add(bucket, record, field, id)
   if record == '' then return redis.call('SADD', bucket, id) end
   if redis.call('TYPE', bucket).ok == 'string' then
@@ -37,7 +42,12 @@ local function seen_add(bucket, record, field, id)
     redis.call('DEL', bucket)
     for f, records in pairs(fields) do redis.call('HSET', bucket, f, records) end
   end
-  local seen = redis.call('HGET', bucket, field)
+  local level, seen = 1, redis.call('HGET', bucket, field)
+  while seen == '' do
+    level = level + 1
+    field = field .. string.sub(id, 22 - level, 22 - level)
+    seen = redis.call('HGET', bucket, field)
+  end
   if seen then
     local from = 1
     while true do
@@ -47,7 +57,21 @@ local function seen_add(bucket, record, field, id)
       from = at + 1
     end
   end
-  redis.call('HSET', bucket, field, (seen or '') .. record)
+  seen = (seen or '') .. record
+  if #seen < SPLIT * 10 then
+    redis.call('HSET', bucket, field, seen)
+    return 1
+  end
+  local digit = 20 - level
+  local children = {}
+  for at = 1, #seen, 10 do
+    local byte = string.byte(seen, at + math.floor(digit / 2))
+    local child = field .. string.format('%x', digit % 2 == 0 and math.floor(byte / 16) or byte % 16)
+    children[child] = children[child] or {}
+    table.insert(children[child], string.sub(seen, at, at + 9))
+  end
+  for child, records in pairs(children) do redis.call('HSET', bucket, child, table.concat(records)) end
+  redis.call('HSET', bucket, field, '')
   return 1
 end
 """
