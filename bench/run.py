@@ -1,6 +1,6 @@
 """The benchmark suite (issue 7), in one command; not part of the test run.
 
-    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory,seeds]
+    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory,seeds,redis]
 
 Everything runs against the sandbox and a redis-server on 127.0.0.1, each in its own process.
 Results go to bench/results.json and the plots to docs/benchmarks/*.png; docs/benchmarks.md
@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from bench import cost, memory, rate, seeds_scale
+from bench import cost, memory, rate, redis_distance, seeds_scale
 from bench.common import ROOT, machine
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -25,7 +25,7 @@ PLOTS = ROOT / "docs" / "benchmarks"
 def main() -> None:
     parser = argparse.ArgumentParser(description="rednote_crawl benchmarks")
     parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
-    parser.add_argument("--only", default="rate,scale,cost,cpu,memory,seeds")
+    parser.add_argument("--only", default="rate,scale,cost,cpu,memory,seeds,redis")
     parser.add_argument("--crawlers", default=",".join(rate.CRAWLERS), help="rate: which crawlers to run again")
     parser.add_argument("--tables", action="store_true", help="print the last results as markdown tables; run nothing")
     args = parser.parse_args()
@@ -48,6 +48,7 @@ def main() -> None:
         "seeds": lambda: seeds_scale.measure(
             (20_000,) if args.quick else seeds_scale.COUNTS, seconds=15 if args.quick else 60
         ),
+        "redis": lambda: redis_distance.measure(keywords=20 if args.quick else redis_distance.KEYWORDS),
     }
     for name, step in steps.items():
         if name in only:
@@ -112,6 +113,8 @@ def tables(results: dict[str, Any]) -> str:
         out.append("")
     if rows := results.get("seeds"):
         out.append(seeds_scale.table(rows))
+    if rows := results.get("redis"):
+        out.append(redis_distance.table(rows))
     return "\n".join(out)
 
 
@@ -171,6 +174,26 @@ def plot(results: dict[str, Any]) -> None:
         axis.legend()
         fig.tight_layout()
         fig.savefig(PLOTS / "dedupe_memory.png", dpi=110)
+        plt.close(fig)
+    if rows := results.get("redis"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for count in sorted({r["workers"] for r in rows}):
+            mine = sorted((r for r in rows if r["workers"] == count), key=lambda r: r["delay_ms"])
+            label = f"{count} worker{'s' * (count > 1)}"
+            axes[0].plot([r["delay_ms"] for r in mine], [r["pages_per_s"] for r in mine], marker="o", label=label)
+            axes[1].plot(
+                [r["delay_ms"] for r in mine], [r["round_trips_per_page"] for r in mine], marker="o", label=label
+            )
+        axes[0].set_ylabel("paid pages per second")
+        axes[0].set_title("goodput, Redis behind a delay (0.2 s answers, no token limit)", fontsize=10)
+        axes[1].set_ylabel("round trips to Redis per page")
+        axes[1].set_title("round trips per page, all workers", fontsize=10)
+        for axis in axes:
+            axis.set_xlabel("delay each way (ms)")
+            axis.set_ylim(bottom=0)
+            axis.legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS / "redis.png", dpi=110)
         plt.close(fig)
 
 
