@@ -39,6 +39,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order kept
 
 
+PROJECT_LIMITS = ROOT / ".scrapy" / "token-limits.json"  # the default JUSTONEAPI_STATE_DIR of a crawl run here
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_learned_limit_in_the_project() -> Iterator[None]:
+    """A crawl test that keeps the token's learned limit in the project's own folder slows down every
+    crawl test after it (they start at that limit): each must have a JUSTONEAPI_STATE_DIR of its own."""
+    before = PROJECT_LIMITS.stat().st_mtime if PROJECT_LIMITS.exists() else None
+    yield
+    after = PROJECT_LIMITS.stat().st_mtime if PROJECT_LIMITS.exists() else None
+    assert after == before, f"a test wrote {PROJECT_LIMITS}: give its crawl -s JUSTONEAPI_STATE_DIR=<its tmp_path>"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--record",

@@ -126,7 +126,7 @@ def test_a_resumed_run_accounts_for_every_note_and_reports_the_whole_crawl_as_sc
     seeds.write_text("海信\n小米\nNike\n", encoding="utf-8")
     job, out = tmp_path / "job", tmp_path / "notes.jsonl"
     crawl = ["crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(out), "-s", f"JUSTONEAPI_JOB_DIR={job}"]
-    for name, value in FAST.items():
+    for name, value in {**FAST, "JUSTONEAPI_STATE_DIR": tmp_path / "state"}.items():
         crawl += ["-s", f"{name}={value}"]
     first = run(*crawl, "-s", "JUSTONEAPI_MAX_REQUESTS=6", "-s", "CONCURRENT_REQUESTS=2", server=sandbox)
     assert first.returncode == 6, first.stderr[-2000:]

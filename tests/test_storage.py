@@ -26,7 +26,9 @@ FILE_LIMIT = 250_000  # bytes: no file of the crawl process may grow larger (a f
 
 def crawl(server, seeds: Path, job: Path, output: Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(output)]
-    for name, value in {**FAST, "JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}.items():
+    settings = {**FAST, "JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}
+    settings["JUSTONEAPI_STATE_DIR"] = str(job.parent / "state")  # the test's own learned limit, not the project's
+    for name, value in settings.items():
         cmd += ["-s", f"{name}={value}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
     env.update(JUSTONEAPI_TOKEN=TOKEN, JUSTONEAPI_BASE_URL=server.url)
