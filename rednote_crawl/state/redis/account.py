@@ -43,6 +43,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
         self.confirmed = self.initial()  # that state
         self.pending: list[tuple[float, Rule]] = []  # answers seen here, not yet applied in Redis
         self._flushing: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
 
     def start_at(self, learned: float | None) -> None:
         super().start_at(learned)
@@ -64,30 +65,38 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             rule(state, at)
         return state
 
-    async def _cas(self, state: RateState, applied: int, spend: bool) -> list[Any] | None:
-        """Write ``state`` unless Redis's changed; None: the crawl is gone. Spends a call as well with ``spend``."""
-        budget = self._budget_args() if spend else ["", "", ""]
-        k = self.shared.keys
-        answer = await self.shared.call(
-            "rate", [k.ratelimit, k.stats, k.stop], [self.version, orjson.dumps(state.to_dict()), *budget]
-        )
-        if answer is None:
-            return None
-        if answer[0] == "CHANGED":
-            self._heard(answer[1], answer[2], answer[3])
-            return answer
-        self._heard(answer[1])
-        self.version = str(int(self.version) + 1)
-        self.confirmed = self.state = state
-        del self.pending[:applied]
-        return answer
+    async def _change(self, rule: Rule | None = None) -> tuple[list[Any] | None, Any]:
+        """Apply the pending answers (and ``rule``) to the state last seen and write it back by
+        compare-and-set; a booking (``rule`` = book) that needs no wait spends its call in the same
+        script. -> (the script's answer, None when the crawl is gone; what ``rule`` returned)."""
+        async with self._writing:  # one change of this worker at a time: ``pending`` stays whole
+            applied = len(self.pending)
+            state = self._next(applied)
+            result = rule(state, self.now()) if rule is not None else None
+            spend = result is not None and result[1] <= 0
+            budget = self._budget_args() if spend else ["", "", ""]
+            k = self.shared.keys
+            answer = await self.shared.call(
+                "rate", [k.ratelimit, k.stats, k.stop], [self.version, orjson.dumps(state.to_dict()), *budget]
+            )
+            if answer is None:
+                return None, result
+            if answer[0] == "CHANGED":
+                self._heard(answer[1], answer[2], answer[3])
+                return answer, result
+            self._heard(answer[1])
+            self.version = str(int(self.version) + 1)
+            self.confirmed = self.state = state
+            del self.pending[:applied]
+            return answer, result
 
     def _budget_args(self) -> list[Any]:
         return [self.max_requests, stops.BUDGET_SPENT.reason, self.shared.worker_id]
 
     async def book_call(self, sleep: Sleep) -> tuple[str, str, str] | None:
         """Wait for this call's turn at the shared rate and spend it from the shared budget.
-        None: send it; else (reason, message, worker) of the stop in force."""
+        None: send it; else (reason, message, worker) of the stop in force. One booking of this
+        worker at a time (``_turn``, rate.py): none is made far ahead at an old rate."""
         async with self._turn:
             while True:
                 try:
@@ -103,10 +112,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
     async def _book_once(self, sleep: Sleep) -> tuple[str, str, str] | str | None:
         if self.shared.lost:
             return (stops.REDIS_STATE_LOST.reason, self.shared.lost, self.shared.worker_id)
-        applied = len(self.pending)
-        state = self._next(applied)
-        epoch, delay = book(state, self.now(), self.max_rate)
-        answer = await self._cas(state, applied, spend=delay <= 0)
+        answer, (epoch, delay) = await self._change(partial(book, max_rate=self.max_rate))
         if answer is None or answer[0] == "CHANGED":
             return "again"
         if delay > 0:
@@ -139,14 +145,15 @@ class SharedRateLimiter(AdaptiveRateLimiter):
         self._later(partial(accept, max_rate=self.max_rate))
 
     async def _flush(self) -> None:
-        async with self._turn:
-            while self.pending and not self.shared.lost:
-                applied = len(self.pending)
-                try:
-                    await self._cas(self._next(applied), applied, spend=False)
-                except REDIS_ERRORS as exc:  # the next booking takes them along
-                    self.shared.health.failed(exc)
-                    return
+        """Not behind ``_turn``: a booking sleeping there must not hold a 302 back from the other workers."""
+        while self.pending and not self.shared.lost:
+            try:
+                answer, _ = await self._change()
+            except REDIS_ERRORS as exc:  # the next booking takes them along
+                self.shared.health.failed(exc)
+                return
+            if answer is None:
+                return
 
     @property
     def limit(self) -> float | None:
