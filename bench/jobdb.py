@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.state.jobfolder import JobFolder
 
 PAGE_NOTES = 20
+LOOKUPS = 5  # times the lookups are timed (a fraction of a second each, and noisy on a shared machine)
 
 
 def page_items(corpus_items: list[dict[str, Any]], page: int) -> list[dict[str, Any]]:
@@ -75,20 +77,25 @@ def fill_seen(folder: Path, count: int) -> float:
     return time.monotonic() - began
 
 
-def lookup_cost(folder: Path, count: int, pages: int = 2000) -> float:
-    """µs per note of looking up a page's 20 notes (half found by the earlier crawl) in one query."""
-    job = JobFolder.read(folder)
-    job.crawl, job.resuming = 1, False  # as a daily run sees it: crawl 2 begins
+def lookup_cost(folder: Path, count: int, shuffled: bool, pages: int = 2000) -> float:
+    """µs per note of looking up a page's 20 notes in one query, on the connection a daily run uses.
+
+    Half the notes are earlier ones, spread over the job's ids: in the order of their ids (the tree
+    read from one end to the other) or shuffled (as notes found again come: each one a leaf page at
+    random). The other half are new, with ids above every earlier one (ObjectIds grow with time)."""
+    job = JobFolder.take(folder)
+    assert job is not None and job.current == 2, "a daily run: crawl 1 is complete, crawl 2 begins"
+    half = PAGE_NOTES // 2
     step = max(1, count // (pages * PAGE_NOTES))
+    known = [f"{(page * PAGE_NOTES + n) * step:024x}" for page in range(pages) for n in range(half)]
+    if shuffled:
+        random.Random(1).shuffle(known)
+    batches = [known[p * half : (p + 1) * half] + [f"ff{p:010x}{n:012x}" for n in range(half)] for p in range(pages)]
     began = time.perf_counter()
-    found = 0
-    for page in range(pages):
-        ids = [f"{(page * PAGE_NOTES + n) * step:024x}" for n in range(PAGE_NOTES // 2)]
-        ids += [f"ff{page:010x}{n:012x}" for n in range(PAGE_NOTES // 2)]
-        found += len(job.earlier(ids))
+    found = sum(len(job.earlier(ids)) for ids in batches)
     elapsed = time.perf_counter() - began
     job.close()
-    assert found == pages * PAGE_NOTES // 2, found
+    assert found == pages * half, found
     return elapsed / (pages * PAGE_NOTES) * 1e6
 
 
@@ -135,9 +142,15 @@ def main() -> None:
         commit = commit_cost(folder / "commit")
         print(f"commit of a page of {PAGE_NOTES} notes: median {commit['median_ms']:.2f} ms, p95 {commit['p95_ms']:.2f} ms")
         seconds = fill_seen(folder / "big", args.seen)
+        os.sync()  # the fill's writes reach the disk first: their writeback slowed the lookups timed next
         size = (folder / "big" / "job.db").stat().st_size
         print(f"{args.seen:,} seen ids written in {seconds:.0f} s: {size / 2**20:.0f} MiB, {size / args.seen:.0f} bytes/id")
-        print(f"lookup of earlier notes: {lookup_cost(folder / 'big', args.seen):.2f} µs per note (one query per page)")
+        for order, shuffled in (("in id order", False), ("shuffled", True)):
+            costs = [lookup_cost(folder / "big", args.seen, shuffled) for _ in range(LOOKUPS)]
+            print(
+                f"lookup of earlier notes, {order}: {statistics.median(costs):.2f} µs per note, median of {LOOKUPS} "
+                f"({min(costs):.2f} to {max(costs):.2f}; one query per page)"
+            )
         seeds = keywords_file(args.keywords, folder)
         with sandbox("--latency", str(args.latency)) as server:
             rows = {"no job folder": [], "job folder": [], f"job folder, {args.seen:,} seen ids": []}

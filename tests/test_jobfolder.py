@@ -91,6 +91,19 @@ def test_earlier_notes_are_looked_up_not_loaded(tmp_path):
     assert job.earlier(ids(5, "b")) == set(), "this crawl's own notes are not earlier notes"
 
 
+def test_earlier_notes_are_found_by_their_ids_not_by_a_scan(tmp_path):
+    """One search of the primary key per id: a plan that scans the crawl index instead would read every
+    seen id on every page (a temp-table join gets that plan)."""
+    job = JobFolder.take(tmp_path)
+    job.begin_run("t1", "f", {})
+    statements: list[str] = []
+    job.db.set_trace_callback(statements.append)  # the SQL as run, its values in it
+    job.earlier(ids(20))
+    job.db.set_trace_callback(None)
+    plan = [row[3] for row in job.db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}")]
+    assert plan == ["SEARCH seen USING PRIMARY KEY (note_id=?)"], plan
+
+
 def test_a_write_that_fails_names_the_file(tmp_path):
     job = JobFolder.take(tmp_path)
     job.begin_run("t", "f", {})

@@ -83,7 +83,12 @@ CREATE TABLE IF NOT EXISTS failed (
     calls INTEGER NOT NULL DEFAULT 1
 );
 """
-CACHE_KIB = 32_768  # SQLite's page cache: 32 MiB (its default, 2 MiB, misses on a large seen-notes table)
+# SQLite's page cache (KiB). A crawl's connection keeps SQLite's default: a lookup of earlier notes
+# reads one leaf page at random among the job's (10 million ids: 94,000 pages), which no cache a crawl
+# can afford holds, and a larger cache costs CPU on every page read and memory (32 MiB: 0.5 to 1 µs more
+# a note looked up, 30 MB more peak RSS; bench/jobdb.py). Reports (read()) keep 32 MiB.
+CRAWL_CACHE_KIB = 2_000
+READ_CACHE_KIB = 32_768
 # Notes older than the crawls of the earlier format's history file have no keyword: crawl 0.
 HISTORY_CRAWL = 0
 
@@ -196,7 +201,7 @@ class JobFolder:
         path = Path(folder).expanduser()
         if (path / DATABASE).exists():
             db = sqlite3.connect(f"file:{path / DATABASE}?mode=ro", uri=True, isolation_level=None)
-            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute(f"PRAGMA cache_size = -{READ_CACHE_KIB}")
         else:
             from rednote_crawl.state.journals import convert
 
@@ -475,7 +480,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # the seen-notes index stays in memory longer
+    db.execute(f"PRAGMA cache_size = -{CRAWL_CACHE_KIB}")
     db.executescript(SCHEMA)
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
     return db
