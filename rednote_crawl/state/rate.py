@@ -35,7 +35,7 @@ COOLDOWN = 1.0  # seconds: 302s closer than this count as one signal
 MAX_GAP = 2.0  # seconds: 302s further apart than this belong to different runs of them
 PROBE_EVERY = 300  # accepted answers without a 302 before the rate tries PROBE_STEP higher
 PROBE_STEP = 0.02
-SEARCH_EVERY = 1.0  # seconds: before the limit was ever measured, climb SEARCH_STEP this often
+SEARCH_EVERY = 0.5  # seconds: before the limit was ever measured, climb SEARCH_STEP this often (soon at a 302: measured)
 SEARCH_STEP = 0.5
 RECENT = 50  # start times kept while the rate is unbounded, to estimate it at the first 302
 

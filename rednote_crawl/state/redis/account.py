@@ -31,6 +31,7 @@ from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCr
 from rednote_crawl.stops import StopEvent
 
 Sleep = Callable[[float], Any]
+ACCEPTS_WITHIN = 0.5  # seconds: an accepted answer reaches the shared state this soon
 Rule = Callable[[RateState, float], Any]
 
 
@@ -42,7 +43,8 @@ class SharedRateLimiter(AdaptiveRateLimiter):
         self.version = "0"  # of the state in Redis as last seen
         self.confirmed = self.initial()  # that state
         self.pending: list[tuple[float, Rule]] = []  # answers seen here, not yet applied in Redis
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None  # a 302, on its way to Redis now
+        self._accepts: asyncio.Task[None] | None = None  # accepted answers, on their way within ACCEPTS_WITHIN
         self._writing = asyncio.Lock()
 
     def start_at(self, learned: float | None) -> None:
@@ -142,10 +144,16 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     def speed_up(self) -> None:
+        """Applied with this worker's next change, and within ACCEPTS_WITHIN seconds at the latest: a
+        302 seen by another worker measures the limit from every worker's accepted answers."""
         self._later(partial(accept, max_rate=self.max_rate))
+        if self._accepts is None or self._accepts.done():
+            self._accepts = asyncio.get_running_loop().create_task(self._flush(after=ACCEPTS_WITHIN))
 
-    async def _flush(self) -> None:
+    async def _flush(self, after: float = 0.0) -> None:
         """Not behind ``_turn``: a booking sleeping there must not hold a 302 back from the other workers."""
+        if after:
+            await asyncio.sleep(after)
         while self.pending and not self.shared.lost:
             try:
                 answer, _ = await self._change()
