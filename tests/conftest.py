@@ -30,8 +30,17 @@ TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
 # The files of long tests (subprocesses, servers, generated examples), the longest first; the rest
 # after them. pytest-xdist hands tests out in collection order as its workers free up: started
 # first, the long tests end together and the short ones fill the gaps (at the end, one worker
-# would run a long test alone while the other waits).
-LONG_FIRST = ("test_distributed.py", "test_resume.py", "test_crawl.py", "test_probe.py", "test_fuzz.py")
+# would run a long test alone while the others wait).
+LONG_FIRST = (
+    "test_distributed.py",
+    "test_storage.py",
+    "test_rate_and_reach.py",
+    "test_resume.py",
+    "test_run_ux.py",
+    "test_crawl.py",
+    "test_probe.py",
+    "test_fuzz.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
