@@ -34,7 +34,6 @@ from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ConfigError
 from rednote_crawl.state import CrawlState, PaidPage, Sleep, Verdict
 from rednote_crawl.state.limits import token_key
-from rednote_crawl.state.redis import scripts
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.requests import LEASE_META, STORED_META, RequestCodec
@@ -158,10 +157,7 @@ class RedisState(CrawlState):
         """A stop this worker saw stops every worker (it waits out an outage, like every write)."""
         stop = event.stop
         if event.by is None and stop is not None and stop.crawl_wide:
-            message = redaction.redact(event.message)
-            k = self.shared.keys
-            command = ("EVALSHA", scripts.SHA["stop"], 1, k.stop, event.reason, message, self.shared.worker_id)
-            self.shared.write(command, guarded=False)
+            self.shared.stop_all(event.reason, redaction.redact(event.message))
 
     # --- the heartbeat and the end ----------------------------------------------------------------
 

@@ -76,8 +76,9 @@ local function seen_add(bucket, record, field, id)
 end
 """
 
-# A request into the shared queue, unless the dupefilter knew it ('' fingerprint: not filtered).
-PUSH_ONE = """
+# A request into the shared queue, unless the dupefilter knew it ('' fingerprint: not filtered);
+# a request out of it, done.
+QUEUE = """
 local function push(requests, data, dupefilter, stats, id, request, score, fingerprint, query_start)
   if fingerprint ~= '' and redis.call('SADD', dupefilter, fingerprint) == 0 then return 0 end
   redis.call('HSET', data, id, request)
@@ -130,7 +131,7 @@ return out
 # -> for each request, 1 when it was added (0: the dupefilter knew it)
 PUSH = (
     GUARD
-    + PUSH_ONE
+    + QUEUE
     + """
 local added = {}
 for i = 2, #ARGV, 6 do
@@ -151,7 +152,7 @@ return added
 PAGE = (
     GUARD
     + SEEN_ADD
-    + PUSH_ONE
+    + QUEUE
     + """
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
 local new, count = {}, 0
@@ -183,7 +184,7 @@ return new
 # Requests done without a page (failed, rejected, set aside): they leave Redis; the counter goes up.
 ACK = (
     GUARD
-    + PUSH_ONE
+    + QUEUE
     + """
 for i = 3, #ARGV do ack(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
 if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[2], #ARGV - 2) end

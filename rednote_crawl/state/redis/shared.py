@@ -505,10 +505,9 @@ class SharedCrawl:
         names = ("queued", "in_flight", "items", "notes", "pages_paid", "queries", "workers")
         return list(gone), stop, dict(zip(names, map(int, numbers), strict=True))
 
-    async def stop(self, reason: str, message: str) -> str:
-        """Stop every worker; return the reason in force (an earlier stop wins)."""
-        self.round_trips += 1
-        return await self.server.evalsha(scripts.SHA["stop"], 1, self.keys.stop, reason, message, self.worker_id)
+    def stop_all(self, reason: str, message: str) -> None:
+        """Stop every worker (an earlier stop wins); through the outbox: it waits out an outage."""
+        self.write(("EVALSHA", scripts.SHA["stop"], 1, self.keys.stop, reason, message, self.worker_id), guarded=False)
 
     async def leave(self) -> None:
         async with self.server.pipeline(transaction=False) as pipe:
