@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import redis
 
 from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
+from rednote_crawl.sandbox.corpus import Corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
@@ -101,6 +103,18 @@ class CrawlResult:
 
     def note_ids(self) -> list[str]:
         return [item["note_id"] for item in self.items]
+
+
+def expected_ids(keywords: Iterable[str]) -> frozenset[str]:
+    """The note ids a complete crawl of these keywords finds on the default sandbox: the oracle.
+    Computed at first use, not at collection (where every xdist process would pay for it)."""
+    return _expected_ids(tuple(keywords))
+
+
+@functools.cache
+def _expected_ids(keywords: tuple[str, ...]) -> frozenset[str]:
+    corpus = Corpus()
+    return frozenset(i for k in keywords for i in corpus.expected_note_ids(k))
 
 
 def paid_twice(server: SandboxServer) -> dict[tuple[Any, ...], int]:

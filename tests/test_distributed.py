@@ -24,13 +24,12 @@ from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.requests import RequestCodec
 from rednote_crawl.state.redis.shared import Keys, SharedCrawl
-from tests.conftest import FAST, ROOT, TOKEN, RedisServer, paid_twice, scrapy_in_process
+from tests.conftest import FAST, ROOT, TOKEN, RedisServer, expected_ids, paid_twice, scrapy_in_process
 
 pytestmark = pytest.mark.crawl
 
 CORPUS = Corpus()
 KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶", "华为", "特斯拉", "星巴克", "优衣库"]
-EXPECTED = {i for k in KEYWORDS for i in CORPUS.expected_note_ids(k)}
 PAGES = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in KEYWORDS)
 KEYS = Keys("note_search")
 CONCURRENCY = 2
@@ -138,7 +137,7 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
 
     ids = delivered(redis_server)
     assert len(ids) == len(set(ids)), "a note was delivered twice"
-    assert set(ids) == EXPECTED
+    assert set(ids) == expected_ids(KEYWORDS)
     assert paid_twice(sandbox) == {}
     assert len(sandbox.paid_pages()) == PAGES
     for worker in others:
@@ -181,7 +180,7 @@ def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, see
     assert first.wait() == 0 and survivor.wait() == 0, survivor.log[-3000:]
 
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     twice = paid_twice(sandbox)
     assert sum(n - 1 for n in twice.values()) <= CONCURRENCY, f"only the killed worker's requests: {twice}"
     assert int(client.hget(KEYS.stats, "leases_expired") or 0) >= 1, "the killed worker's requests came back"
@@ -211,7 +210,7 @@ def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_fa
     assert redis_command(redis_server, "resume").returncode == 0
     assert [w.wait() for w in (workers(sandbox), workers(sandbox))] == [0, 0]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert paid_twice(sandbox) == {}, "a page paid for before the stop was asked for again"
 
 
@@ -245,7 +244,7 @@ def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, seeds, redis_
     redis_server.start()
     assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert paid_twice(sandbox) == {}
     for worker in (first, second):
         assert worker.log.count("is unreachable") == 1, worker.log[-3000:]
@@ -382,7 +381,7 @@ def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_
     second = workers(sandbox, None, **busy)
     assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert paid_twice(sandbox) == {}
     codes = Counter(entry.get("code") for entry in sandbox.log)
     assert codes[500] and codes[302], "the faults were met"

@@ -15,13 +15,12 @@ import pytest
 
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.state.outputs import repair_jsonl
-from tests.conftest import FAST, ROOT, TOKEN, paid_twice, scrapy_in_process
+from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, scrapy_in_process
 
 pytestmark = pytest.mark.crawl
 
 CORPUS = Corpus()
 KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶"]
-EXPECTED = {i for k in KEYWORDS for i in CORPUS.expected_note_ids(k)}
 CONCURRENCY = 4
 
 
@@ -88,7 +87,7 @@ def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, s
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
     assert len(ids) == len(set(ids)), "no note written twice"
-    assert set(ids) == EXPECTED, "no note lost"
+    assert set(ids) == expected_ids(KEYWORDS), "no note lost"
     repaid = paid_twice(server)
     assert sum(n - 1 for n in repaid.values()) <= CONCURRENCY * len(kills), "only pages in flight at a kill"
     # Every page of every query was paid for, in the end.
@@ -105,7 +104,7 @@ def test_answers_waiting_to_be_stored_count_as_in_flight(sandbox, seeds, tmp_pat
     assert kill_when(cmd, sandbox, lambda: len(sandbox.log) >= start + 12) == -signal.SIGKILL
     final = run(command(seeds, job, output), sandbox)
     assert final.returncode == 0, final.stderr
-    assert set(output_ids(output)) == EXPECTED
+    assert set(output_ids(output)) == expected_ids(KEYWORDS)
     assert 0 < sum(n - 1 for n in paid_twice(sandbox).values()) <= CONCURRENCY
 
 
@@ -118,7 +117,7 @@ def test_torn_lines_are_mended_before_anything_is_appended(sandbox, seeds, tmp_p
     final = run(command(seeds, job, output), sandbox)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert not paid_twice(sandbox)
 
 
@@ -139,7 +138,7 @@ def test_a_budget_or_quota_stop_resumes_exactly_where_it_stopped(sandbox_factory
     final = run(command(seeds, job, output), server)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert not paid_twice(server), "a clean stop costs no page twice"
 
 
@@ -154,7 +153,7 @@ def test_ctrl_c_then_resume(sandbox_factory, seeds, tmp_path):
     final = run(cmd, server)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
     assert sum(n - 1 for n in paid_twice(server).values()) <= CONCURRENCY
 
 
@@ -168,14 +167,14 @@ def test_a_finished_crawl_is_followed_by_a_new_one_that_skips_or_updates_known_n
     assert output_ids(tmp_path / "day2.jsonl") == [], "JUSTONEAPI_SEEN_NOTES=skip: known notes are not written again"
     third = run(command(seeds, job, tmp_path / "day3.jsonl", "-s", "JUSTONEAPI_SEEN_NOTES=update"), sandbox)
     assert third.returncode == 0
-    assert set(output_ids(tmp_path / "day3.jsonl")) == EXPECTED, "update: written again, with today's counts"
+    assert set(output_ids(tmp_path / "day3.jsonl")) == expected_ids(KEYWORDS), "update: written again, with today's counts"
 
 
 def test_the_default_output_of_a_job_is_one_file_per_crawl(sandbox, seeds, tmp_path):
     job = tmp_path / "job"
     cmd = [c for c in command(seeds, job, tmp_path / "x") if c not in ("-O", str(tmp_path / "x"))]
     assert run(cmd, sandbox).returncode == 0
-    assert set(output_ids(job / "crawl-0001.jsonl")) == EXPECTED
+    assert set(output_ids(job / "crawl-0001.jsonl")) == expected_ids(KEYWORDS)
 
 
 def test_since_stops_paging_a_time_sorted_query_at_the_cutoff(sandbox, tmp_path):
@@ -203,7 +202,7 @@ def test_since_last_uses_the_last_crawl_of_the_job(sandbox, seeds, tmp_path):
     cmd = command(seeds, tmp_path / "job", tmp_path / "o.jsonl", "-a", "since=last", "-a", "sort=latest")
     first = run(cmd, sandbox)
     assert first.returncode == 0 and "first crawl, so every note counts" in first.stderr
-    assert set(output_ids(tmp_path / "o.jsonl")) == EXPECTED
+    assert set(output_ids(tmp_path / "o.jsonl")) == expected_ids(KEYWORDS)
     calls = len(sandbox.log)
     second = run(cmd, sandbox)
     assert second.returncode == 0 and "when the job's last crawl began" in second.stderr
@@ -247,7 +246,7 @@ def test_the_report_from_a_job_folder(sandbox, seeds, tmp_path):
         assert rows[keyword][0] == str(pages)
         assert rows[keyword][1] == str(len(CORPUS.expected_note_ids(keyword)))
     total = lines[-2].split()
-    assert total[2] == total[3] == str(len(EXPECTED))
+    assert total[2] == total[3] == str(len(expected_ids(KEYWORDS)))
     assert lines[-1].startswith(f"  calls: {len(sandbox.log)} for {total[1]} paid pages")
     missing = scrapy_in_process("report", str(tmp_path))
     assert missing.returncode == 2 and "is not a job state folder" in missing.stderr
@@ -282,7 +281,7 @@ def test_a_bad_line_in_the_middle_is_kept_and_other_formats_are_left_alone(sandb
         b'{"note_id": "also-before"}',
     ]
     ids = [orjson.loads(line)["note_id"] for line in lines[3:]]
-    assert len(ids) == len(set(ids)) and set(ids) == EXPECTED
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
 
 
 def test_a_feed_that_failed_leaves_the_crawl_open(sandbox, seeds, tmp_path):
@@ -291,7 +290,7 @@ def test_a_feed_that_failed_leaves_the_crawl_open(sandbox, seeds, tmp_path):
     assert failed.returncode == 8
     final = run(command(seeds, job, tmp_path / "notes.jsonl"), sandbox)
     assert final.returncode == 0 and "resuming crawl 1" in final.stderr
-    assert set(output_ids(tmp_path / "notes.jsonl")) == EXPECTED
+    assert set(output_ids(tmp_path / "notes.jsonl")) == expected_ids(KEYWORDS)
     assert not paid_twice(sandbox)
 
 
@@ -323,7 +322,7 @@ def test_update_mode_with_an_appended_output_writes_every_note_of_the_day(sandbo
     assert append("-s", "JUSTONEAPI_SEEN_NOTES=update", "-s", "JUSTONEAPI_MAX_REQUESTS=8").returncode == 6
     assert append("-s", "JUSTONEAPI_SEEN_NOTES=update").returncode == 0
     day2 = [orjson.loads(line)["note_id"] for line in output.read_bytes().splitlines()[day1:]]
-    assert len(day2) == len(set(day2)) and set(day2) == EXPECTED
+    assert len(day2) == len(set(day2)) and set(day2) == expected_ids(KEYWORDS)
 
 
 def test_ranks_survive_a_resume(sandbox, tmp_path):

@@ -6,13 +6,11 @@ import argparse
 import sys
 from typing import ClassVar
 
-import requests
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import api, redaction
 from rednote_crawl.config import ApiConfig, ConfigError, flag
-from rednote_crawl.run.probe import ProbeError, fetch, render
 from rednote_crawl.run.startup import start_sandbox
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.stops import EXIT_BAD_INPUT, EXIT_ERROR
@@ -54,6 +52,11 @@ class Command(ScrapyCommand):
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = EXIT_BAD_INPUT
             return
+        # Imported here, not at the top: Scrapy imports every command's module for each `scrapy crawl`.
+        import requests
+
+        from rednote_crawl.run.probe import ProbeError, fetch, render
+
         redaction.install(config.token)
         print(f"Calling {config.base_url} with token {redaction.mask(config.token)}")
         try:

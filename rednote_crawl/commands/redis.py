@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import redis
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import stops
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.run.report import plural
-from rednote_crawl.state.redis.drain import DrainBusy, drain
-from rednote_crawl.state.redis.shared import Keys, connect, crawl_status, display_url
 
 if TYPE_CHECKING:
     import argparse
+
+    import redis
+
+    from rednote_crawl.state.redis.shared import Keys
 
 ACTIONS = ("status", "drain", "resume", "reset")
 
@@ -39,7 +40,15 @@ class RedisCrawl:
     url: str
 
     def status(self) -> dict[str, Any]:
+        from rednote_crawl.state.redis.shared import crawl_status
+
         return crawl_status(self.server, self.keys)
+
+    @property
+    def display_url(self) -> str:
+        from rednote_crawl.state.redis.shared import display_url
+
+        return display_url(self.url)
 
 
 class Command(ScrapyCommand):
@@ -73,6 +82,11 @@ class Command(ScrapyCommand):
                 "drain takes one file: scrapy redis drain FILE" if action == "drain" else "too many arguments"
             )
         assert self.settings is not None
+        # Imported here, not at the top: Scrapy imports every command's module for each `scrapy crawl`.
+        import redis
+
+        from rednote_crawl.state.redis.shared import Keys, connect, display_url
+
         try:
             url = ApiConfig.from_settings(self.settings, require_token=False).redis_url
             if url is None:
@@ -89,10 +103,12 @@ class Command(ScrapyCommand):
             self.exitcode = 1
 
     def _status(self, shared: RedisCrawl, opts: argparse.Namespace) -> int:
-        print(render_status(shared.keys.spider, display_url(shared.url), shared.status()))
+        print(render_status(shared.keys.spider, shared.display_url, shared.status()))
         return 0
 
     def _drain(self, shared: RedisCrawl, opts: argparse.Namespace, path: str) -> int:
+        from rednote_crawl.state.redis.drain import DrainBusy, drain
+
         count = 0
         live = sys.stderr.isatty()
         try:
