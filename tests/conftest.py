@@ -21,6 +21,7 @@ from unittest import mock
 import orjson
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
@@ -48,6 +49,12 @@ LONG_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: n for n, name in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order kept
+
+
+# Property-based tests: 200 examples each in the suite; --hypothesis-profile=thorough for 5,000.
+hypothesis_settings.register_profile("suite", max_examples=200, deadline=None)
+hypothesis_settings.register_profile("thorough", max_examples=5000, deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 PROJECT_LIMITS = ROOT / ".scrapy" / "token-limits.json"  # the default JUSTONEAPI_STATE_DIR of a crawl run here

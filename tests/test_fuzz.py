@@ -1,4 +1,7 @@
-"""Property-based tests: the page parser and the item mapping never raise on what the API may send."""
+"""Property-based tests: the page parser and the item mapping never raise on what the API may send.
+
+Each test draws 200 examples a run (the "suite" profile of tests/conftest.py);
+``pytest tests/test_fuzz.py --hypothesis-profile=thorough`` draws 5,000."""
 
 from __future__ import annotations
 
@@ -96,7 +99,7 @@ def has_id(note) -> bool:
     return isinstance(note, dict) and isinstance(note.get("id"), str) and bool(note["id"].strip())
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes, st.booleans())
 def test_parser_never_raises_and_keeps_every_note_with_an_id(envelope, keep_ads):
     body = json.dumps(envelope, ensure_ascii=False).encode()  # NaN and huge ints included, as a server might
@@ -132,7 +135,6 @@ def test_parser_never_raises_and_keeps_every_note_with_an_id(envelope, keep_ads)
         assert all(set(m) == {"user_id", "nickname"} and any(m.values()) for m in item["mentions"])
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.one_of(st.binary(max_size=300), st.text(max_size=30).map(lambda c: f'{{"code": "{c}"}}'.encode())),
     st.integers(min_value=100, max_value=599),
@@ -142,7 +144,6 @@ def test_any_body_gets_a_verdict(body, status):
     assert isinstance(answer.action, api.Action) and answer.label
 
 
-@settings(max_examples=500, deadline=None)
 @given(st.one_of(st.text(max_size=40), st.floats(), st.integers(min_value=-(2**80), max_value=2**80), json_values))
 def test_scalar_parsers_never_raise(value):
     count = api.parse_count(value)

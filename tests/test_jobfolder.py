@@ -13,7 +13,7 @@ import pytest
 from rednote_crawl import api
 from rednote_crawl.config import queries_fingerprint
 from rednote_crawl.state import StorageError
-from rednote_crawl.state.jobfolder import DATABASE, JobFolder, query_key
+from rednote_crawl.state.jobfolder import DATABASE, SCHEMA, JobFolder, query_key
 from rednote_crawl.state.journals import HISTORY, journal_path
 
 Q1, Q2 = api.Query("海信"), api.Query("Nike", "time_descending")
@@ -193,6 +193,15 @@ def test_an_old_job_folder_is_converted_on_first_use(tmp_path):
     # the history survives: notes of crawl 1 and of history.ids are earlier notes for crawl 2
     assert job.earlier(["old1", "old2", "c1", "c2", "new"]) == {"old1", "old2", "c1"}
     assert (tmp_path / HISTORY).exists() and journal_path(tmp_path, 2).exists(), "the old files are kept"
+
+
+def test_a_conversion_cut_short_is_done_again_at_the_next_start(tmp_path):
+    """A kill during the conversion leaves an empty job.db (the conversion is one transaction)."""
+    old_folder(tmp_path)
+    sqlite3.connect(tmp_path / DATABASE).executescript(SCHEMA)  # what the killed start left
+    job = JobFolder.take(tmp_path)
+    assert (job.crawl, job.resuming) == (2, True)
+    assert job.earlier(["old1", "c1", "new"]) == {"old1", "c1"}, "the history is not lost"
 
 
 def test_reading_an_old_folder_writes_nothing(tmp_path):

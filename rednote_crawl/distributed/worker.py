@@ -133,10 +133,13 @@ class DistributedWorker:
         raise DontCloseSpider
 
     def _close_if_idle(self) -> None:
-        if self.idle_since is None or self.stopping:
+        if self.stopping:
             return
         if not self.crawler.engine.spider_is_idle():
             self.idle_since = None  # work came: the idle time starts again next time
+        elif self.idle_since is None:
+            # The heartbeat sees it first: the engine looks for idleness only every 5 s.
+            self.idle_since = time.monotonic()
         elif self.max_idle > 0 and time.monotonic() - self.idle_since >= self.max_idle:
             logger.info("The crawl has had no work for %.0f s (MAX_IDLE_TIME_BEFORE_CLOSE): closing", self.max_idle)
             self.stopping = True

@@ -167,9 +167,10 @@ class JobFolder:
         except BlockingIOError:
             os.close(fd)
             return None
-        fresh = not (path / DATABASE).exists()
         db = _connect(path / DATABASE)
-        if fresh:
+        # Not "the database is new": a conversion cut short by a kill leaves an empty database
+        # behind (the conversion is one transaction), and the next start must convert again.
+        if db.execute("SELECT NOT EXISTS (SELECT 1 FROM crawls)").fetchone()[0]:
             from rednote_crawl.state.journals import convert
 
             convert(path, db)
