@@ -489,17 +489,20 @@ def desc_truncated(desc: str | None) -> bool:
     return desc is not None and utf16_len(desc) >= DESC_PREVIEW_UNITS - 1
 
 
-def _images(note: Mapping[str, Any]) -> list[str]:
-    """The large image of each: ``url`` is a 576 px preview on the first image only (the others send
-    ``url: ""``), ``url_size_large`` is the 1440 px image of every one."""
-    urls = []
+def _images(note: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The large image of each, and the cover's: ``url`` is a 576 px preview on the first image only
+    (the others send ``url: ""``), ``url_size_large`` is the 1440 px image of every one. The cover
+    is the image at ``cover_image_index`` in ``images_list`` (an image without a URL counts there),
+    else the first."""
     images = note.get("images_list")
-    for image in images if isinstance(images, list) else ():
-        if isinstance(image, dict):
-            url = _str(image.get("url_size_large")) or _str(image.get("url"))
-            if url:
-                urls.append(url)
-    return urls
+    urls_at = [
+        (_str(image.get("url_size_large")) or _str(image.get("url"))) if isinstance(image, dict) else None
+        for image in (images if isinstance(images, list) else ())
+    ]
+    urls = [url for url in urls_at if url]
+    index = parse_count(note.get("cover_image_index")) or 0
+    cover = urls_at[index] if 0 <= index < len(urls_at) and urls_at[index] else (urls[0] if urls else None)
+    return urls, cover
 
 
 def _mentions(note: Mapping[str, Any]) -> list[Mention]:
@@ -535,14 +538,15 @@ def _brand_partnership(context: Mapping[str, Any]) -> bool:
 
 
 def _video_duration(note: Mapping[str, Any], context: Mapping[str, Any]) -> int | None:
-    """Whole seconds (``85``): ``widgets_context.video_duration``, else ``video_info_v2.capa.duration``."""
-    duration = context.get("video_duration")
-    if duration is None:
-        video = note.get("video_info_v2")
-        capa = video.get("capa") if isinstance(video, dict) else None
-        duration = capa.get("duration") if isinstance(capa, dict) else None
-    seconds = parse_count(duration)
-    return seconds if seconds is not None and seconds >= 0 else None
+    """Whole seconds (``85``): ``widgets_context.video_duration``, else (missing or unreadable)
+    ``video_info_v2.capa.duration``."""
+    video = note.get("video_info_v2")
+    capa = video.get("capa") if isinstance(video, dict) else None
+    for duration in (context.get("video_duration"), capa.get("duration") if isinstance(capa, dict) else None):
+        seconds = parse_count(duration)
+        if seconds is not None and seconds >= 0:
+            return seconds
+    return None
 
 
 def note_item(
@@ -561,8 +565,7 @@ def note_item(
     xsec_token = _str(note.get("xsec_token"))
     title, desc = _str(note.get("title")), _str(note.get("desc"))
     user = note.get("user") if isinstance(note.get("user"), dict) else {}
-    images = _images(note)
-    cover_index = parse_count(note.get("cover_image_index")) or 0
+    images, cover = _images(note)
     context = _widgets_context(note)
     item: NoteItem = {
         "note_id": note_id,
@@ -586,7 +589,7 @@ def note_item(
             "avatar": _str(user.get("images")),
         },
         "images": images,
-        "cover_url": images[cover_index] if 0 <= cover_index < len(images) else (images[0] if images else None),
+        "cover_url": cover,
         "video_duration": _video_duration(note, context),
         "brand_partnership": _brand_partnership(context),
         "sponsored": bool(note.get("_sponsored")),

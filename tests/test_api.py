@@ -245,6 +245,7 @@ def item_of(note: dict) -> api.NoteItem:
         ({"widgets_context": '{"video_duration": -3}'}, None),
         ({"widgets_context": '{"video_duration": true}'}, None),
         ({"video_info_v2": {"capa": None}}, None),
+        ({"widgets_context": '{"video_duration": ""}', "video_info_v2": {"capa": {"duration": 85}}}, 85),
     ],
 )
 def test_video_duration_is_whole_seconds(note, seconds):
@@ -282,6 +283,10 @@ def test_images_are_the_large_image_of_each_and_the_cover_follows_its_index():
     item = item_of({"images_list": images, "cover_image_index": 1})
     assert item["images"] == ["https://x/a?w/1440", "https://x/b?w/1440", "https://x/c?only-preview"]
     assert item["cover_url"] == "https://x/b?w/1440"
+    # the index counts in images_list, where an image without a URL still has its place
+    images = [{"url": ""}, {"url": "", "url_size_large": "https://x/b"}, {"url_size_large": "https://x/c"}]
+    assert item_of({"images_list": images, "cover_image_index": 1})["cover_url"] == "https://x/b"
+    assert item_of({"images_list": images, "cover_image_index": 0})["cover_url"] == "https://x/b", "else the first"
 
 
 def test_mentions_come_from_at_user_list():
