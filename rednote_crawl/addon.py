@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.misc import load_object
 
-from rednote_crawl.config import ApiConfig, ConfigError
+from rednote_crawl.config import ApiConfig, refuse_token_on_the_command_line
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -48,12 +47,7 @@ class JustOneApiAddon:
         return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
-        if settings.getpriority("JUSTONEAPI_TOKEN") == SETTINGS_PRIORITIES["cmdline"]:
-            raise ConfigError(
-                "the token must not be passed with -s JUSTONEAPI_TOKEN=... (or a scrapyd job's setting=): command "
-                "lines show up in process lists and scrapyd's logs and listjobs.json. Set the JUSTONEAPI_TOKEN "
-                "environment variable where the crawl runs (for scrapyd: in the scrapyd service's environment)"
-            )
+        refuse_token_on_the_command_line(settings)
         # The token is checked once the sandbox (which brings its own) has started: run/startup.py.
         config = ApiConfig.from_settings(settings, require_token=False)
         settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")

@@ -87,6 +87,18 @@ def flag(settings: BaseSettings, name: str) -> bool:
         raise ConfigError(f"{name}={_get(settings, name)!r} is not a boolean; use true/false or 1/0") from None
 
 
+def refuse_token_on_the_command_line(settings: BaseSettings) -> None:
+    """The token as ``-s`` (or a scrapyd job's ``setting=``) is refused, by a real run and a dry run alike."""
+    from scrapy.settings import SETTINGS_PRIORITIES
+
+    if settings.getpriority("JUSTONEAPI_TOKEN") == SETTINGS_PRIORITIES["cmdline"]:
+        raise ConfigError(
+            "the token must not be passed with -s JUSTONEAPI_TOKEN=... (or a scrapyd job's setting=): command "
+            "lines show up in process lists and scrapyd's logs and listjobs.json. Set the JUSTONEAPI_TOKEN "
+            "environment variable where the crawl runs (for scrapyd: in the scrapyd service's environment)"
+        )
+
+
 def _base_url(raw: str) -> str:
     """Scheme and host in lower case (Scrapy lower-cases request URLs), no trailing slash."""
     problem = f"JUSTONEAPI_BASE_URL={raw!r} is not an http(s) base URL like {api.DEFAULT_BASE_URL}"

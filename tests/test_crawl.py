@@ -161,6 +161,14 @@ def test_transient_answers_are_retried_until_the_page_is_paid_once(sandbox_facto
     # A cut-off body was paid for like a whole one: the only case where a page is paid again.
     assert paid_twice(server) == ({("小米", "general", "_0", None, "2"): 3} if fault == "cut" else {})
     assert "retries:  2, " in result.log
+    # The report's calls per keyword count every call, retries included (no job folder needed).
+    head, row = next(
+        (lines[i - 1].split(), line.split())
+        for lines in [result.log.splitlines()]
+        for i, line in enumerate(lines)
+        if line.startswith("  小米 ")
+    )
+    assert head[5:] == ["calls", "calls/new"] and int(row[5]) == len(server.log), (head, row)
 
 
 def test_a_timeout_is_retried(sandbox_factory, crawl):
@@ -300,7 +308,7 @@ def test_the_offline_demo_needs_no_token(crawl):
         settings={"JUSTONEAPI_SANDBOX": "1"},
     )
     assert result.returncode == 0, result.log
-    assert "crawling the offline sandbox" in result.log
+    assert "calling the offline sandbox" in result.log
     assert len(result.items) > 100
     assert Counter(result.note_ids()).most_common(1)[0][1] == 1
 
@@ -371,7 +379,8 @@ def test_progress_is_logged_while_the_crawl_runs(sandbox_factory, crawl):
     result = crawl(server, keywords=["小米"], settings={"LOGSTATS_INTERVAL": "1"})
     assert result.returncode == 0, result.log
     assert len(server.log) == pages
-    assert "Progress: " in result.log and " queries done, " in result.log
+    line = next(line for line in result.log.splitlines() if "Progress: " in line)
+    assert " queries · " in line and " new notes · " in line and " calls/s · " in line and " retries · " in line
 
 
 def test_a_feed_that_cannot_be_stored_is_reported_and_the_summary_agrees(sandbox, crawl):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from scrapy.settings import Settings
 
 from rednote_crawl import api, redaction
 from rednote_crawl.config import ConfigError
-from rednote_crawl.run import trends
+from rednote_crawl.run import report, trends
 from rednote_crawl.run.plan import preflight
 from rednote_crawl.run.quiet import quiet_scrapy
 from rednote_crawl.run.startup import _check_writable
@@ -58,6 +59,9 @@ def test_the_live_progress_line_is_for_a_terminal_only():
     line = render_progress(done=6, total=21, pages=89, new=1253, calls_per_s=14.8, elapsed=6.0)
     assert line == "6/21 queries · 89 pages · 1253 new notes · 14.8 calls/s · about 0:00:15 left"
     assert "left" not in render_progress(0, 21, 0, 0, 0.0, 1.0), "no estimate before a query is done"
+    # a distributed worker started without keywords finishes queries others seeded
+    assert render_progress(4, 0, 43, 500, 3.0, 9.0).startswith("4 queries done · 43 pages")
+    assert render_progress(5, 3, 43, 500, 3.0, 9.0).startswith("5 queries done · ")
 
 
 def settings(**values: object) -> Settings:
@@ -156,3 +160,31 @@ def test_trends_as_a_picture(tmp_path):
     assert picture.startswith(b"\x89PNG") and len(picture) > 5000
     page = trends.page(job, crawls, "table of 海信")
     assert "data:image/png;base64," in page and "table of 海信" in page
+    font = trends.missing_font(job, crawls)  # 海信 needs a CJK font: this machine may or may not have one
+    assert font is None or "fonts-noto-cjk" in font
+    assert math.isnan(trends.calls_per_new_note([])), "a crawl without new notes costs no 0 calls a note"
+
+
+def test_the_html_report_without_matplotlib_still_has_its_tables(tmp_path, monkeypatch):
+    job = JobFolder.take(tmp_path)
+    job.begin_run("2026-11-01T00:00:00Z", "f", {})
+    job.end_run("finished", "2026-11-01T01:00:00Z", calls=0, exit_status=0)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(trends.PlotUnavailable, match="pip install"):
+        trends.draw(job, job.crawls_since(""))
+    page = trends.page(job, job.crawls_since(""), "the table")
+    assert "No picture: the picture needs matplotlib" in page and "the table" in page and "<img" not in page
+
+
+def test_the_end_of_run_report_and_scrapy_report_agree_after_a_kill(tmp_path):
+    """A run killed with kill -9 recorded no calls: both reports say "at least"."""
+    job = JobFolder.take(tmp_path)
+    job.begin_run("2026-11-01T00:00:00Z", "f", {})
+    job.record_page(api.Query("海信"), 1, [{"note_id": "a", "keyword": "海信"}], None, 2, calls=3)  # then killed
+    job.begin_run("2026-11-01T00:10:00Z", "f", {})
+    job.record_page(api.Query("海信"), 2, [{"note_id": "b", "keyword": "海信"}], "empty_page", 3, calls=1)
+    job.end_run("finished", "2026-11-01T00:11:00Z", calls=1, exit_status=0)
+    figures = job.crawl_figures(job.crawl)
+    at_the_end, later = report.render_crawl(figures, this_run=True), report.render_crawl(figures)
+    assert at_the_end.splitlines()[1:] == later.splitlines()[1:]
+    assert "calls: at least 4 for 2 paid pages" in later

@@ -138,18 +138,31 @@ def test_since_last_needs_a_job_folder(start, seeds):
     assert "-a since=last needs -s JUSTONEAPI_JOB_DIR=DIR" in str(exc)
 
 
-def test_a_dry_run_with_since_last_needs_a_job_folder(environment, seeds, capsys):
-    """``scrapy crawl note_search --dry-run -a since=last`` without a job folder: exit status 2."""
+def dry_run(argv: list[str], settings: dict[str, Any] | None = None) -> int:
+    """``scrapy crawl note_search ARGV... --dry-run`` in this process: its exit status."""
     command = CrawlCommand()
-    command.settings = project_settings({})
+    command.settings = project_settings(settings or {})
     command.crawler_process = AsyncCrawlerRunner(command.settings)  # its spider loader: a dry run crawls nothing
     parser = argparse.ArgumentParser()
     command.add_options(parser)
-    opts, args = parser.parse_known_args(["note_search", "-a", f"keywords={seeds}", "-a", "since=last", "--dry-run"])
+    opts, args = parser.parse_known_args(["note_search", *argv, "--dry-run"])
     command.process_options(args, opts)
     command.run(args, opts)
-    assert command.exitcode == 2
+    return command.exitcode
+
+
+def test_a_dry_run_with_since_last_needs_a_job_folder(environment, seeds, capsys):
+    """``scrapy crawl note_search --dry-run -a since=last`` without a job folder: exit status 2."""
+    assert dry_run(["-a", f"keywords={seeds}", "-a", "since=last"]) == 2
     assert f"error: {SINCE_LAST_NEEDS_JOB}" in capsys.readouterr().err
+
+
+def test_a_dry_run_refuses_the_token_as_a_setting_as_the_real_run_does(environment, seeds, monkeypatch, capsys):
+    token = "tok-only-on-this-dry-run-command-line-2c9e"
+    monkeypatch.delenv("JUSTONEAPI_TOKEN")
+    assert dry_run(["-a", f"keywords={seeds}"], {"JUSTONEAPI_TOKEN": token}) == 2
+    out = capsys.readouterr()
+    assert "the token must not be passed with -s JUSTONEAPI_TOKEN" in out.err and token not in out.out + out.err
 
 
 # --- the token --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import stops
+from rednote_crawl.commands import keep_description_lines
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.run.report import plural
 
@@ -67,6 +68,7 @@ class Command(ScrapyCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
+        keep_description_lines(parser)
         parser.add_argument("--spider", default="note_search", help="the spider whose crawl it is (note_search)")
         parser.add_argument("--notes", action="store_true", help="reset: forget the notes too")
         parser.add_argument("--force", action="store_true", help="reset: even with live workers or undrained notes")

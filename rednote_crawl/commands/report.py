@@ -10,6 +10,7 @@ scrapy report DIR --export FILE.jsonl the notes of the last crawl (--crawl N: of
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from rednote_crawl.commands import keep_description_lines
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
@@ -42,6 +44,7 @@ class Command(ScrapyCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
+        keep_description_lines(parser)
         parser.add_argument("--days", type=_positive, help="new notes per keyword per crawl, for the last N days")
         parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE (JSON Lines)")
         parser.add_argument("--crawl", default="last", help="with --export: the crawl's number, last, or all")
@@ -49,6 +52,13 @@ class Command(ScrapyCommand):
         parser.add_argument("--html", metavar="FILE.html", help="the trend's table and picture in one page")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        try:
+            self._run(args, opts)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `scrapy report DIR | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("name the job folder: scrapy report JOB_DIR")
         job = JobFolder.read(args[0])
@@ -81,6 +91,8 @@ def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
     try:
         if opts.plot:
             print(f"drew {plural(len(crawls), 'crawl')} into {trends.write(opts.plot, trends.draw(job, crawls))}")
+            if font := trends.missing_font(job, crawls):
+                print(f"warning: {font}", file=sys.stderr)
         if opts.html:
             page = trends.page(job, crawls, report.render_history(job, crawls))
             print(f"wrote the report of {plural(len(crawls), 'crawl')} to {trends.write(opts.html, page)}")

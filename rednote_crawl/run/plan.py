@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs, flag, local_path
+from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs, flag, local_path, refuse_token_on_the_command_line
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 def preflight(settings: BaseSettings) -> ApiConfig:
     """The checks of a real run's start, without its side effects (``ConfigError`` names what fails)."""
+    refuse_token_on_the_command_line(settings)
     config = ApiConfig.from_settings(settings, require_token=not flag(settings, "JUSTONEAPI_SANDBOX"))
     if config.redis_url:
         from rednote_crawl.state.redis.shared import check_reachable, connect

@@ -16,9 +16,10 @@ class KeywordRow:
     found: set[str] = field(default_factory=set)  # note ids its queries returned
     new: int = 0  # notes it was the first to bring (written to the output)
     failed: int = 0  # pages that failed
+    calls: int = 0  # calls its pages took, paid or failed (retries included)
 
     def figures(self) -> KeywordFigures:
-        return KeywordFigures(0, self.keyword, self.pages, len(self.found), self.new, self.failed)
+        return KeywordFigures(0, self.keyword, self.pages, len(self.found), self.new, self.failed, self.calls)
 
 
 def _width(text: str) -> int:
@@ -80,7 +81,7 @@ def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:
     title = f"Report of crawl {figures.crawl} of job {figures.folder} ({plural(len(runs), 'run')}, {status})"
     if this_run:
         title = f"Report of crawl {figures.crawl} of job {figures.folder} ({status}), per keyword:"
-    exact = len(ended) == len(runs) or this_run
+    exact = len(ended) == len(runs)  # this run has ended by now: a run that was killed makes it "at least"
     return render(title, figures.keywords, calls, figures.notes, calls_exact=exact)
 
 

@@ -27,6 +27,7 @@ from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, flag, local_path
+from rednote_crawl.run.report import plural
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -64,10 +65,10 @@ class CrawlStart:
             crawler.stats.set_value("justoneapi/queries/total", queries)
             keywords = queries // spider.args.combinations
             logger.info(
-                "Searching %d keywords x %d filter combinations = %d queries, at most %d pages each",
-                keywords,
-                spider.args.combinations,
-                queries,
+                "Searching %s x %s = %s, at most %d pages each",
+                plural(keywords, "keyword"),
+                plural(spider.args.combinations, "filter combination"),
+                plural(queries, "query"),
                 spider.max_pages,
             )
         crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
@@ -99,7 +100,7 @@ def start_sandbox(settings: BaseSettings) -> object:
     settings.set("JUSTONEAPI_BASE_URL", url, priority="cmdline")
     if not settings.get("JUSTONEAPI_TOKEN"):
         settings.set("JUSTONEAPI_TOKEN", SANDBOX_TOKEN, priority="cmdline")
-    logger.warning("JUSTONEAPI_SANDBOX is on: crawling the offline sandbox at %s, not the real API", url)
+    logger.warning("JUSTONEAPI_SANDBOX is on: calling the offline sandbox at %s, not the real API", url)
     return sandbox
 
 

@@ -17,7 +17,7 @@ from scrapy.utils.asyncio import create_looping_call
 from rednote_crawl import signals, stops
 from rednote_crawl.run import report
 from rednote_crawl.run.report import KeywordRow, plural
-from rednote_crawl.search import call_of
+from rednote_crawl.search import call_of, calls_made
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -39,9 +39,12 @@ def live_stream(settings: Any, stream: IO[str] | None = None) -> IO[str] | None:
 
 def render_progress(done: int, total: int, pages: int, new: int, calls_per_s: float, elapsed: float) -> str:
     """``12/21 queries · 88 pages · 1204 new notes · 7.9 calls/s · about 0:00:13 left``"""
-    parts = [f"{done}/{total} queries" if total else f"{done} queries", f"{pages} pages", f"{new} new notes"]
+    # A distributed worker's own total is what it seeded (none, for a worker started without
+    # keywords), while it finishes queries any worker seeded: then only what it did.
+    known = total > 0 and done <= total
+    parts = [f"{done}/{total} queries" if known else f"{done} queries done", f"{pages} pages", f"{new} new notes"]
     parts.append(f"{calls_per_s:.1f} calls/s")
-    if total and 0 < done < total:
+    if known and 0 < done < total:
         left = int((total - done) * elapsed / done)
         parts.append(f"about {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left")
     return " · ".join(parts)
@@ -101,11 +104,15 @@ class CrawlSummary:
         call = call_of(request)
         self.failed.append((call.query.describe() if call else request.url, call.page if call else 0, reason))
         if call is not None:
-            self._row(call.query.keyword).failed += 1
+            row = self._row(call.query.keyword)
+            row.failed += 1
+            row.calls += calls_made(request)
 
     def page_paid(self, request: Request) -> None:
         if (call := call_of(request)) is not None:
-            self._row(call.query.keyword).pages += 1
+            row = self._row(call.query.keyword)
+            row.pages += 1
+            row.calls += calls_made(request)
 
     def item_scraped(self, item: Any) -> None:
         row = self._row(item["keyword"])
@@ -128,14 +135,12 @@ class CrawlSummary:
         return sum(v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/queries/finished/"))
 
     def log_progress(self) -> None:
+        """The periodic line of a log that is not a terminal: the live line's figures, and the retries."""
         logger.info(
-            "Progress: %d of %d queries done, %d pages read, %d unique notes, %d retries, %d rate-limited",
-            self._queries_done(),
-            self._get("queries/total"),
-            self._get("pages/read"),
-            self._get("notes/unique"),
-            self._get("retry/count"),
-            self._get("ratelimit/retries"),
+            "Progress: %s · %s · %s",
+            self.progress_text(),
+            plural(self._get("retry/count"), "retry"),
+            plural(self._get("ratelimit/retries"), "rate-limited try"),
         )
 
     def _notes_line(self, stats: dict[str, Any]) -> str:
