@@ -165,8 +165,8 @@ class ApiConfig:
         token = str(_get(settings, "JUSTONEAPI_TOKEN") or environ.get("JUSTONEAPI_TOKEN") or "").strip()
         if not token and require_token:
             raise ConfigError(
-                "no API token: set the JUSTONEAPI_TOKEN environment variable (or setting). "
-                "To try the crawler without a token, run it against the offline sandbox: "
+                "no API token: set the JUSTONEAPI_TOKEN environment variable. To try without a token, add "
+                "-s JUSTONEAPI_SANDBOX=1 (the offline sandbox) to the command, as in "
                 "scrapy crawl note_search -a keywords=seeds/brands.txt -s JUSTONEAPI_SANDBOX=1"
             )
         base_url = _base_url(

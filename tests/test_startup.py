@@ -157,6 +157,14 @@ def test_a_dry_run_with_since_last_needs_a_job_folder(environment, seeds, capsys
     assert f"error: {SINCE_LAST_NEEDS_JOB}" in capsys.readouterr().err
 
 
+def test_a_dry_run_says_which_output_folder_the_real_run_would_create(environment, seeds, tmp_path, capsys):
+    out = tmp_path / "no" / "such" / "x.jsonl"
+    feeds = {str(out): {"format": "jsonlines"}}
+    assert dry_run(["-a", f"keywords={seeds}"], {"FEEDS": feeds, "JUSTONEAPI_STATE_DIR": str(tmp_path / "s")}) == 0
+    assert f"the output x.jsonl goes into {out.parent}, a folder the real run creates" in capsys.readouterr().out
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_dry_run_refuses_the_token_as_a_setting_as_the_real_run_does(environment, seeds, monkeypatch, capsys):
     token = "tok-only-on-this-dry-run-command-line-2c9e"
     monkeypatch.delenv("JUSTONEAPI_TOKEN")

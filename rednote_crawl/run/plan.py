@@ -93,4 +93,8 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
     )
     if config.max_requests:
         lines.append(f"  JUSTONEAPI_MAX_REQUESTS={config.max_requests} stops the run after that many calls")
+    for uri in settings.getdict("FEEDS"):
+        path = local_path(str(uri))
+        if path is not None and "%(" not in str(path) and not path.parent.exists():
+            lines.append(f"  the output {path.name} goes into {path.parent}, a folder the real run creates")
     return "\n".join(lines)

@@ -54,7 +54,7 @@ class CrawlStart:
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
         if len(config.token) < redaction.SHORT_TOKEN and self.sandbox is None:
             logger.warning(
-                "JUSTONEAPI_TOKEN is %d characters long: too short for a real token (only the sandbox takes any); "
+                "JUSTONEAPI_TOKEN is %d characters long: too short for a real token (only the sandbox accepts any token); "
                 "check it with `scrapy probe KEYWORD`",
                 len(config.token),
             )
