@@ -199,6 +199,9 @@ def test_a_conversion_cut_short_is_done_again_at_the_next_start(tmp_path):
     """A kill during the conversion leaves an empty job.db (the conversion is one transaction)."""
     old_folder(tmp_path)
     sqlite3.connect(tmp_path / DATABASE).executescript(SCHEMA)  # what the killed start left
+    seen = JobFolder.read(tmp_path)  # a report, a dry run: what the next start will see
+    assert (seen.crawl, seen.resuming) == (2, True)
+    seen.close()
     job = JobFolder.take(tmp_path)
     assert (job.crawl, job.resuming) == (2, True)
     assert job.earlier(["old1", "c1", "new"]) == {"old1", "c1"}, "the history is not lost"

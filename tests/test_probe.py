@@ -62,6 +62,9 @@ def test_probe_without_an_answer_hides_the_token():
 def test_probe_without_a_token_or_with_bad_input():
     no_token = scrapy_in_process("probe", "Nike", env={"JUSTONEAPI_BASE_URL": "http://127.0.0.1:1"})
     assert no_token.returncode == 2 and "no API token" in no_token.stderr
+    on_the_command_line = scrapy_in_process("probe", "Nike", "-s", "JUSTONEAPI_TOKEN=tok-probe-cmdline-5d1e")
+    assert on_the_command_line.returncode == 2 and "must not be passed with -s" in on_the_command_line.stderr
+    assert "tok-probe-cmdline-5d1e" not in on_the_command_line.stdout + on_the_command_line.stderr
     # One refusal through the real command line: its exit status and its one error line.
     result = probe("http://127.0.0.1:1", "Nike", "--sort", "bogus")
     assert result.returncode == 2 and "--sort='bogus' is not a valid value" in result.stderr

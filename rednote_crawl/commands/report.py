@@ -88,14 +88,14 @@ class Command(ScrapyCommand):
 def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
     since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ") if opts.days else ""
     crawls = job.crawls_since(since)
+    if opts.html:  # first: without matplotlib it still has the tables
+        page = trends.page(job, crawls, report.render_history(job, crawls))
+        print(f"wrote the report of {plural(len(crawls), 'crawl')} to {trends.write(opts.html, page)}")
     try:
         if opts.plot:
             print(f"drew {plural(len(crawls), 'crawl')} into {trends.write(opts.plot, trends.draw(job, crawls))}")
-            if font := trends.missing_font(job, crawls):
-                print(f"warning: {font}", file=sys.stderr)
-        if opts.html:
-            page = trends.page(job, crawls, report.render_history(job, crawls))
-            print(f"wrote the report of {plural(len(crawls), 'crawl')} to {trends.write(opts.html, page)}")
+        if font := trends.missing_font(job, crawls):
+            print(f"warning: {font}", file=sys.stderr)
     except trends.PlotUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -113,10 +113,14 @@ def _export(job: JobFolder, path: str, which: str) -> int:
         print(f"error: --crawl={which!r}: give a crawl's number (1 to {job.crawl}), last or all", file=sys.stderr)
         return 2
     count = 0
-    with Path(path).expanduser().open("wb") as file:
-        for line in job.export(crawl):
-            file.write(line + b"\n")
-            count += 1
+    try:
+        with Path(path).expanduser().open("wb") as file:
+            for line in job.export(crawl):
+                file.write(line + b"\n")
+                count += 1
+    except BrokenPipeError:
+        print(f"error: {path} was closed by its reader after {plural(count, 'note')}", file=sys.stderr)
+        return 1
     what = "every crawl" if crawl is None else f"crawl {crawl}"
     print(f"wrote {plural(count, 'note')} of {what} of job {job.folder} to {path}")
     return 0

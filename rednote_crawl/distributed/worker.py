@@ -95,7 +95,7 @@ class DistributedWorker:
         if self.lost_crawl():
             return
         stop = await self.state.heartbeat()
-        if self.lost_crawl() or not self.state.figures:
+        if self.lost_crawl() or not self.state.figures or self.state.closing:
             return
         if stop and not self.stopping:
             self.stopping = True

@@ -99,6 +99,8 @@ class CrawlSummary:
     def query_rejected(self, request: Request, message: str) -> None:
         call = call_of(request)
         self.rejected.append(f"{call.describe() if call else request.url}: {message}")
+        if call is not None:
+            self._row(call.query.keyword).calls += calls_made(request)
 
     def page_failed(self, request: Request, reason: str) -> None:
         call = call_of(request)

@@ -170,7 +170,7 @@ class JobFolder:
         db = _connect(path / DATABASE)
         # Not "the database is new": a conversion cut short by a kill leaves an empty database
         # behind (the conversion is one transaction), and the next start must convert again.
-        if db.execute("SELECT NOT EXISTS (SELECT 1 FROM crawls)").fetchone()[0]:
+        if _unconverted(db):
             from rednote_crawl.state.journals import convert
 
             convert(path, db)
@@ -200,10 +200,14 @@ class JobFolder:
         """Read without writing anything (a report, a dry run): a folder of the earlier format is
         converted in memory, and a folder without a database reads as empty."""
         path = Path(folder).expanduser()
+        db = None
         if (path / DATABASE).exists():
             db = sqlite3.connect(f"file:{path / DATABASE}?mode=ro", uri=True, isolation_level=None)
             db.execute(f"PRAGMA cache_size = -{READ_CACHE_KIB}")
-        else:
+            if _unconverted(db):  # a conversion cut short: read it as the next start will convert it
+                db.close()
+                db = None
+        if db is None:
             from rednote_crawl.state.journals import convert
 
             db = sqlite3.connect(":memory:", isolation_level=None)
@@ -474,6 +478,15 @@ class _Transaction:
                 db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error | OSError):
             raise StorageError(f"cannot write the job database {self.job.path}: {exc}") from exc
+
+
+def _unconverted(db: sqlite3.Connection) -> bool:
+    """No crawl in the database and no conversion done: old journals, if any, are still to convert (a
+    kill during the conversion, which is one transaction, leaves such a database behind)."""
+    row = db.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM crawls) AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'converted_from')"
+    ).fetchone()
+    return bool(row[0])
 
 
 def _connect(path: Path) -> sqlite3.Connection:
