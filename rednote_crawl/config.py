@@ -228,6 +228,13 @@ def local_path(uri: str) -> Path | None:
     return Path(path).expanduser()
 
 
+def fixed_output_file(uri: str) -> Path | None:
+    """The local file a feed URI names once and for all; None for remote storage, stdout, or a name
+    made at open time from the spider or the time (``%(time)s``): those are checked when they open."""
+    path = local_path(uri)
+    return None if path is None or "%(" in str(path) else path
+
+
 def query_hash(key: Iterable[str]) -> int:
     return int.from_bytes(hashlib.blake2b(orjson.dumps(list(key)), digest_size=16).digest(), "big")
 

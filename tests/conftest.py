@@ -112,16 +112,16 @@ class CrawlResult:
         return [item["note_id"] for item in self.items]
 
 
-def expected_ids(keywords: Iterable[str]) -> frozenset[str]:
-    """The note ids a complete crawl of these keywords finds on the default sandbox: the oracle.
-    Computed at first use, not at collection (where every xdist process would pay for it)."""
-    return _expected_ids(tuple(keywords))
+def expected_ids(keywords: Iterable[str], **filters: str) -> frozenset[str]:
+    """The note ids a complete crawl of these keywords (and filters) finds on the default sandbox: the
+    oracle. Computed at first use, not at collection (where every xdist process would pay for it)."""
+    return _expected_ids(tuple(keywords), tuple(sorted(filters.items())))
 
 
 @functools.cache
-def _expected_ids(keywords: tuple[str, ...]) -> frozenset[str]:
+def _expected_ids(keywords: tuple[str, ...], filters: tuple[tuple[str, str], ...]) -> frozenset[str]:
     corpus = Corpus()
-    return frozenset(i for k in keywords for i in corpus.expected_note_ids(k))
+    return frozenset(i for k in keywords for i in corpus.expected_note_ids(k, **dict(filters)))
 
 
 def paid_twice(server: SandboxServer) -> dict[tuple[Any, ...], int]:

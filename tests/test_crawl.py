@@ -10,16 +10,12 @@ import pytest
 
 from rednote_crawl import api
 from rednote_crawl.sandbox.corpus import Corpus
-from tests.conftest import ROOT, TOKEN, paid_twice
+from tests.conftest import ROOT, TOKEN, expected_ids, paid_twice
 
 pytestmark = pytest.mark.crawl
 
 CORPUS = Corpus()
 KEYWORDS = ["海信", "Nike", "小米"]  # share notes with each other through the corpus's shared pool
-
-
-def expected_ids(keywords: list[str], **filters: str) -> set[str]:
-    return {i for k in keywords for i in CORPUS.expected_note_ids(k, **filters)}
 
 
 def test_full_crawl_writes_every_note_once(sandbox, crawl):

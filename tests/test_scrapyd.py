@@ -20,7 +20,7 @@ import requests
 from rednote_crawl.sandbox import SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.seeds import read_keywords
-from tests.conftest import ROOT, TOKEN, RedisServer, paid_twice, run_command
+from tests.conftest import ROOT, TOKEN, RedisServer, expected_ids, paid_twice, run_command
 
 pytestmark = [pytest.mark.crawl, pytest.mark.xdist_group("scrapyd")]  # one scrapyd for the module
 
@@ -134,7 +134,7 @@ def test_a_deployed_crawl_finds_its_seed_file_in_the_egg_and_keeps_the_token_out
     deployed.wait(job)
     log = deployed.log(job)
     assert "Summary of note_search: finished, exit status 0" in log, log[-3000:]
-    expected = {i for k in BRANDS for i in CORPUS.expected_note_ids(k)}
+    expected = expected_ids(BRANDS)
     ids = [item["note_id"] for item in deployed.items(job)]
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert paid_twice(sandbox) == {}
@@ -147,7 +147,7 @@ def test_inline_keywords_and_a_token_passed_as_a_job_setting(deployed, sandbox):
     leaked = deployed.schedule(keyword="小米", setting="JUSTONEAPI_TOKEN=tok-passed-in-the-open")
     deployed.wait(job, leaked)
     ids = {item["note_id"] for item in deployed.items(job)}
-    assert ids == set(CORPUS.expected_note_ids("小米")) | set(CORPUS.expected_note_ids("华为"))
+    assert ids == expected_ids(["小米", "华为"])
     refused = deployed.log(leaked)
     assert "the token must not be passed with -s JUSTONEAPI_TOKEN" in refused
     assert "tok-passed-in-the-open" not in refused
@@ -165,5 +165,5 @@ def test_scheduled_jobs_share_one_redis(deployed, sandbox, redis_server: RedisSe
     for job in (first, second):
         assert "Summary of note_search: finished, exit status 0" in deployed.log(job), deployed.log(job)[-3000:]
     notes = [orjson.loads(n)["note_id"] for n in redis_server.client().lrange("note_search:items", 0, -1)]
-    assert len(notes) == len(set(notes)) and set(notes) == {i for k in seeds for i in CORPUS.expected_note_ids(k)}
+    assert len(notes) == len(set(notes)) and set(notes) == expected_ids(seeds)
     assert paid_twice(sandbox) == {}

@@ -13,12 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rednote_crawl.sandbox.corpus import Corpus
-from tests.conftest import FAST, ROOT, TOKEN, paid_twice
+from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice
 
 pytestmark = pytest.mark.crawl
 
-CORPUS = Corpus()
 KEYWORDS = [f"brand {n}" for n in range(16)] + ["海信", "Nike", "小米", "蔚来"]
 CONCURRENCY = 4
 FILE_LIMIT = 250_000  # bytes: no file of the crawl process may grow larger (a full disk, as the process sees it)
@@ -72,7 +70,7 @@ def test_a_full_disk_stops_the_crawl_and_the_next_run_finishes_it(sandbox, tmp_p
     final = crawl(sandbox, seeds, job, tmp_path / "notes.jsonl")
     assert final.returncode == 0, final.stderr[-3000:]
     ids = [orjson.loads(line)["note_id"] for line in (tmp_path / "notes.jsonl").read_bytes().splitlines()]
-    expected = {i for k in KEYWORDS for i in CORPUS.expected_note_ids(k)}
+    expected = expected_ids(KEYWORDS)
     assert len(ids) == len(set(ids)) and set(ids) == expected
     # Exactly the pages paid for but not stored (in flight, or waiting for the spider) are paid for again.
     assert len(paid_twice(sandbox)) == paid - stored and max(paid_twice(sandbox).values(), default=2) == 2

@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs, flag, local_path, refuse_token_on_the_command_line
+from rednote_crawl.config import (
+    ApiConfig,
+    ConfigError,
+    SearchArgs,
+    fixed_output_file,
+    flag,
+    refuse_token_on_the_command_line,
+)
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -42,8 +49,8 @@ def preflight(settings: BaseSettings) -> ApiConfig:
 
 def _check_writable(uri: str) -> None:
     """Whether a local output could be written, creating nothing (the real start creates its folder)."""
-    path = local_path(uri)
-    if path is None or "%(" in str(path):
+    path = fixed_output_file(uri)
+    if path is None:
         return
     problem = f"cannot write the output file {uri!r}"
     if path.is_dir():
@@ -94,7 +101,7 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
     if config.max_requests:
         lines.append(f"  JUSTONEAPI_MAX_REQUESTS={config.max_requests} stops the run after that many calls")
     for uri in settings.getdict("FEEDS"):
-        path = local_path(str(uri))
-        if path is not None and "%(" not in str(path) and not path.parent.exists():
+        path = fixed_output_file(str(uri))
+        if path is not None and not path.parent.exists():
             lines.append(f"  the output {path.name} goes into {path.parent}, a folder the real run creates")
     return "\n".join(lines)

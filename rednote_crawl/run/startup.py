@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction
-from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, flag, local_path
+from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, fixed_output_file, flag
 from rednote_crawl.run.report import plural
 from rednote_crawl.state import crawl_state
 
@@ -106,9 +106,9 @@ def start_sandbox(settings: BaseSettings) -> object:
 
 def _check_writable(uri: str) -> None:
     """Fail before any paid call when a local output file cannot be written (nothing in it is lost)."""
-    path = local_path(uri)
-    if path is None or "%(" in str(path):
-        return  # remote, or named after the spider or the time: checked when the feed opens
+    path = fixed_output_file(uri)
+    if path is None:
+        return
     problem = f"cannot write the output file {uri!r}"
     try:
         if not path.parent.exists():  # as Scrapy's file feeds do; said, so that a typo in -O shows

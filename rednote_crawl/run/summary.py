@@ -99,22 +99,25 @@ class CrawlSummary:
     def query_rejected(self, request: Request, message: str) -> None:
         call = call_of(request)
         self.rejected.append(f"{call.describe() if call else request.url}: {message}")
-        if call is not None:
-            self._row(call.query.keyword).calls += calls_made(request)
+        self._charge(request)
 
     def page_failed(self, request: Request, reason: str) -> None:
         call = call_of(request)
         self.failed.append((call.query.describe() if call else request.url, call.page if call else 0, reason))
-        if call is not None:
-            row = self._row(call.query.keyword)
+        if (row := self._charge(request)) is not None:
             row.failed += 1
-            row.calls += calls_made(request)
 
     def page_paid(self, request: Request) -> None:
-        if (call := call_of(request)) is not None:
-            row = self._row(call.query.keyword)
+        if (row := self._charge(request)) is not None:
             row.pages += 1
-            row.calls += calls_made(request)
+
+    def _charge(self, request: Request) -> KeywordRow | None:
+        """The keyword's row, charged with the calls the request took (None: not a search call)."""
+        if (call := call_of(request)) is None:
+            return None
+        row = self._row(call.query.keyword)
+        row.calls += calls_made(request)
+        return row
 
     def item_scraped(self, item: Any) -> None:
         row = self._row(item["keyword"])
