@@ -2,7 +2,7 @@
 
 - ``SearchCall``: everything a search request carries forward (its query, page, where its
   ranks start, and the crawl's ``max_pages`` and ``since``), in one frozen value under
-  ``CALL_META``. The options travel with the request: in a distributed crawl the worker that
+  ``Meta.CALL``. The options travel with the request: in a distributed crawl the worker that
   fetches a page may have been started with other arguments, or none.
 - ``ApiResponse``: a code-0 answer as the policy middleware hands it to the spider, with the
   page's ``api.PageOutcome`` (decoded once, on the downloader side).
@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from scrapy.http import TextResponse
 from scrapy.utils.defer import deferred_from_coro
 
 from rednote_crawl import api, signals, stops
+from rednote_crawl.names import Meta, Stat
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:
@@ -29,9 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CALL_META = "justoneapi_call"  # the SearchCall of a search request
-NOT_BEFORE_META = "justoneapi_not_before"  # epoch seconds: the backoff of a retried request (policy -> throttle)
-RATE_LIMITED_META = "justoneapi_rate_limited"  # how often this page met a rate limit (policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +61,11 @@ class SearchCall:
 
 def calls_made(request: Request) -> int:
     """The calls a page took: this one, its retries and its rate-limited tries."""
-    return 1 + request.meta.get("retry_times", 0) + request.meta.get(RATE_LIMITED_META, 0)
+    return 1 + request.meta.get("retry_times", 0) + request.meta.get(Meta.RATE_LIMITED, 0)
 
 
 def call_of(request: Request | None) -> SearchCall | None:
-    return request.meta.get(CALL_META) if request is not None else None
+    return request.meta.get(Meta.CALL) if request is not None else None
 
 
 class ApiResponse(TextResponse):
@@ -87,7 +87,7 @@ class ApiResponse(TextResponse):
 def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
     """Count and report a page that will not be fetched: its query is incomplete."""
     call = call_of(request)
-    crawler.stats.inc_value("justoneapi/pages/failed")
+    crawler.stats.inc_value(Stat.PAGES_FAILED)
     logger.error(
         "Page %s of %s failed: %s; its query is incomplete",
         call.page if call else "?",
@@ -100,16 +100,56 @@ def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
 def stop_storage_failed(crawler: Crawler, message: str) -> None:
     """A write the crawl depends on failed: stop before paying for pages that cannot be stored."""
     stats = crawler.stats
-    first = stats.get_value("justoneapi/storage/failed") is None
-    stats.inc_value("justoneapi/storage/failed")
+    first = stats.get_value(Stat.STORAGE_FAILED) is None
+    stats.inc_value(Stat.STORAGE_FAILED)
     if first:
-        sent = stats.get_value("justoneapi/requests/sent", 0)
-        stats.set_value("justoneapi/storage/calls_before_failure", sent)
+        sent = stats.get_value(Stat.REQUESTS_SENT, 0)
+        stats.set_value(Stat.STORAGE_CALLS_BEFORE_FAILURE, sent)
         logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.STORAGE_FAILED.fix)
         stop_crawl(crawler, StopEvent(stops.STORAGE_FAILED.reason, message))
 
 
 _closing: set[Any] = set()  # close_spider Deferreds in flight (kept referenced until done)
+
+
+class Stopping:
+    """Whether the crawl is stopping, and why: one per crawler (``stopping``), set by the
+    ``crawl_stopping`` signal (``stop_crawl``). The policy, the throttle and the distributed worker
+    read it; ``woken`` wakes their waits.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.event: StopEvent | None = None  # the first stop; later ones change nothing
+        self.woken = asyncio.Event()
+        crawler.signals.connect(self.set, signal=signals.crawl_stopping)
+
+    @property
+    def reason(self) -> str | None:
+        """The stop's finish reason, or None while the crawl goes on."""
+        return self.event.reason if self.event is not None else None
+
+    def now(self) -> str | None:
+        """The stop's reason, or ``shutdown`` once Scrapy itself is stopping (Ctrl-C), or None."""
+        if self.event is None and not self.crawler.crawling:
+            return stops.SHUTDOWN.reason
+        return self.reason
+
+    def set(self, event: StopEvent) -> None:
+        if self.event is None:
+            self.event = event
+        self.woken.set()
+
+
+_STOPPING: weakref.WeakKeyDictionary[Any, Stopping] = weakref.WeakKeyDictionary()
+
+
+def stopping(crawler: Crawler) -> Stopping:
+    """The crawler's stopping state."""
+    state = _STOPPING.get(crawler)
+    if state is None:
+        state = _STOPPING[crawler] = Stopping(crawler)
+    return state
 
 
 def stop_crawl(crawler: Crawler, event: StopEvent) -> None:

@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rednote_crawl.names import Stat
+
+FINISHED = "finished"  # Scrapy's close reason of a crawl that ran out of work
+
 EXIT_FINISHED = 0
 EXIT_ERROR = 1  # crashed, or stopped by Ctrl-C / a close reason of Scrapy's own
 EXIT_BAD_INPUT = 2  # a bad argument or setting, a missing token or seed file: nothing was sent
@@ -27,13 +31,9 @@ class Stop:
     exit_status: int
     what: str  # what happened, for the log line that stops the crawl
     fix: str  # one machine: what to do next (a job folder carries on where the run stopped)
-    fix_distributed: str = ""  # distributed: what to fix before `scrapy redis resume` ("": stops one worker only)
+    fix_distributed: str = ""  # distributed: what to fix before `scrapy redis resume`
     codes: tuple[int, ...] = ()  # the API codes that cause it
-
-    @property
-    def crawl_wide(self) -> bool:
-        """A distributed crawl stops every worker for it (written to Redis)."""
-        return bool(self.fix_distributed)
+    crawl_wide: bool = False  # distributed: it stops every worker (written to Redis), not only the one that saw it
 
 
 INVALID_TOKEN = Stop(
@@ -43,6 +43,7 @@ INVALID_TOKEN = Stop(
     "fix JUSTONEAPI_TOKEN (scrapy probe checks it), then run the same command again",
     "fix JUSTONEAPI_TOKEN on the workers (scrapy probe checks it)",
     codes=(100,),
+    crawl_wide=True,
 )
 PERMISSION_DENIED = Stop(
     "justoneapi_permission_denied",
@@ -51,6 +52,7 @@ PERMISSION_DENIED = Stop(
     "ask the vendor to enable note search v2 for the token, then run the same command again",
     "ask the vendor to enable note search v2 for the token",
     codes=(600,),
+    crawl_wide=True,
 )
 QUOTA_EXCEEDED = Stop(
     "justoneapi_quota_exceeded",
@@ -59,6 +61,7 @@ QUOTA_EXCEEDED = Stop(
     "the daily quota is used up: run the same command again tomorrow",
     "wait for tomorrow's quota",
     codes=(303,),
+    crawl_wide=True,
 )
 INSUFFICIENT_BALANCE = Stop(
     "justoneapi_insufficient_balance",
@@ -67,6 +70,7 @@ INSUFFICIENT_BALANCE = Stop(
     "top up the balance, then run the same command again",
     "top up the balance",
     codes=(601,),
+    crawl_wide=True,
 )
 BUDGET_SPENT = Stop(
     "justoneapi_budget_spent",
@@ -74,6 +78,7 @@ BUDGET_SPENT = Stop(
     "the call budget is spent (JUSTONEAPI_MAX_REQUESTS)",
     "run the same command again (raise -s JUSTONEAPI_MAX_REQUESTS=N to go further in one run)",
     "give the workers a higher -s JUSTONEAPI_MAX_REQUESTS (the calls of all workers count)",
+    crawl_wide=True,
 )
 UNEXPECTED_ANSWERS = Stop(
     "justoneapi_unexpected_answers",
@@ -81,6 +86,7 @@ UNEXPECTED_ANSWERS = Stop(
     "the API kept giving answers it does not document: check JUSTONEAPI_BASE_URL",
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers), then run the same command again",
     "check JUSTONEAPI_BASE_URL (scrapy probe shows what it answers)",
+    crawl_wide=True,
 )
 API_UNREACHABLE = Stop(
     "justoneapi_api_unreachable",
@@ -121,7 +127,7 @@ BY_REASON: dict[str, Stop] = {stop.reason: stop for stop in STOPS}
 BY_CODE: dict[int, Stop] = {code: stop for stop in STOPS for code in stop.codes}
 
 # Stats that mean notes may be missing: a callback crashed or a feed could not be written.
-LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/", "justoneapi/storage/failed")
+LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/", Stat.STORAGE_FAILED)
 
 
 def for_code(code: int | None) -> Stop | None:
@@ -131,8 +137,8 @@ def for_code(code: int | None) -> Stop | None:
 
 def exit_status(finish_reason: str | None, stats: Mapping[str, Any]) -> int:
     """A crawl is complete exactly when this is 0 (the job folder and the summary agree on it)."""
-    if finish_reason == "finished":
-        lost = stats.get("justoneapi/pages/failed") or any(k.startswith(LOSS_STATS) for k in stats)
+    if finish_reason == FINISHED:
+        lost = stats.get(Stat.PAGES_FAILED) or any(k.startswith(LOSS_STATS) for k in stats)
         return EXIT_INCOMPLETE if lost else EXIT_FINISHED
     stop = BY_REASON.get(finish_reason or "")
     return stop.exit_status if stop else EXIT_ERROR

@@ -18,6 +18,7 @@ ROOT = PACKAGE.parent
 
 # Each part of the package and its layer: a module may import only from lower layers (or its own part).
 LAYERS: dict[str, int] = {
+    "names": -1,
     "stops": 0,
     "signals": 0,
     "redaction": 0,

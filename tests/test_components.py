@@ -20,7 +20,8 @@ from rednote_crawl.downloader.policy import UNEXPECTED_LIMIT, ApiPolicyMiddlewar
 from rednote_crawl.downloader.throttle import TokenThrottleMiddleware
 from rednote_crawl.items.dedupe import NoteDedupePipeline
 from rednote_crawl.items.export import OrjsonLinesItemExporter
-from rednote_crawl.search import CALL_META, NOT_BEFORE_META, RATE_LIMITED_META, ApiResponse, SearchCall
+from rednote_crawl.names import Meta
+from rednote_crawl.search import ApiResponse, SearchCall
 
 UNEXPECTED = stops.UNEXPECTED_ANSWERS.reason
 BUDGET_SPENT = stops.BUDGET_SPENT.reason
@@ -49,7 +50,7 @@ def make_crawler(**settings: Any):
 
 
 def api_request(**meta: Any) -> Request:
-    return Request(URL, meta={CALL_META: SearchCall(api.Query("k"), 2, 20, max_pages=20), **meta})
+    return Request(URL, meta={Meta.CALL: SearchCall(api.Query("k"), 2, 20, max_pages=20), **meta})
 
 
 def stopping(crawler, reason: str) -> None:
@@ -105,9 +106,9 @@ def test_transient_answers_are_retried_with_backoff(code, status, body):
     retry = ApiPolicyMiddleware(crawler).process_response(request, answer(request, code, status, body))
     assert isinstance(retry, Request) and retry.dont_filter
     assert retry.meta["retry_times"] == 1
-    assert retry.meta[CALL_META] == request.meta[CALL_META]
+    assert retry.meta[Meta.CALL] == request.meta[Meta.CALL]
 
-    assert 1 - 0.1 <= retry.meta[NOT_BEFORE_META] - time.time() <= 2 + 0.1  # base 2 s x 0.5-1.0
+    assert 1 - 0.1 <= retry.meta[Meta.NOT_BEFORE] - time.time() <= 2 + 0.1  # base 2 s x 0.5-1.0
     assert crawler.stats.get_value("justoneapi/retry/count") == 1
 
 
@@ -138,13 +139,13 @@ def test_rate_limits_slow_down_without_spending_retries(code, status):
         request, answer(request, code, status, body, **{"Retry-After": "3"})
     )
     assert isinstance(retry, Request)
-    assert retry.meta["retry_times"] == 4 and retry.meta[RATE_LIMITED_META] == 1
+    assert retry.meta["retry_times"] == 4 and retry.meta[Meta.RATE_LIMITED] == 1
     assert limited == [{"retry_after": 3.0}]
 
 
 def test_rate_limits_have_their_own_bound():
     crawler = make_crawler(JUSTONEAPI_RATE_LIMIT_RETRIES=3)
-    request = api_request(**{RATE_LIMITED_META: 3})
+    request = api_request(**{Meta.RATE_LIMITED: 3})
     with pytest.raises(IgnoreRequest, match="rate limited 4 times"):
         ApiPolicyMiddleware(crawler).process_response(request, answer(request, 302))
 
@@ -213,7 +214,7 @@ def test_a_code_0_page_is_handed_to_the_spider_read():
     note = {"id": "69abb712000000001600a32a", "timestamp": 1764000000}
     body = orjson.dumps({"code": 0, "data": {"items": [{"model_type": "note", "note": note}, {"model_type": "hot_query"}]}})
     response = ApiPolicyMiddleware(crawler).process_response(request, answer(request, body=body))
-    assert isinstance(response, ApiResponse) and response.call == request.meta[CALL_META]
+    assert isinstance(response, ApiResponse) and response.call == request.meta[Meta.CALL]
     # ranks go on from the query's earlier pages (20 notes before page 2)
     assert response.outcome.notes == [(21, note)] and response.outcome.skipped == {"hot_query": 1}
     assert response.outcome.goes_on and response.outcome.next_rank == 21
@@ -305,7 +306,7 @@ def test_backoff_and_rate_waits_are_spent_before_sending():
         crawler = make_crawler(JUSTONEAPI_MAX_RPS=20)
         throttle = TokenThrottleMiddleware(crawler)
 
-        await throttle.process_request(api_request(**{NOT_BEFORE_META: time.time() + 0.05}))
+        await throttle.process_request(api_request(**{Meta.NOT_BEFORE: time.time() + 0.05}))
         await throttle.process_request(api_request())
         crawler.signals.send_catch_log(signals.rate_limited, retry_after=None)
         await throttle.process_request(api_request())
@@ -408,7 +409,7 @@ def test_a_stop_wakes_requests_waiting_on_backoff():
     async def scenario():
         crawler = make_crawler(JUSTONEAPI_MAX_RPS=0)
         throttle = TokenThrottleMiddleware(crawler)
-        waiting = asyncio.ensure_future(throttle.process_request(api_request(**{NOT_BEFORE_META: time.time() + 30})))
+        waiting = asyncio.ensure_future(throttle.process_request(api_request(**{Meta.NOT_BEFORE: time.time() + 30})))
         await asyncio.sleep(0.05)
         started = time.monotonic()
         stopping(crawler, "justoneapi_quota_exceeded")

@@ -17,7 +17,7 @@ from rednote_crawl import stops
 from rednote_crawl.downloader import policy
 from rednote_crawl.downloader.policy import UNREACHABLE_GRACE, ApiPolicyMiddleware
 from rednote_crawl.downloader.throttle import TokenThrottleMiddleware
-from rednote_crawl.search import NOT_BEFORE_META
+from rednote_crawl.names import Meta
 from rednote_crawl.state.limits import FILE, LimitFile, token_key
 from tests.conftest import FAST, ROOT, TOKEN
 from tests.test_components import answer, api_request, make_crawler
@@ -91,7 +91,7 @@ def test_before_the_first_answer_an_unreachable_api_stops_the_crawl_after_the_gr
         crawler = make_crawler(JUSTONEAPI_BASE_URL="https://api.example.invalid")
         mw = ApiPolicyMiddleware(crawler)
         retry = mw.process_exception(api_request(), error)
-        assert retry is not None and retry.meta[NOT_BEFORE_META] > 0 and "retry_times" not in retry.meta
+        assert retry is not None and retry.meta[Meta.NOT_BEFORE] > 0 and "retry_times" not in retry.meta
         clock.now += UNREACHABLE_GRACE - 1
         assert mw.process_exception(api_request(), error) is not None, "within the grace: tried again"
         clock.now += 1

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.defer import deferred_from_coro
 
+from rednote_crawl.names import Meta, Stat
 from rednote_crawl.state import crawl_state
-from rednote_crawl.state.redis.requests import LEASE_META, STORED_META
 from rednote_crawl.state.redis.shared import REDIS_ERRORS
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WAKE_EVERY = 1.0  # seconds: how often an idle worker asks Redis for work
-HANDOFF_META = "justoneapi_handoff"  # a request leased for an idle engine, on its way back in through engine.crawl()
 
 
 class LeasedScheduler(BaseScheduler):
@@ -71,12 +70,12 @@ class LeasedScheduler(BaseScheduler):
         return deferred_from_coro(self.state.leave())
 
     def enqueue_request(self, request: Request) -> bool:
-        if request.meta.pop(HANDOFF_META, False):
+        if request.meta.pop(Meta.HANDOFF, False):
             self.buffer.appendleft(request)
             return True
-        if request.meta.pop(STORED_META, False):
+        if request.meta.pop(Meta.STORED, False):
             return True  # pushed with its page (scripts.PAGE)
-        replaces = request.meta.pop(LEASE_META, "")
+        replaces = request.meta.pop(Meta.LEASE, "")
         if replaces:
             self.book.done(replaces)  # a retry: it replaces its request in the same script
         id_, encoded, score, fingerprint, starts_query = self.state.codec.push(request, replaces)
@@ -88,15 +87,15 @@ class LeasedScheduler(BaseScheduler):
         def count(answer: list[int] | None) -> None:
             if answer is None or answer[0] or self.stats is None:
                 return
-            self.stats.inc_value("justoneapi/redis/requests_filtered")
+            self.stats.inc_value(Stat.REDIS_FILTERED)
             if starts_query:
-                if not self.stats.get_value("justoneapi/redis/queries_known"):
+                if not self.stats.get_value(Stat.REDIS_QUERIES_KNOWN):
                     logger.warning(
                         "A query seeded now is already in this crawl (seeded before, perhaps already done): it is "
                         "not asked for again. To crawl known keywords anew, start a new crawl with "
                         "`scrapy redis reset`"
                     )
-                self.stats.inc_value("justoneapi/redis/queries_known")
+                self.stats.inc_value(Stat.REDIS_QUERIES_KNOWN)
 
         return count
 
@@ -148,10 +147,10 @@ class LeasedScheduler(BaseScheduler):
                 logger.error(
                     "Set request %s aside in %s: this worker cannot read it (%s)", lease, self.shared.keys.unreadable, exc
                 )
-                self.stats.inc_value("justoneapi/redis/requests_unreadable")
+                self.stats.inc_value(Stat.REDIS_UNREADABLE)
                 self.shared.set_aside(lease, encoded)
                 continue
-            request.meta[LEASE_META] = lease
+            request.meta[Meta.LEASE] = lease
             self.book.taken(lease)
             self.stats.inc_value("scheduler/dequeued/redis")
             self.buffer.append(request)
@@ -159,6 +158,6 @@ class LeasedScheduler(BaseScheduler):
             # An idle engine asks again only every 5 s: hand it a request now (engine.crawl wakes it).
             self.starved = False
             request = self.buffer.popleft()
-            request.meta[HANDOFF_META] = True
+            request.meta[Meta.HANDOFF] = True
             self.crawler.engine.crawl(request)
         return len(requests)

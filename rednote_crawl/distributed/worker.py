@@ -20,10 +20,10 @@ from scrapy import signals as scrapy_signals
 from scrapy.exceptions import DontCloseSpider
 
 from rednote_crawl import signals, stops
-from rednote_crawl.search import close_spider, stop_crawl
+from rednote_crawl.names import Meta
+from rednote_crawl.search import close_spider, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 from rednote_crawl.state.redis import HEARTBEAT
-from rednote_crawl.state.redis.requests import LEASE_META
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 def lease_of(request: Request | None) -> str | None:
-    return request.meta.get(LEASE_META) if request is not None else None
+    return request.meta.get(Meta.LEASE) if request is not None else None
 
 
 class DistributedWorker:
@@ -51,13 +51,13 @@ class DistributedWorker:
         self.max_idle = crawler.settings.getfloat("MAX_IDLE_TIME_BEFORE_CLOSE")
         self.progress_every = crawler.settings.getfloat("LOGSTATS_INTERVAL")
         self.idle_since: float | None = None
-        self.stopping = False
+        self.stopping = stopping(crawler)
+        self.closing = False  # closing on its own: the crawl had no work for MAX_IDLE_TIME_BEFORE_CLOSE
         self.last_progress = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
         crawler.signals.connect(self.spider_idle, signal=scrapy_signals.spider_idle)
         crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
-        crawler.signals.connect(self.crawl_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self.spider_error, signal=scrapy_signals.spider_error)
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
         crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
@@ -97,8 +97,7 @@ class DistributedWorker:
         stop = await self.state.heartbeat()
         if self.lost_crawl() or not self.state.figures or self.state.closing:
             return
-        if stop and not self.stopping:
-            self.stopping = True
+        if stop and not self.ending:
             stop_crawl(self.crawler, StopEvent(stop["reason"], stop.get("message", ""), by=stop.get("worker", "?")))
         self._close_if_idle()
         if self.progress_every and time.monotonic() - self.last_progress >= self.progress_every:
@@ -109,8 +108,7 @@ class DistributedWorker:
         """The crawl is gone from Redis (found by any script): stop, never say it finished."""
         if not self.shared.lost:
             return False
-        if not self.stopping:
-            self.stopping = True
+        if not self.ending:
             stop_crawl(self.crawler, StopEvent(stops.REDIS_STATE_LOST.reason, self.shared.lost))
         return True
 
@@ -128,12 +126,17 @@ class DistributedWorker:
 
     def spider_idle(self) -> None:
         """This worker has nothing to do: stay open; the heartbeat closes it once the whole crawl is idle."""
-        if self.idle_since is None and not self.stopping:
+        if self.idle_since is None and not self.ending:
             self.idle_since = time.monotonic()
         raise DontCloseSpider
 
+    @property
+    def ending(self) -> bool:
+        """The crawl is stopping, or this worker is closing for idleness."""
+        return self.closing or self.stopping.reason is not None
+
     def _close_if_idle(self) -> None:
-        if self.stopping:
+        if self.ending:
             return
         if not self.crawler.engine.spider_is_idle():
             self.idle_since = None  # work came: the idle time starts again next time
@@ -142,11 +145,8 @@ class DistributedWorker:
             self.idle_since = time.monotonic()
         elif self.max_idle > 0 and time.monotonic() - self.idle_since >= self.max_idle:
             logger.info("The crawl has had no work for %.0f s (MAX_IDLE_TIME_BEFORE_CLOSE): closing", self.max_idle)
-            self.stopping = True
-            close_spider(self.crawler, "finished")
-
-    def crawl_stopping(self, event: StopEvent) -> None:
-        self.stopping = True
+            self.closing = True
+            close_spider(self.crawler, stops.FINISHED)
 
     # --- requests done without a page to store: their leases end here -------------------------
 

@@ -22,14 +22,8 @@ from scrapy.utils.misc import load_object
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError, NoRouteError
 
 from rednote_crawl import api, signals, stops
-from rednote_crawl.search import (
-    NOT_BEFORE_META,
-    RATE_LIMITED_META,
-    ApiResponse,
-    call_of,
-    record_failed_page,
-    stop_crawl,
-)
+from rednote_crawl.names import Meta, Stat
+from rednote_crawl.search import ApiResponse, call_of, record_failed_page, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -55,11 +49,10 @@ class ApiPolicyMiddleware:
         self.retry_exceptions = tuple(
             load_object(x) if isinstance(x, str) else x for x in crawler.settings.getlist("RETRY_EXCEPTIONS")
         )
-        self.stopping: str | None = None
+        self.stopping = stopping(crawler)
         self.unexpected_in_a_row = 0
         self.answered = False  # the API answered once in this run
         self.unreachable_since: float | None = None
-        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ApiPolicyMiddleware:
@@ -71,7 +64,7 @@ class ApiPolicyMiddleware:
             return response
         self.answered = True
         answer = api.judge(response.status, response.body)
-        self.stats.inc_value(f"justoneapi/answers/{answer.label}")
+        self.stats.inc_value(Stat.ANSWERS + answer.label)
         self._count_unexpected(answer.unexpected, answer.label, answer.message)
         if answer.action is api.Action.PARSE:
             assert answer.envelope is not None
@@ -102,7 +95,7 @@ class ApiPolicyMiddleware:
         if call_of(request) is None or isinstance(exception, IgnoreRequest):
             return None
         label = f"exception_{type(exception).__name__}"
-        self.stats.inc_value(f"justoneapi/answers/{label}")
+        self.stats.inc_value(Stat.ANSWERS + label)
         if isinstance(exception, UNREACHABLE):
             self.crawler.signals.send_catch_log(signals.call_not_delivered, request=request)
             if not self.answered:
@@ -116,8 +109,8 @@ class ApiPolicyMiddleware:
         """Before the API has answered once: a wrong host or no network, unless it passes within the grace."""
         now = time.monotonic()
         self.unreachable_since = self.unreachable_since or now
-        if self.stopping:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        if self.stopping.reason:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
         if now - self.unreachable_since >= UNREACHABLE_GRACE:
             host = urlsplit(self.config.base_url).netloc
             message = f"cannot reach the API at {host}: {type(exception).__name__}: {exception}"
@@ -126,8 +119,8 @@ class ApiPolicyMiddleware:
             raise IgnoreRequest(message)
         retry = request.copy()
         retry.dont_filter = True
-        retry.meta[NOT_BEFORE_META] = time.time() + UNREACHABLE_RETRY
-        self.stats.inc_value("justoneapi/retry/unreachable")
+        retry.meta[Meta.NOT_BEFORE] = time.time() + UNREACHABLE_RETRY
+        self.stats.inc_value(Stat.RETRY_UNREACHABLE)
         return retry
 
     def backoff(self, retry_times: int) -> float:
@@ -136,34 +129,34 @@ class ApiPolicyMiddleware:
         return delay * random.uniform(0.5, 1.0)
 
     def _retry(self, request: Request, label: str, message: str) -> Request:
-        if self.stopping:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        if self.stopping.reason:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
         retry = get_retry_request(
             request,
             spider=self.crawler.spider,
             reason=label,
             max_retry_times=self.config.retry_times,
-            stats_base_key="justoneapi/retry",
+            stats_base_key=Stat.RETRY,
             give_up_log_level=logging.DEBUG,  # _fail() says it once, with the query
         )
         if retry is None:
             self._fail(request, f"{label} ({message}), {self.config.retry_times} retries spent")
-        retry.meta[NOT_BEFORE_META] = time.time() + self.backoff(retry.meta["retry_times"])
+        retry.meta[Meta.NOT_BEFORE] = time.time() + self.backoff(retry.meta["retry_times"])
         return retry
 
     def _retry_rate_limited(self, request: Request, response: Response) -> Request:
-        if self.stopping:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping})")
+        if self.stopping.reason:
+            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
         retry_after = _retry_after(response, self.config.backoff_max)
         self.crawler.signals.send_catch_log(signals.rate_limited, retry_after=retry_after)
-        times = request.meta.get(RATE_LIMITED_META, 0) + 1
+        times = request.meta.get(Meta.RATE_LIMITED, 0) + 1
         if times > self.config.rate_limit_retries:
             self._fail(
                 request, f"rate limited {times} times (JUSTONEAPI_RATE_LIMIT_RETRIES={self.config.rate_limit_retries})"
             )
-        self.stats.inc_value("justoneapi/ratelimit/retries")
+        self.stats.inc_value(Stat.RATE_LIMIT_RETRIES)
         retry = request.copy()
-        retry.meta[RATE_LIMITED_META] = times
+        retry.meta[Meta.RATE_LIMITED] = times
         retry.dont_filter = True
         return retry
 
@@ -174,7 +167,7 @@ class ApiPolicyMiddleware:
     def _reject(self, request: Request, answer: api.Answer) -> None:
         call = call_of(request)
         assert call is not None
-        self.stats.inc_value("justoneapi/queries/rejected")
+        self.stats.inc_value(Stat.QUERIES_REJECTED)
         logger.error(
             "The API rejected query %s as invalid (code %s: %s); dropped, not retried",
             call.describe(),
@@ -184,7 +177,7 @@ class ApiPolicyMiddleware:
         self.crawler.signals.send_catch_log(signals.query_rejected, request=request, message=answer.message)
 
     def _stop(self, answer: api.Answer) -> None:
-        if self.stopping:
+        if self.stopping.reason:
             return
         stop = answer.stop
         assert stop is not None
@@ -197,7 +190,7 @@ class ApiPolicyMiddleware:
             self.unexpected_in_a_row = 0
             return
         self.unexpected_in_a_row += 1
-        if self.unexpected_in_a_row >= UNEXPECTED_LIMIT and not self.stopping:
+        if self.unexpected_in_a_row >= UNEXPECTED_LIMIT and not self.stopping.reason:
             logger.error(
                 "Stopping the crawl: %d answers in a row were ones the API does not give (last: %s, %s); "
                 "check JUSTONEAPI_BASE_URL (now %s)",
@@ -207,9 +200,6 @@ class ApiPolicyMiddleware:
                 self.config.base_url,
             )
             stop_crawl(self.crawler, stops.StopEvent(stops.UNEXPECTED_ANSWERS.reason, message))
-
-    def _on_stopping(self, event: stops.StopEvent) -> None:
-        self.stopping = self.stopping or event.reason
 
 
 def _retry_after(response: Response, cap: float) -> float | None:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import IgnoreRequest
 
 from rednote_crawl import signals, stops
-from rednote_crawl.search import NOT_BEFORE_META, call_of, stop_crawl
+from rednote_crawl.names import Meta, Stat
+from rednote_crawl.search import call_of, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -67,16 +68,14 @@ class TokenThrottleMiddleware:
         self.state = crawl_state(crawler)
         self.limiter = self.state.rate
         self.stats = crawler.stats
-        self.stopping: str | None = None
-        self._stopped = asyncio.Event()
-        self._backoff = WallClock(self.stats, "justoneapi/retry/backoff_seconds")
-        self._held = WallClock(self.stats, "justoneapi/ratelimit/held_seconds")
-        self._storing = WallClock(self.stats, "justoneapi/storage/wait_seconds")
+        self.stopping = stopping(crawler)
+        self._backoff = WallClock(self.stats, Stat.BACKOFF_SECONDS)
+        self._held = WallClock(self.stats, Stat.RATE_HELD_SECONDS)
+        self._storing = WallClock(self.stats, Stat.STORAGE_WAIT_SECONDS)
         self.window = crawler.settings.getint("CONCURRENT_REQUESTS")
         self._in_transit: set[Request] = set()  # sent, no answer yet
         self._unstored: set[Request] = set()  # paid, not stored yet
         self._room = asyncio.Event()
-        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
         crawler.signals.connect(self._on_rate_limited, signal=signals.rate_limited)
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
         crawler.signals.connect(self._on_not_delivered, signal=signals.call_not_delivered)
@@ -90,7 +89,7 @@ class TokenThrottleMiddleware:
         if call_of(request) is None:
             return
         self._check_open()
-        not_before = request.meta.get(NOT_BEFORE_META)
+        not_before = request.meta.get(Meta.NOT_BEFORE)
         if not_before and (backoff := not_before - time.time()) > 0:
             with self._backoff:
                 await self._sleep(backoff)
@@ -107,7 +106,7 @@ class TokenThrottleMiddleware:
                 logger.warning("Stopping the crawl: %s (JUSTONEAPI_MAX_REQUESTS)", event.message)
             stop_crawl(self.crawler, event)
             self._check_open()
-        self.stats.inc_value("justoneapi/requests/sent")
+        self.stats.inc_value(Stat.REQUESTS_SENT)
         self._in_transit.add(request)
 
     def process_response(self, request: Request, response: Response) -> Response:
@@ -140,30 +139,24 @@ class TokenThrottleMiddleware:
             if self._stopping_now():
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), timeout=min(left, STOP_POLL))
+                await asyncio.wait_for(self.stopping.woken.wait(), timeout=min(left, STOP_POLL))
         return not self._stopping_now()
 
     def _stopping_now(self) -> bool:
-        if self.stopping is None and not self.crawler.crawling:
-            self.stopping = "shutdown"
-        return self.stopping is not None
+        return self.stopping.now() is not None
 
     def _check_open(self) -> None:
-        if self._stopping_now():
-            self.stats.inc_value("justoneapi/requests/not_sent")
-            raise IgnoreRequest(f"not sent: the crawl is stopping ({self.stopping})")
-
-    def _on_stopping(self, event: stops.StopEvent) -> None:
-        self.stopping = self.stopping or event.reason
-        self._stopped.set()
+        if reason := self.stopping.now():
+            self.stats.inc_value(Stat.REQUESTS_NOT_SENT)
+            raise IgnoreRequest(f"not sent: the crawl is stopping ({reason})")
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         before = self.limiter.limit
         self.limiter.slow_down(retry_after)
         logger.debug("Rate limited: the token's rate is %.2f calls/s (limit %s)", self.limiter.rate, self.limiter.limit)
-        self.stats.set_value("justoneapi/ratelimit/rate", round(self.limiter.rate, 3))
+        self.stats.set_value(Stat.RATE, round(self.limiter.rate, 3))
         if (limit := self.limiter.limit) is not None and limit != before:
-            self.stats.set_value("justoneapi/ratelimit/limit", round(limit, 3))
+            self.stats.set_value(Stat.RATE_LIMIT, round(limit, 3))
             self.state.remember_limit(limit)
 
     def _on_page_stored(self, request: Request) -> None:
@@ -180,6 +173,6 @@ class TokenThrottleMiddleware:
 
     def _on_not_delivered(self, request: Request) -> None:
         """The call never left the machine: it is no call sent, and the budget gets it back."""
-        self.stats.inc_value("justoneapi/requests/sent", -1)
-        self.stats.inc_value("justoneapi/requests/not_delivered")
+        self.stats.inc_value(Stat.REQUESTS_SENT, -1)
+        self.stats.inc_value(Stat.REQUESTS_NOT_DELIVERED)
         self.state.refund_call()

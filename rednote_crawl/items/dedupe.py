@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING, Any
 from itemadapter import ItemAdapter
 from scrapy.exceptions import DropItem
 
+from rednote_crawl.names import Stat
 from rednote_crawl.state import Verdict, crawl_state
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 STATS = {
-    Verdict.NEW: "justoneapi/notes/unique",
-    Verdict.REPEATED: "justoneapi/notes/duplicate",
-    Verdict.EARLIER: "justoneapi/notes/found_by_an_earlier_crawl",
-    Verdict.WRITTEN: "justoneapi/notes/written_by_an_earlier_run",
+    Verdict.NEW: Stat.NOTES_NEW,
+    Verdict.REPEATED: Stat.NOTES_REPEATED,
+    Verdict.EARLIER: Stat.NOTES_EARLIER,
+    Verdict.WRITTEN: Stat.NOTES_WRITTEN,
 }
 
 

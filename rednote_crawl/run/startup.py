@@ -27,6 +27,7 @@ from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction
 from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, fixed_output_file, flag
+from rednote_crawl.names import Stat
 from rednote_crawl.run.report import plural
 from rednote_crawl.state import crawl_state
 
@@ -62,7 +63,7 @@ class CrawlStart:
         if config.base_url.startswith("http://") and host not in ("localhost", "::1") and not host.startswith("127."):
             logger.warning("JUSTONEAPI_BASE_URL uses plain http: the token crosses the network unencrypted")
         if queries:
-            crawler.stats.set_value("justoneapi/queries/total", queries)
+            crawler.stats.set_value(Stat.QUERIES_TOTAL, queries)
             keywords = queries // spider.args.combinations
             logger.info(
                 "Searching %s x %s = %s, at most %d pages each",

@@ -15,6 +15,7 @@ from scrapy import signals as scrapy_signals
 from scrapy.utils.asyncio import create_looping_call
 
 from rednote_crawl import signals, stops
+from rednote_crawl.names import Stat
 from rednote_crawl.run import report
 from rednote_crawl.run.report import KeywordRow, plural
 from rednote_crawl.search import call_of, calls_made
@@ -92,9 +93,9 @@ class CrawlSummary:
 
     def progress_text(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        done, total = self._queries_done(), self._get("queries/total")
-        calls = self._get("requests/sent")
-        return render_progress(done, total, self._get("pages/read"), self._get("notes/unique"), calls / elapsed, elapsed)
+        done, total = self._queries_done(), self._get(Stat.QUERIES_TOTAL)
+        calls = self._get(Stat.REQUESTS_SENT)
+        return render_progress(done, total, self._get(Stat.PAGES_READ), self._get(Stat.NOTES_NEW), calls / elapsed, elapsed)
 
     def query_rejected(self, request: Request, message: str) -> None:
         call = call_of(request)
@@ -134,36 +135,36 @@ class CrawlSummary:
         return row
 
     def _get(self, key: str) -> Any:
-        return self.stats.get_value(f"justoneapi/{key}", 0)
+        return self.stats.get_value(key, 0)
 
     def _queries_done(self) -> int:
-        return sum(v for k, v in self.stats.get_stats().items() if k.startswith("justoneapi/queries/finished/"))
+        return sum(v for k, v in self.stats.get_stats().items() if k.startswith(Stat.QUERIES_FINISHED))
 
     def log_progress(self) -> None:
         """The periodic line of a log that is not a terminal: the live line's figures, and the retries."""
         logger.info(
             "Progress: %s · %s · %s",
             self.progress_text(),
-            plural(self._get("retry/count"), "retry"),
-            plural(self._get("ratelimit/retries"), "rate-limited try"),
+            plural(self._get(Stat.RETRY_COUNT), "retry"),
+            plural(self._get(Stat.RATE_LIMIT_RETRIES), "rate-limited try"),
         )
 
     def _notes_line(self, stats: dict[str, Any]) -> str:
         """Where every note the API returned went (and the notes a resumed run put back)."""
-        without_id = self._get("items/skipped/note_without_id")
+        without_id = self._get(Stat.NOTES_WITHOUT_ID)
         others = sum(
-            v for k, v in stats.items() if k.startswith("justoneapi/items/skipped/") and not k.endswith("/note_without_id")
+            v for k, v in stats.items() if k.startswith(Stat.ITEMS_SKIPPED) and k != Stat.NOTES_WITHOUT_ID
         )
-        replayed = self._get("resume/items_replayed")
+        replayed = self._get(Stat.RESUME_ITEMS_REPLAYED)
         parts = [
-            f"{self._get('notes/unique')} new",
-            f"{self._get('notes/found_by_an_earlier_crawl')} found by an earlier crawl",
-            f"{self._get('notes/written_by_an_earlier_run')} already written by an earlier run",
-            f"{self._get('notes/duplicate')} repeated in this crawl",
-            f"{self._get('notes/older_than_since')} older than since",
+            f"{self._get(Stat.NOTES_NEW)} new",
+            f"{self._get(Stat.NOTES_EARLIER)} found by an earlier crawl",
+            f"{self._get(Stat.NOTES_WRITTEN)} already written by an earlier run",
+            f"{self._get(Stat.NOTES_REPEATED)} repeated in this crawl",
+            f"{self._get(Stat.NOTES_OLDER)} older than since",
             f"{without_id} without an id",
         ]
-        total = self._get("notes/seen") + without_id
+        total = self._get(Stat.NOTES_SEEN) + without_id
         line = f"  notes:    {total} from the API"
         line += f" and {replayed} put back from the job folder: " if replayed else ": "
         return line + ", ".join(parts) + f"; {plural(others, 'non-note item')} skipped"
@@ -186,15 +187,15 @@ class CrawlSummary:
         if figures is not None and figures.keywords:
             logger.info("%s", report.render_crawl(figures, this_run=True))
         elif self.keywords:
-            calls = self._get("requests/sent")
+            calls = self._get(Stat.REQUESTS_SENT)
             logger.info("%s", report.render_rows("Report of this run, per keyword:", self.keywords.values(), calls))
 
     def render(self, reason: str) -> str:
         stats = self.stats.get_stats()
         elapsed = int(time.monotonic() - self.started)
-        answers = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("justoneapi/answers/")}
+        answers = {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith(Stat.ANSWERS)}
         rate_limited = sum(v for k, v in answers.items() if k == "code_302" or k.startswith("http_429"))
-        total, done = self._get("queries/total"), self._queries_done()
+        total, done = self._get(Stat.QUERIES_TOTAL), self._queries_done()
         incomplete = len({query for query, _, _ in self.failed})
         unfinished = total - done - len(self.rejected) - incomplete
         if self.state.whole_crawl:
@@ -211,20 +212,20 @@ class CrawlSummary:
             + (f", {unfinished} not finished (the crawl stopped)" if unfinished > 0 else "")
             + (
                 f"; {capped} stopped at max_pages (more results may exist: raise -a max_pages)"
-                if (capped := self._get("queries/finished/max_pages"))
+                if (capped := self._get(Stat.QUERIES_AT_MAX_PAGES))
                 else ""
             ),
-            f"  pages:    {self._get('pages/read')} read, {self._get('pages/failed')} failed; "
-            f"{plural(self._get('requests/sent'), 'call')} sent"
-            + (f" ({n} more never reached the API)" if (n := self._get("requests/not_delivered")) else ""),
+            f"  pages:    {self._get(Stat.PAGES_READ)} read, {self._get(Stat.PAGES_FAILED)} failed; "
+            f"{plural(self._get(Stat.REQUESTS_SENT), 'call')} sent"
+            + (f" ({n} more never reached the API)" if (n := self._get(Stat.REQUESTS_NOT_DELIVERED)) else ""),
             self._notes_line(stats),
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
-            f"  retries:  {self._get('retry/count')}, {self._get('retry/backoff_seconds'):.1f} s of backoff; "
+            f"  retries:  {self._get(Stat.RETRY_COUNT)}, {self._get(Stat.BACKOFF_SECONDS):.1f} s of backoff; "
             f"{plural(rate_limited, 'rate-limit answer')}; "
-            f"held by the token's rate limit for {self._get('ratelimit/held_seconds'):.1f} s",
+            f"held by the token's rate limit for {self._get(Stat.RATE_HELD_SECONDS):.1f} s",
         ]
         if (limit := self.state.rate.limit) is not None:
-            learned = self._get("ratelimit/limit")
+            learned = self._get(Stat.RATE_LIMIT)
             lines.append(
                 f"  rate:     the token's limit is about {limit:.2f} calls/s "
                 + ("(measured in this run; kept for the next crawl)" if learned else "(learned by an earlier crawl)")

@@ -22,6 +22,7 @@ from scrapy import Request
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import signals
+from rednote_crawl.names import Stat
 from rednote_crawl.search import ApiResponse, call_of, calls_made, stop_storage_failed
 from rednote_crawl.state import PaidPage, StorageError, crawl_state
 
@@ -46,12 +47,12 @@ class PageBookMiddleware(BaseSpiderMiddleware):
                 yield request
                 continue
             for item in await self.state.replay(known):
-                self.stats.inc_value("justoneapi/resume/items_replayed")
+                self.stats.inc_value(Stat.RESUME_ITEMS_REPLAYED)
                 yield item
             if known.done(call.max_pages):
-                self.stats.inc_value("justoneapi/queries/finished/in_an_earlier_run")
+                self.stats.inc_value(Stat.QUERIES_FINISHED_EARLIER)
                 continue
-            self.stats.inc_value("justoneapi/resume/queries_continued")
+            self.stats.inc_value(Stat.RESUME_QUERIES_CONTINUED)
             resumed = dataclasses.replace(call, page=known.last_page + 1, rank_offset=known.next_rank)
             yield self.crawler.spider.page_request(resumed)
 
@@ -77,14 +78,14 @@ class PageBookMiddleware(BaseSpiderMiddleware):
         if isinstance(response, ApiResponse):
             call, outcome = response.call, response.outcome
             stats = self.stats
-            stats.inc_value("justoneapi/pages/read")
+            stats.inc_value(Stat.PAGES_READ)
             for model_type, count in outcome.skipped.items():
-                stats.inc_value(f"justoneapi/items/skipped/{model_type}", count)
-            stats.inc_value("justoneapi/notes/seen", outcome.seen)
+                stats.inc_value(Stat.ITEMS_SKIPPED + model_type, count)
+            stats.inc_value(Stat.NOTES_SEEN, outcome.seen)
             if outcome.older:
-                stats.inc_value("justoneapi/notes/older_than_since", outcome.older)
+                stats.inc_value(Stat.NOTES_OLDER, outcome.older)
             if outcome.end is not None:
-                stats.inc_value(f"justoneapi/queries/finished/{outcome.end}")
+                stats.inc_value(Stat.QUERIES_FINISHED + outcome.end)
             items = [o for o in outputs if not isinstance(o, Request)]
             follow_ups = [o for o in outputs if isinstance(o, Request)]
             paid = PaidPage(

@@ -15,7 +15,8 @@ from twisted.python.failure import Failure
 
 from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, SearchArgs
-from rednote_crawl.search import CALL_META, ApiResponse, SearchCall, record_failed_page
+from rednote_crawl.names import Meta
+from rednote_crawl.search import ApiResponse, SearchCall, record_failed_page
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class NoteSearchSpider(scrapy.Spider):
             url,
             callback=self.parse,
             errback=self.page_error,
-            meta={CALL_META: call},
+            meta={Meta.CALL: call},
             priority=call.page,  # finish started queries before opening new ones
         )
 

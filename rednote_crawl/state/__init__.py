@@ -84,8 +84,7 @@ class CrawlState(ABC):
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.config = ApiConfig.from_settings(crawler.settings)
-        self.stopped: StopEvent | None = None
-        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
+        crawler.signals.connect(self.record_stop, signal=signals.crawl_stopping)
 
     # --- start-up and the run -----------------------------------------------------------
 
@@ -153,11 +152,6 @@ class CrawlState(ABC):
 
     def refund_call(self) -> None:  # noqa: B027 - optional hook
         """A call counted by ``book_call`` never reached the API: it does not count."""
-
-    def _on_stopping(self, event: StopEvent) -> None:
-        if self.stopped is None:
-            self.stopped = event
-            self.record_stop(event)
 
     def record_stop(self, event: StopEvent) -> None:  # noqa: B027 - optional hook
         """Keep a stop where the rest of the crawl sees it (Redis: every worker)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
+from rednote_crawl.names import Stat
 from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict
 from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
@@ -128,9 +129,9 @@ class LocalState(CrawlState):
             return
         for failure in sync_files(local_feeds(self.crawler.settings.getdict("FEEDS"))):
             logger.error("%s: notes may be missing from it; the next run carries this crawl on", failure)
-            self.crawler.stats.inc_value("justoneapi/storage/failed")
+            self.crawler.stats.inc_value(Stat.STORAGE_FAILED)
             stats = self.crawler.stats.get_stats()
-        calls = stats.get("justoneapi/requests/sent", 0)
+        calls = stats.get(Stat.REQUESTS_SENT, 0)
         status = stops.exit_status(reason, stats)
         try:
             self._in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()

@@ -32,11 +32,12 @@ from scrapy.exceptions import DropItem
 from rednote_crawl import redaction, stops
 from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ConfigError
+from rednote_crawl.names import Meta, Stat
 from rednote_crawl.state import CrawlState, PaidPage, Sleep, Verdict
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.leases import LeaseBook
-from rednote_crawl.state.redis.requests import LEASE_META, STORED_META, RequestCodec
+from rednote_crawl.state.redis.requests import RequestCodec
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCrawl, check_reachable, display_url
 
 if TYPE_CHECKING:
@@ -111,8 +112,8 @@ class RedisState(CrawlState):
         pushes = []
         for request in page.follow_ups:
             pushes.append(self.codec.push(request))
-            request.meta[STORED_META] = True  # the scheduler does not push it again
-        lease = page.request.meta.get(LEASE_META, "")
+            request.meta[Meta.STORED] = True  # the scheduler does not push it again
+        lease = page.request.meta.get(Meta.LEASE, "")
         self.leases.storing.add(lease)
         new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes))
         self.leases.done(lease)
@@ -176,7 +177,7 @@ class RedisState(CrawlState):
         self.closing = True
         stats = self.crawler.stats
         if released := await self.leases.release_all(CLOSE_WAIT):
-            stats.set_value("justoneapi/redis/requests_given_back", released)
+            stats.set_value(Stat.REDIS_GIVEN_BACK, released)
             logger.info("Gave %d requests this worker had taken back to the shared queue", released)
         await self.shared.flushed(CLOSE_WAIT)
         try:
@@ -191,7 +192,7 @@ class RedisState(CrawlState):
                 "go back to the queue when their leases run out, and are done again",
                 len(self.shared.outbox),
             )
-        stats.set_value("justoneapi/redis/round_trips", self.shared.round_trips)
+        stats.set_value(Stat.REDIS_ROUND_TRIPS, self.shared.round_trips)
 
     def next_steps(self, reason: str, unfinished: bool) -> list[str]:
         figures, shared = self.figures, self.shared

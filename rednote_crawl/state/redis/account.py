@@ -106,7 +106,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
                 except REDIS_ERRORS as exc:
                     self.shared.health.failed(exc)
                     if await sleep(RETRY_REDIS) is False:
-                        return ("shutdown", "the worker is shutting down", self.shared.worker_id)
+                        return (stops.SHUTDOWN.reason, "the worker is shutting down", self.shared.worker_id)
                     continue
                 if answer != "again":
                     return answer  # type: ignore[return-value]
@@ -119,7 +119,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             return "again"
         if delay > 0:
             if await sleep(delay) is False:
-                return ("shutdown", "the worker is shutting down", self.shared.worker_id)
+                return (stops.SHUTDOWN.reason, "the worker is shutting down", self.shared.worker_id)
             k = self.shared.keys
             answer = await self.shared.call("send", [k.ratelimit, k.stats, k.stop], [epoch, *self._budget_args()])
             if answer is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rednote_crawl.names import Stat
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class LeaseBook:
         say this worker is alive; return the crawl-wide stop (or None) and the crawl's figures."""
         gone, stop, figures = await self.shared.heartbeat(sorted(self.held), period)
         if lost := len([lease for lease in gone if lease in self.held and lease not in self.storing]):
-            self.stats.inc_value("justoneapi/redis/leases_lost", lost)
+            self.stats.inc_value(Stat.REDIS_LEASES_LOST, lost)
             logger.warning(
                 "%d requests this worker holds had outlived their lease (JUSTONEAPI_REDIS_LEASE) and went back to "
                 "the queue: another worker may pay for them again",

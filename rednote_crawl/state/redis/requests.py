@@ -10,13 +10,12 @@ import orjson
 from scrapy.utils.request import request_from_dict
 from scrapy_redis.dupefilter import RFPDupeFilter
 
-from rednote_crawl.search import CALL_META, SearchCall
+from rednote_crawl.names import Meta
+from rednote_crawl.search import SearchCall
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
 
-LEASE_META = "justoneapi_lease"  # the id of the Redis lease of a request taken from the shared queue
-STORED_META = "justoneapi_in_redis"  # a request already pushed with its page (scripts.PAGE): not again
 
 # (id, request as JSON, score, fingerprint ('' : not filtered), whether it starts a query)
 Push = tuple[str, str, float, str, bool]
@@ -29,9 +28,9 @@ class RequestCodec:
 
     def encode(self, request: Request) -> str:
         data = request.to_dict(spider=self.spider)
-        meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in (LEASE_META, STORED_META)}
-        if isinstance(call := meta.get(CALL_META), SearchCall):
-            meta[CALL_META] = call.to_json()
+        meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in (Meta.LEASE, Meta.STORED)}
+        if isinstance(call := meta.get(Meta.CALL), SearchCall):
+            meta[Meta.CALL] = call.to_json()
         data["meta"] = meta
         data["headers"] = {k.decode("latin-1"): [v.decode("latin-1") for v in vs] for k, vs in data["headers"].items()}
         data["body"] = data["body"].decode("latin-1")
@@ -43,14 +42,14 @@ class RequestCodec:
     def decode(self, encoded: str) -> Request:
         data = orjson.loads(encoded)
         meta = data.get("meta") or {}
-        if isinstance(call := meta.get(CALL_META), list):
-            meta[CALL_META] = SearchCall.from_json(call)
+        if isinstance(call := meta.get(Meta.CALL), list):
+            meta[Meta.CALL] = SearchCall.from_json(call)
         data["body"] = data.get("body", "").encode("latin-1")
         return request_from_dict(data, spider=self.spider)
 
     def push(self, request: Request, replaces: str = "") -> Push:
         """The request as the queue's scripts take it."""
         fingerprint = "" if request.dont_filter else self.dupefilter.request_fingerprint(request)
-        call = request.meta.get(CALL_META)
+        call = request.meta.get(Meta.CALL)
         starts_query = isinstance(call, SearchCall) and call.page == 1 and not replaces
         return uuid.uuid4().hex, self.encode(request), -request.priority, fingerprint, starts_query
