@@ -2,8 +2,8 @@
 
 It picks the home of the crawl's state once (Redis when ``REDIS_URL`` is set, else local) and
 registers the components that fit it, as scrapy-zyte-api's add-on does; the components never ask
-which home they run in. The checks that need I/O (Redis answers, the job folder is free, the
-output can be written, the sandbox) run later, in one place: ``run/startup.py``.
+which home they run in. Every other settings change, and every check, is the start-up's
+(``run/startup.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from scrapy.utils.misc import load_object
 
-from rednote_crawl.config import ApiConfig, refuse_token_on_the_command_line
+from rednote_crawl.config import redis_url
+from rednote_crawl.state import LOCAL_STATE, REDIS_STATE
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -33,8 +34,6 @@ COMPONENTS = {
 REDIS_COMPONENTS = {
     "EXTENSIONS": {"rednote_crawl.distributed.worker.DistributedWorker": 500},
 }
-LOCAL_STATE = "rednote_crawl.state.local.LocalState"
-REDIS_STATE = "rednote_crawl.state.redis.RedisState"
 LEASED_SCHEDULER = "rednote_crawl.distributed.scheduler.LeasedScheduler"
 
 
@@ -47,12 +46,8 @@ class JustOneApiAddon:
         return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
-        refuse_token_on_the_command_line(settings)
-        # The token is checked once the sandbox (which brings its own) has started: run/startup.py.
-        config = ApiConfig.from_settings(settings, require_token=False)
-        settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
         _register(settings, COMPONENTS)
-        if config.redis_url:
+        if redis_url(settings):
             _register(settings, REDIS_COMPONENTS)
             settings.set("JUSTONEAPI_STATE_CLASS", REDIS_STATE, priority="addon")
             settings.set("SCHEDULER", LEASED_SCHEDULER, priority="addon")

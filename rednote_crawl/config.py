@@ -157,13 +157,15 @@ class ApiConfig:
     state_dir: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
     redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
+    sandbox: bool = False  # the offline sandbox (it brings its own token)
 
     @classmethod
     def from_settings(
         cls, settings: BaseSettings, environ: Mapping[str, str] = os.environ, require_token: bool = True
     ) -> ApiConfig:
         token = str(_get(settings, "JUSTONEAPI_TOKEN") or environ.get("JUSTONEAPI_TOKEN") or "").strip()
-        if not token and require_token:
+        sandbox = flag(settings, "JUSTONEAPI_SANDBOX")
+        if not token and require_token and not sandbox:
             raise ConfigError(
                 "no API token: set the JUSTONEAPI_TOKEN environment variable. To try without a token, add "
                 "-s JUSTONEAPI_SANDBOX=1 (the offline sandbox) to the command, as in "
@@ -217,6 +219,7 @@ class ApiConfig:
             state_dir=str(settings.get("JUSTONEAPI_STATE_DIR") or "").strip() or None,
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
+            sandbox=sandbox,
         )
 
 

@@ -39,9 +39,12 @@ LAYERS: dict[str, int] = {
     "settings": 7,
     "__init__": 0,
 }
-# The components every crawl has: they get the state from crawl_state() and never ask its home.
+# The components every crawl has: they get the state from crawl_state() and use only its interface.
 COMPONENT_PARTS = ("downloader", "spiders", "spidermw", "items")
 COMPONENT_MODULES = ("run/summary.py", "run/startup.py")
+STATE = PACKAGE / "state" / "__init__.py"
+# What a name bound from crawl_state() is: the home's interface, or one of its two parts.
+INTERFACES = {"": "CrawlState", "pages": "PageStore", "account": "CallAccount"}
 
 
 def part_of(path: Path) -> str:
@@ -86,18 +89,129 @@ def test_imports_point_downward(path):
     assert not upward, f"{path.relative_to(ROOT)} imports from its own layer or above: {upward}"
 
 
-def test_components_never_ask_which_home_the_state_has():
-    paths = [p for p in SOURCES if part_of(p) in COMPONENT_PARTS]
-    paths += [PACKAGE / m for m in COMPONENT_MODULES]
-    for path in paths:
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in SOURCES}
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """Circles through imports inside functions and type-only imports count too."""
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        targets = set()
+        for _, imported in imported_parts(path):
+            while imported and imported not in MODULES:  # a name imported from a module: the module
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not name.startswith(imported + "."):
+                targets.add(imported)
+        graph[name] = targets
+    circles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    circles.append(" -> ".join([*trail, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+    assert not circles, circles
+
+
+def interface_members() -> dict[str, set[str]]:
+    """Each interface class of state/__init__.py: its methods, annotated names and what its __init__ sets."""
+    members: dict[str, set[str]] = {}
+    for node in ast.parse(STATE.read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        found = set()
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.add(item.name)
+                if item.name == "__init__":
+                    found |= {
+                        t.attr
+                        for n in ast.walk(item)
+                        if isinstance(n, ast.Assign)
+                        for t in n.targets
+                        if isinstance(t, ast.Attribute)
+                    }
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                found.add(item.target.id)
+        members[node.name] = found
+    return members
+
+
+def bound_to_the_state(tree: ast.AST) -> dict[str, str]:
+    """Expressions (as source) that hold crawl_state(...) or one of its parts -> the interface they are."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        value, targets = None, []
+        if isinstance(node, ast.Assign):
+            value, targets = node.value, node.targets
+        elif isinstance(node, ast.FunctionDef) and node.body and isinstance(node.body[-1], ast.Return):
+            value, targets = node.body[-1].value, [ast.Attribute(ast.Name("self"), node.name)]  # a property
+        part = ""
+        if isinstance(value, ast.Attribute) and value.attr in INTERFACES:
+            part, value = value.attr, value.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "crawl_state":
+            for target in targets:
+                bound[ast.unparse(target)] = INTERFACES[part]
+    return bound
+
+
+COMPONENTS_PATHS = [p for p in SOURCES if part_of(p) in COMPONENT_PARTS] + [PACKAGE / m for m in COMPONENT_MODULES]
+
+
+@pytest.mark.parametrize("path", COMPONENTS_PATHS, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_components_use_only_the_interface_of_the_state(path):
+    """No component imports a home, names one, or reaches for a member the interface does not have."""
+    for part, name in imported_parts(path):
+        if part == "state":
+            assert name == "rednote_crawl.state", f"{path.name} reaches into a home of the state: {name}"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    members = interface_members()
+    bound = bound_to_the_state(tree)
+    for expression in list(bound):  # a part read from a bound state: bound too
+        for part, other in INTERFACES.items():
+            if part:
+                bound.setdefault(f"{expression}.{part}", other)
+    reached = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            interface = bound.get(ast.unparse(node.value))
+            if interface is not None and node.attr not in members[interface]:
+                reached.append(f"{ast.unparse(node)} ({interface} has no {node.attr})")
+    assert not reached, reached
+
+
+def home_classes() -> set[str]:
+    """Every class the homes define (state/local.py, state/redis/)."""
+    paths = [PACKAGE / "state" / "local.py", *(PACKAGE / "state" / "redis").glob("*.py")]
+    return {n.name for p in paths for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)}
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if part_of(p) not in ("state", "distributed")], ids=str)
+def test_only_the_state_and_the_distributed_components_name_a_home(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
+    }
+    homes = {"LocalState", "RedisState", "LocalPages", "RedisPages", "LocalAccount", "RedisAccount"} & home_classes()
+    assert not names & homes, f"{path.name} names {names & homes}"
+
+
+def test_the_distributed_components_get_a_typed_handle_not_a_cast():
+    for path in (PACKAGE / "distributed").glob("*.py"):
         source = path.read_text(encoding="utf-8")
-        for part, name in imported_parts(path):
-            if part == "state":
-                assert name == "rednote_crawl.state", f"{path.name} reaches into a home of the state: {name}"
         tree = ast.parse(source)
-        attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-        assert not attributes & {"redis_url", "job_dir", "shared", "job"}, path.name
-        assert "REDIS_URL" not in re.sub(r'""".*?"""', "", source, flags=re.S), path.name
+        calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert "crawl_state" not in calls and "cast" not in calls, path.name
+        assert "type: ignore" not in source, path.name
 
 
 def test_the_add_on_registers_the_components_of_the_home_it_picks():

@@ -19,7 +19,7 @@ from rednote_crawl.config import ConfigError
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.plan import preflight
 from rednote_crawl.run.quiet import quiet_scrapy
-from rednote_crawl.run.startup import _check_writable
+from rednote_crawl.run.startup import _create_folder
 from rednote_crawl.run.summary import live_stream, render_progress
 from rednote_crawl.state.jobfolder import JobFolder
 from tests.conftest import FAST, ROOT, TOKEN
@@ -103,7 +103,7 @@ def test_a_dry_run_checks_what_a_real_run_checks_and_creates_nothing(tmp_path, m
 def test_a_real_run_creates_the_outputs_folder_and_says_so(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     out = tmp_path / "no" / "such" / "x.jsonl"
-    _check_writable(str(out))
+    _create_folder(str(out))
     assert out.parent.is_dir() and not out.exists() and f"Created the folder {out.parent}" in caplog.text
 
 

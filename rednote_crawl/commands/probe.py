@@ -10,8 +10,8 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl import api, redaction
-from rednote_crawl.config import ApiConfig, ConfigError, flag, refuse_token_on_the_command_line
-from rednote_crawl.run.startup import start_sandbox
+from rednote_crawl.config import ConfigError
+from rednote_crawl.run.startup import settle
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.stops import EXIT_BAD_INPUT, EXIT_ERROR
 
@@ -39,10 +39,7 @@ class Command(ScrapyCommand):
             raise UsageError('give one keyword: scrapy probe "海信"')
         assert self.settings is not None
         try:
-            refuse_token_on_the_command_line(self.settings)
-            if flag(self.settings, "JUSTONEAPI_SANDBOX"):
-                start_sandbox(self.settings)
-            config = ApiConfig.from_settings(self.settings)
+            config = settle(self.settings)
             query = api.Query(
                 args[0].strip(),
                 _one("--sort", opts.sort, api.SORTS, api.DEFAULT_SORT),

@@ -26,15 +26,13 @@ from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.defer import deferred_from_coro
 
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.state import crawl_state
+from rednote_crawl.state.redis import redis_state
 from rednote_crawl.state.redis.shared import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
     from twisted.internet.defer import Deferred
-
-    from rednote_crawl.state.redis import RedisState
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +43,7 @@ class LeasedScheduler(BaseScheduler):
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.stats = crawler.stats
-        self.state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
+        self.state = redis_state(crawler)
         self.shared = self.state.shared
         self.book = self.state.leases
         self.buffer = self.state.buffer

@@ -22,16 +22,13 @@ from scrapy.exceptions import DontCloseSpider
 from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta
 from rednote_crawl.search import close_spider, stop_crawl, stopping
-from rednote_crawl.state import crawl_state
-from rednote_crawl.state.redis import HEARTBEAT
+from rednote_crawl.state.redis import HEARTBEAT, redis_state
 from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
-
-    from rednote_crawl.state.redis import RedisState
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ def lease_of(request: Request | None) -> str | None:
 
 class DistributedWorker:
     def __init__(self, crawler: Crawler) -> None:
-        self.state: RedisState = crawl_state(crawler)  # type: ignore[assignment]
+        self.state = redis_state(crawler)
         self.crawler = crawler
         self.shared = self.state.shared
         self.book = self.state.leases

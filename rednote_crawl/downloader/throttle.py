@@ -65,8 +65,8 @@ class WallClock:
 class TokenThrottleMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self.state = crawl_state(crawler)
-        self.limiter = self.state.rate
+        self.account = crawl_state(crawler).account
+        self.limiter = self.account.rate
         self.stats = crawler.stats
         self.stopping = stopping(crawler)
         self._backoff = WallClock(self.stats, Stat.BACKOFF_SECONDS)
@@ -99,7 +99,7 @@ class TokenThrottleMiddleware:
                 await self._wait_for_room()
             self._check_open()
         with self._held:
-            event = await self.state.book_call(self._sleep)
+            event = await self.account.book_call(self._sleep)
         self._check_open()
         if event is not None:
             if event.by is None and event.reason == stops.BUDGET_SPENT.reason:
@@ -157,7 +157,7 @@ class TokenThrottleMiddleware:
         self.stats.set_value(Stat.RATE, round(self.limiter.rate, 3))
         if (limit := self.limiter.limit) is not None and limit != before:
             self.stats.set_value(Stat.RATE_LIMIT, round(limit, 3))
-            self.state.remember_limit(limit)
+            self.account.remember_limit(limit)
 
     def _on_page_stored(self, request: Request) -> None:
         if request in self._unstored:
@@ -175,4 +175,4 @@ class TokenThrottleMiddleware:
         """The call never left the machine: it is no call sent, and the budget gets it back."""
         self.stats.inc_value(Stat.REQUESTS_SENT, -1)
         self.stats.inc_value(Stat.REQUESTS_NOT_DELIVERED)
-        self.state.refund_call()
+        self.account.refund_call()

@@ -32,7 +32,7 @@ class NoteDedupePipeline:
     """
 
     def __init__(self, crawler: Crawler) -> None:
-        self.state = crawl_state(crawler)
+        self.pages = crawl_state(crawler).pages
         self.stats = crawler.stats
 
     @classmethod
@@ -41,7 +41,7 @@ class NoteDedupePipeline:
 
     async def process_item(self, item: Any) -> Any:
         note_id = ItemAdapter(item).get("note_id")
-        verdict = await self.state.claim(note_id, item)
+        verdict = await self.pages.claim(note_id, item)
         self.stats.inc_value(STATS[verdict])
         if verdict is Verdict.REPEATED:
             raise DropItem(f"duplicate note {note_id}", log_level="DEBUG")

@@ -1,25 +1,17 @@
 """``scrapy crawl note_search ... --dry-run``: what a crawl could cost, with nothing sent.
 
-A dry run checks everything a real run checks before its first call (``preflight``), without
-side effects: the token, the arguments and the keyword file, Redis answering, the job folder's
-lock being free (seen, not taken), the outputs being writable; it creates no file or folder.
+A dry run runs the checks of a real run's start (``run/startup.py``'s ``check``: the token, the
+arguments and the keyword file, Redis answering, the job folder's lock being free, seen and not
+taken, the outputs being writable) and nothing else: it creates no file or folder.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import (
-    ApiConfig,
-    ConfigError,
-    SearchArgs,
-    fixed_output_file,
-    flag,
-    refuse_token_on_the_command_line,
-)
+from rednote_crawl.config import ApiConfig, SearchArgs, fixed_output_file, refuse_token_on_the_command_line
 from rednote_crawl.run.report import plural
+from rednote_crawl.run.startup import check
 from rednote_crawl.state.jobfolder import JobFolder
 
 if TYPE_CHECKING:
@@ -27,37 +19,11 @@ if TYPE_CHECKING:
 
 
 def preflight(settings: BaseSettings) -> ApiConfig:
-    """The checks of a real run's start, without its side effects (``ConfigError`` names what fails)."""
+    """The checks of a real run's start (``startup.check``), without its side effects."""
     refuse_token_on_the_command_line(settings)
-    config = ApiConfig.from_settings(settings, require_token=not flag(settings, "JUSTONEAPI_SANDBOX"))
-    if config.redis_url:
-        from rednote_crawl.state.redis.shared import check_reachable, connect
-
-        server = connect(config.redis_url, settings)
-        try:
-            check_reachable(server, config.redis_url)
-        finally:
-            server.close()
-    if config.job_dir and not JobFolder.lock_is_free(config.job_dir):
-        raise ConfigError(
-            f"JUSTONEAPI_JOB_DIR={config.job_dir!r} is in use by another crawl; wait for it, or name another folder"
-        )
-    for uri in settings.getdict("FEEDS"):
-        _check_writable(str(uri))
+    config = ApiConfig.from_settings(settings)
+    check(config, settings)
     return config
-
-
-def _check_writable(uri: str) -> None:
-    """Whether a local output could be written, creating nothing (the real start creates its folder)."""
-    path = fixed_output_file(uri)
-    if path is None:
-        return
-    problem = f"cannot write the output file {uri!r}"
-    if path.is_dir():
-        raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
-    existing = path if path.exists() else next((p for p in path.parents if p.exists()), None)
-    if existing is None or not os.access(existing, os.W_OK) or (existing != path and not existing.is_dir()):
-        raise ConfigError(f"{problem}: {existing or path} cannot be written; choose another path with -O FILE")
 
 
 def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
@@ -74,8 +40,6 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
     most = queries * max_pages
     folder = config.job_dir
     if folder:
-        if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
-            raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
         job = JobFolder.read(folder)  # reads, writes nothing
         if job.resuming:
             done = paid = 0

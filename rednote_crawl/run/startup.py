@@ -3,14 +3,16 @@
 Extensions are built after the add-ons and before the engine: before any feed opens (Scrapy's
 feed exporter opens ``-O`` files at ``spider_opened``), so a run refused here, for a locked job
 folder say, has emptied no output. This extension is built first (its order is the lowest), so
-the feeds it sets are the ones the feed exporter reads. In order:
+every settings change is made before a component reads it. In order:
 
-1. ``JUSTONEAPI_SANDBOX``: start the offline sandbox and point the crawl at it;
-2. the settings (building the crawl state validates them) and the token's masking in logs;
-3. the spider's arguments against the settings, reading the keyword file through once;
-4. the crawl state's own checks: Redis answers, or the job folder is free (and then taken);
-   where the notes go (FEEDS);
-5. every local output file can be written (a missing folder is created, and the log says so).
+1. ``settle``: the token is not on the command line; the sandbox started and the settings pointed
+   at it; the crawl's one ``ApiConfig``; the download timeout;
+2. the token's masking in logs; the spider's arguments against the settings (the keyword file read
+   through once);
+3. ``check``: what a dry run checks too, touching nothing (the home's check: Redis answers, the job
+   folder is free; every local output can be written);
+4. the home's ``open`` takes what the crawl needs, and says where the notes go (``FEEDS``); a local
+   output's missing folder is created (the log says so).
 
 A failure raises ``ConfigError`` (or ``SeedFileError``) naming the problem and the fix:
 ``scrapy crawl`` prints it and exits 2, with nothing sent. Afterwards this extension opens and
@@ -20,16 +22,24 @@ ends the run in the state (``begin`` at ``spider_opened``, ``end`` once the feed
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction
-from rednote_crawl.config import SANDBOX_TOKEN, ConfigError, fixed_output_file, flag
+from rednote_crawl.config import (
+    SANDBOX_TOKEN,
+    ApiConfig,
+    ConfigError,
+    fixed_output_file,
+    flag,
+    refuse_token_on_the_command_line,
+)
 from rednote_crawl.names import Stat
 from rednote_crawl.run.report import plural
-from rednote_crawl.state import crawl_state
+from rednote_crawl.state import open_state, state_class
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -43,17 +53,19 @@ class CrawlStart:
         self.crawler = crawler
         self.reason: str | None = None
         settings = crawler.settings
-        self.sandbox = start_sandbox(settings) if flag(settings, "JUSTONEAPI_SANDBOX") else None
-        self.state = state = crawl_state(crawler)
-        config = state.config
+        config = settle(settings)
         redaction.install(config.token)
         spider = crawler.spider
         queries = spider.args.check(config)
-        state.open(settings)
-        for uri in settings.getdict("FEEDS"):
-            _check_writable(str(uri))
+        check(config, settings)
+        self.state = state = open_state(crawler, config)
+        feeds = settings.getdict("FEEDS")
+        if (wanted := state.open(dict(feeds))) != feeds:
+            settings.set("FEEDS", wanted, priority="cmdline")
+        for uri in wanted:
+            _create_folder(str(uri))
         logger.info("Just One API at %s, token %s", config.base_url, redaction.mask(config.token))
-        if len(config.token) < redaction.SHORT_TOKEN and self.sandbox is None:
+        if len(config.token) < redaction.SHORT_TOKEN and not config.sandbox:
             logger.warning(
                 "JUSTONEAPI_TOKEN is %d characters long: too short for a real token (only the sandbox accepts any token); "
                 "check it with `scrapy probe KEYWORD`",
@@ -92,6 +104,24 @@ class CrawlStart:
             self.state.end(self.reason, self.crawler.stats.get_stats())
 
 
+def settle(settings: BaseSettings) -> ApiConfig:
+    """Every settings change of a run's start (a crawl's, a probe's), made before any component reads
+    them; the run's one ``ApiConfig``."""
+    refuse_token_on_the_command_line(settings)
+    if flag(settings, "JUSTONEAPI_SANDBOX"):
+        start_sandbox(settings)
+    config = ApiConfig.from_settings(settings)
+    settings.set("DOWNLOAD_TIMEOUT", config.timeout, priority="addon")
+    return config
+
+
+def check(config: ApiConfig, settings: BaseSettings) -> None:
+    """What a crawl's start checks before it takes anything, touching nothing: a dry run runs only this."""
+    state_class(settings).check(config, settings)
+    for uri in settings.getdict("FEEDS"):
+        _check_writable(str(uri))
+
+
 def start_sandbox(settings: BaseSettings) -> object:
     """The offline sandbox, in a thread of this process; the settings point at it (and its token)."""
     from rednote_crawl.sandbox import SandboxServer
@@ -106,21 +136,25 @@ def start_sandbox(settings: BaseSettings) -> object:
 
 
 def _check_writable(uri: str) -> None:
-    """Fail before any paid call when a local output file cannot be written (nothing in it is lost)."""
+    """Whether a local output could be written, creating nothing (the start creates its folder)."""
     path = fixed_output_file(uri)
     if path is None:
         return
     problem = f"cannot write the output file {uri!r}"
+    if path.is_dir():
+        raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK) or (existing != path and not existing.is_dir()):
+        raise ConfigError(f"{problem}: {existing or path} cannot be written; choose another path with -O FILE")
+
+
+def _create_folder(uri: str) -> None:
+    """A local output's folder, created as Scrapy's file feeds do; said, so that a typo in -O shows."""
+    path = fixed_output_file(uri)
+    if path is None or path.parent.exists():
+        return
     try:
-        if not path.parent.exists():  # as Scrapy's file feeds do; said, so that a typo in -O shows
-            path.parent.mkdir(parents=True)
-            logger.info("Created the folder %s for the output %s", path.parent, path.name)
-        if path.is_dir():
-            raise ConfigError(f"{problem}: it is a folder; choose a file with -O FILE")
-        existed = path.exists()
-        with path.open("ab"):  # opened to append: nothing in it is lost
-            pass
-        if not existed:
-            path.unlink()
+        path.parent.mkdir(parents=True)
     except OSError as exc:
-        raise ConfigError(f"{problem}: {exc.strerror}; choose another path with -O FILE") from None
+        raise ConfigError(f"cannot write the output file {uri!r}: {exc.strerror}; choose another path with -O FILE") from None
+    logger.info("Created the folder %s for the output %s", path.parent, path.name)

@@ -19,7 +19,7 @@ from rednote_crawl.names import Stat
 from rednote_crawl.run import report
 from rednote_crawl.run.report import KeywordRow, plural
 from rednote_crawl.search import call_of, calls_made
-from rednote_crawl.state import crawl_state
+from rednote_crawl.state import Standing, crawl_state
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -198,7 +198,8 @@ class CrawlSummary:
         total, done = self._get(Stat.QUERIES_TOTAL), self._queries_done()
         incomplete = len({query for query, _, _ in self.failed})
         unfinished = total - done - len(self.rejected) - incomplete
-        if self.state.whole_crawl:
+        standing = self.state.standing()
+        if standing.shared is None:
             queries = f"  queries:  {done} of {total} done, {len(self.rejected)} rejected, {incomplete} incomplete"
         else:  # a worker sees its own part; the crawl's totals are in Redis
             queries = (
@@ -224,7 +225,7 @@ class CrawlSummary:
             f"{plural(rate_limited, 'rate-limit answer')}; "
             f"held by the token's rate limit for {self._get(Stat.RATE_HELD_SECONDS):.1f} s",
         ]
-        if (limit := self.state.rate.limit) is not None:
+        if (limit := self.state.account.rate.limit) is not None:
             learned = self._get(Stat.RATE_LIMIT)
             lines.append(
                 f"  rate:     the token's limit is about {limit:.2f} calls/s "
@@ -240,5 +241,34 @@ class CrawlSummary:
         if losses:
             lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()))
             lines.append(f"  lost:     {lost} (notes may be missing: see the errors above)")
-        lines += self.state.next_steps(reason, unfinished=bool(self.failed or unfinished > 0 or losses))
+        lines += next_steps(standing, reason, unfinished=bool(self.failed or unfinished > 0 or losses))
         return "\n".join(lines)
+
+
+RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
+NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
+
+
+def next_steps(standing: Standing, reason: str, unfinished: bool) -> list[str]:
+    """The summary's last lines: where the crawl stands and what to do next."""
+    stop = stops.BY_REASON.get(reason)
+    if standing.shared is None:
+        if stop is None and not unfinished:
+            return []
+        how = RESUMES.format(folder=standing.job_folder) if standing.job_folder else NO_RESUME
+        return [f"  next: {stop.fix if stop else 'run the same command again'}; {how}"]
+    figures = standing.shared
+    if not figures:
+        return ["  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"]
+    lines = [
+        f"  crawl:    {figures['queued']} requests queued, {figures['in_flight']} in flight (all workers); "
+        f"{figures['items']} notes waiting in {standing.items_key}"
+        + (" (scrapy redis drain FILE)" if figures["items"] else "")
+    ]
+    if stop is stops.REDIS_STATE_LOST:
+        lines.append(f"  next: {stop.fix} (docs/distributed.md: Redis must persist)")
+    elif figures.get("stopped") and stop is not None and stop.crawl_wide:
+        lines.append(f"  next: {stop.fix_distributed}, run `scrapy redis resume`, then start the workers again")
+    elif figures["queued"] or figures["in_flight"]:
+        lines.append("  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)")
+    return lines

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class PageBookMiddleware(BaseSpiderMiddleware):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
-        self.state = crawl_state(crawler)
+        self.pages = crawl_state(crawler).pages
         self.stats = crawler.stats
         crawler.signals.connect(self.query_rejected, signal=signals.query_rejected)
         crawler.signals.connect(self.page_failed, signal=signals.page_failed)
@@ -42,11 +42,11 @@ class PageBookMiddleware(BaseSpiderMiddleware):
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in start:
             call = call_of(request) if isinstance(request, Request) else None
-            known = await self.state.progress(call.query) if call is not None else None
+            known = await self.pages.progress(call.query) if call is not None else None
             if call is None or known is None:
                 yield request
                 continue
-            for item in await self.state.replay(known):
+            for item in await self.pages.replay(known):
                 self.stats.inc_value(Stat.RESUME_ITEMS_REPLAYED)
                 yield item
             if known.done(call.max_pages):
@@ -93,7 +93,7 @@ class PageBookMiddleware(BaseSpiderMiddleware):
                 response.request, follow_ups,
             )
             try:
-                await self.state.page_read(paid)
+                await self.pages.page_read(paid)
             except StorageError as exc:  # its notes still go on: the output may have room
                 stop_storage_failed(self.crawler, str(exc))
         return outputs
@@ -101,13 +101,13 @@ class PageBookMiddleware(BaseSpiderMiddleware):
     def query_rejected(self, request: Request, message: str) -> None:
         if (call := call_of(request)) is not None:
             try:
-                self.state.query_rejected(call.query, call.page)
+                self.pages.query_rejected(call.query, call.page)
             except StorageError as exc:
                 stop_storage_failed(self.crawler, str(exc))
 
     def page_failed(self, request: Request, reason: str) -> None:
         if (call := call_of(request)) is not None:
             try:
-                self.state.page_failed(call.query, call.page, reason, calls_made(request))
+                self.pages.page_failed(call.query, call.page, reason, calls_made(request))
             except StorageError as exc:
                 stop_storage_failed(self.crawler, str(exc))

@@ -14,9 +14,10 @@ call budget, stops  counted in memory                one script per call, for al
 request queue       Scrapy's own scheduler           leases, a local buffer, the outbox
 ==================  ===============================  =======================================
 
-The add-on picks the home once (``JUSTONEAPI_STATE_CLASS``) and registers the components that
-fit it; every component gets the same object from ``crawl_state(crawler)`` and never asks which
-home it is. The interface is plain: only the components know Scrapy's engine.
+A home (``CrawlState``) holds two small things: a ``PageStore`` (what the crawl remembers) and a
+``CallAccount`` (what it spends). The add-on picks the home once (``JUSTONEAPI_STATE_CLASS``);
+every component gets the same object from ``crawl_state(crawler)`` and never asks which home it
+is. The interface is plain: only the components know Scrapy's engine.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.utils.misc import load_object
 
 from rednote_crawl import api, signals
-from rednote_crawl.config import ApiConfig
+from rednote_crawl.config import ApiConfig, redis_url
 from rednote_crawl.state.rate import AdaptiveRateLimiter
 from rednote_crawl.stops import StopEvent
 
@@ -73,25 +74,92 @@ class PaidPage:
     follow_ups: list[Request] = field(default_factory=list)  # the requests its output made: the next page
 
 
-class CrawlState(ABC):
-    """One crawl's memory. Built once per crawler (``crawl_state``), without I/O; ``open`` does the I/O."""
+class PageStore(ABC):
+    """What the crawl remembers: the calls already done, each paid answer with its notes, the notes claimed."""
 
-    config: ApiConfig
-    rate: AdaptiveRateLimiter
-    # Whether this process sees the whole crawl (one machine) or one worker's part of it.
-    whole_crawl: bool = True
+    async def progress(self, query: api.Query) -> QueryProgress | None:
+        """What earlier runs of this crawl did of ``query``: None when nothing (or not kept here)."""
+        return None
 
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.config = ApiConfig.from_settings(crawler.settings)
-        crawler.signals.connect(self.record_stop, signal=signals.crawl_stopping)
-
-    # --- start-up and the run -----------------------------------------------------------
+    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
+        """The notes of the pages earlier runs paid for, to go through the pipelines again."""
+        return []
 
     @abstractmethod
-    def open(self, settings: BaseSettings) -> None:
-        """Check the state can be used and take it (before any feed opens and any call):
-        raise ``ConfigError`` naming the problem and the fix. May set where notes go (FEEDS)."""
+    async def page_read(self, page: PaidPage) -> None:
+        """A paid page and its notes, stored before the notes go on to the output (``StorageError``: not stored)."""
+
+    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:  # noqa: B027
+        """A page ran out of tries."""
+
+    def query_rejected(self, query: api.Query, page: int) -> None:  # noqa: B027 - optional hook
+        """The API rejected a query (code 400)."""
+
+    @abstractmethod
+    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
+        """Whether the note is new; a new note is delivered (Redis: into the items list) at once."""
+
+
+class CallAccount(ABC):
+    """What the crawl spends: the token's rate (and its learned limit), the call budget, the stops."""
+
+    rate: AdaptiveRateLimiter
+
+    @abstractmethod
+    async def book_call(self, sleep: Sleep) -> StopEvent | None:
+        """Wait for the call's turn at the token's rate, then count it against the budget; a StopEvent
+        instead when the crawl must stop (the budget is spent, or another worker stopped the crawl):
+        do not send it then."""
+
+    @abstractmethod
+    def refund_call(self) -> None:
+        """A call counted by ``book_call`` never reached the API: it does not count."""
+
+    @abstractmethod
+    def remember_limit(self, limit: float) -> None:
+        """Keep the token's limit as measured now, for the next crawl."""
+
+    def record_stop(self, event: StopEvent) -> None:  # noqa: B027 - optional hook
+        """Keep a stop where the rest of the crawl sees it (Redis: every worker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where the crawl stands as a run ends, as data (``run/summary.py`` says it in words).
+
+    ``shared`` is None when this process saw the whole crawl; for a worker of a shared crawl, the
+    crawl's figures as last read (``queued``, ``in_flight``, ``items``, ``stopped``; empty: unreadable).
+    """
+
+    job_folder: str | None = None  # the job folder that carries the crawl on (None: none)
+    shared: dict[str, int] | None = None
+    items_key: str = ""  # where the shared crawl's notes wait
+
+
+class CrawlState(ABC):
+    """A home of the crawl's state: its page store and call account, its start-up and its end.
+
+    Built once per crawl from its ``ApiConfig`` (``open_state``), without I/O; ``check`` looks
+    without touching anything (the dry run calls only that), ``open`` takes what the crawl needs.
+    """
+
+    pages: PageStore
+    account: CallAccount
+
+    def __init__(self, crawler: Crawler, config: ApiConfig) -> None:
+        self.crawler = crawler
+        self.config = config
+        crawler.signals.connect(self._on_stopping, signal=signals.crawl_stopping)
+
+    @classmethod
+    @abstractmethod
+    def check(cls, config: ApiConfig, settings: BaseSettings) -> None:
+        """Whether the crawl could start here, touching nothing: ``ConfigError`` naming the problem and the fix."""
+
+    @abstractmethod
+    def open(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Take what the crawl needs (after ``check``), before any feed opens and any call; the
+        feeds the crawl writes (``FEEDS``), given the ones the user named."""
 
     def begin(self) -> None:  # noqa: B027 - optional hook
         """The spider opened: a run begins."""
@@ -103,78 +171,39 @@ class CrawlState(ABC):
         """When the job's previous crawl began (ISO 8601), for ``-a since=last``; None: unknown."""
         return None
 
-    # --- pages already paid for ------------------------------------------------------------
-
-    async def progress(self, query: api.Query) -> QueryProgress | None:
-        """What earlier runs of this crawl did of ``query``: None when nothing (or not kept here)."""
-        return None
-
-    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
-        """The notes of the pages earlier runs paid for, to go through the pipelines again."""
-        return []
-
-    async def page_read(self, page: PaidPage) -> None:  # noqa: B027 - optional hook
-        """A paid page and its notes, stored before the notes go on to the output (``StorageError``: not stored)."""
-
-    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:  # noqa: B027
-        pass
-
-    def query_rejected(self, query: api.Query, page: int) -> None:  # noqa: B027 - optional hook
-        pass
-
-    # --- seen notes, and where notes go ---------------------------------------------------
-
-    @abstractmethod
-    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
-        """Whether the note is new; a new note is delivered (Redis: into the items list) at once."""
-
-    # --- the token's rate limit, as learned --------------------------------------------------
-
-    def learned_limit(self) -> float | None:
-        """The token's limit an earlier crawl measured (None: not known)."""
-        return None
-
-    def remember_limit(self, limit: float) -> None:  # noqa: B027 - optional hook
-        """Keep the token's limit as measured now, for the next crawl."""
-
-    # --- the call budget and stops -----------------------------------------------------------
-
-    async def book_call(self, sleep: Sleep) -> StopEvent | None:
-        """Wait for the call's turn at the token's rate, then count it against the budget; a StopEvent
-        instead when the crawl must stop (the budget is spent, or another worker stopped the crawl):
-        do not send it then."""
-        await self.rate.acquire(sleep)
-        return await self.spend_call(sleep)
-
-    async def spend_call(self, sleep: Sleep) -> StopEvent | None:
-        """Count one call against the budget (``book_call``)."""
-        return None
-
-    def refund_call(self) -> None:  # noqa: B027 - optional hook
-        """A call counted by ``book_call`` never reached the API: it does not count."""
-
-    def record_stop(self, event: StopEvent) -> None:  # noqa: B027 - optional hook
-        """Keep a stop where the rest of the crawl sees it (Redis: every worker)."""
-
-    # --- the end -------------------------------------------------------------------------------
-
     def crawl_figures(self) -> CrawlFigures | None:
         """The whole crawl per keyword, every run of it together (None: only this run is known)."""
         return None
 
-
     @abstractmethod
-    def next_steps(self, reason: str, unfinished: bool) -> list[str]:
-        """The summary's last lines: where the crawl stands and what to do next."""
+    def standing(self) -> Standing:
+        """Where the crawl stands now."""
+
+    def _on_stopping(self, event: StopEvent) -> None:
+        self.account.record_stop(event)
 
 
 _STATES: weakref.WeakKeyDictionary[Any, CrawlState] = weakref.WeakKeyDictionary()
 
 
+LOCAL_STATE = "rednote_crawl.state.local.LocalState"
+REDIS_STATE = "rednote_crawl.state.redis.RedisState"
+
+
+def state_class(settings: BaseSettings) -> type[CrawlState]:
+    """The home of the crawl's state: ``JUSTONEAPI_STATE_CLASS`` (the add-on sets it), else Redis with ``REDIS_URL``."""
+    return load_object(settings.get("JUSTONEAPI_STATE_CLASS") or (REDIS_STATE if redis_url(settings) else LOCAL_STATE))
+
+
+def open_state(crawler: Crawler, config: ApiConfig) -> CrawlState:
+    """Build the crawler's state from its one ``ApiConfig`` (the start-up does, before any component asks)."""
+    state = _STATES[crawler] = state_class(crawler.settings)(crawler, config)
+    return state
+
+
 def crawl_state(crawler: Crawler) -> CrawlState:
-    """The crawler's state, built on first use from ``JUSTONEAPI_STATE_CLASS`` (set by the add-on)."""
+    """The crawler's state; built on first use where no start-up ran (a component on its own, in a test)."""
     state = _STATES.get(crawler)
     if state is None:
-        path = crawler.settings.get("JUSTONEAPI_STATE_CLASS") or "rednote_crawl.state.local.LocalState"
-        state = _STATES[crawler] = load_object(path)(crawler)
+        state = open_state(crawler, ApiConfig.from_settings(crawler.settings))
     return state

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
-from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
+from rednote_crawl.config import ApiConfig, ConfigError, local_path, queries_fingerprint
 from rednote_crawl.names import Stat
 from rednote_crawl.search import stop_storage_failed
-from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict
+from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, StorageError, Verdict
 from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
@@ -35,47 +35,159 @@ DEFAULT_FEED_OPTIONS = {"format": "jsonlines", "encoding": "utf-8"}
 # Where notes go when the command line names no file (-o/-O) and FEEDS is empty; with a job
 # folder, JUSTONEAPI_JOB_DIR/crawl-NNNN.jsonl.
 DEFAULT_FEEDS = {"output/%(name)s-%(time)s.jsonl": DEFAULT_FEED_OPTIONS}
-RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
-NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
 
 
-class LocalState(CrawlState):
-    def __init__(self, crawler: Crawler) -> None:
-        super().__init__(crawler)
-        self.rate = AdaptiveRateLimiter(self.config.max_rps)
-        self.limits = LimitFile(self.config.state_dir)
+class LocalAccount(CallAccount):
+    """The token's rate in memory (its learned limit in ``JUSTONEAPI_STATE_DIR``), the budget counted here."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        self.rate = AdaptiveRateLimiter(config.max_rps)
+        self.limits = LimitFile(config.state_dir)
+        self.token = config.token
+        self.budget = config.max_requests
         self.calls = 0
-        self.job: JobFolder | None = None
+
+    def start(self) -> None:
+        self.rate.start_at(self.limits.get(self.token))
+
+    async def book_call(self, sleep: Sleep) -> stops.StopEvent | None:
+        await self.rate.acquire(sleep)
+        if self.budget and self.calls >= self.budget:
+            return stops.StopEvent(stops.BUDGET_SPENT.reason, f"the budget of {self.budget} calls is spent")
+        self.calls += 1
+        return None
+
+    def refund_call(self) -> None:
+        self.calls = max(0, self.calls - 1)
+
+    def remember_limit(self, limit: float) -> None:
+        self.limits.put(self.token, limit)
+
+
+class LocalPages(PageStore):
+    """Notes seen in this run in memory; with a job folder, its database (in a thread of its own)."""
+
+    def __init__(self, crawler: Crawler, config: ApiConfig) -> None:
+        self.crawler = crawler
+        self.job: JobFolder | None = None  # set when the job folder is taken
         self.seen: set[str] = set()  # notes that went out in this run
         self.written: set[str] = set()  # notes earlier runs of this crawl wrote to the output
         # Notes an earlier crawl of the job found, among those on their way to the pipelines
         # (looked up one page at a time; skipped unless JUSTONEAPI_SEEN_NOTES=update).
         self.earlier: set[str] = set()
-        self.skip_earlier = self.config.seen_notes == "skip"
-        self.fingerprint = ""
-        self.figures: CrawlFigures | None = None  # the crawl per keyword, as the run ended
+        self.skip_earlier = config.seen_notes == "skip"
         self.db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-db")
         self.loop: asyncio.AbstractEventLoop | None = None  # the reactor's, for news from the database's thread
 
-    # --- start-up and the run ---------------------------------------------------------------
+    async def progress(self, query: api.Query) -> QueryProgress | None:
+        if self.job is None:
+            return None
+        return await asyncio.wrap_future(self.in_db_thread(self.job.progress, query))
 
-    def open(self, settings: BaseSettings) -> None:
-        self.rate.start_at(self.learned_limit())
+    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
+        assert self.job is not None
+        job = self.job
+
+        def items() -> tuple[list[dict[str, Any]], set[str]]:
+            found = list(job.items(progress))
+            return found, self._earlier_among(found)
+
+        found, earlier = await asyncio.wrap_future(self.in_db_thread(items))
+        self.earlier |= earlier
+        return found
+
+    async def page_read(self, page: PaidPage) -> None:
+        if self.job is None:
+            return
+        job = self.job
+
+        def store() -> set[str]:
+            earlier = self._earlier_among(page.items)  # before the page's own notes are in the table
+            job.record_page(page.query, page.page, page.items, page.end, page.next_rank, page.calls)
+            return earlier
+
+        self.earlier |= await asyncio.wrap_future(self.in_db_thread(store))
+
+    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:
+        if self.job is not None:
+            self.in_db_thread(self.job.record_failed, query, page, reason, calls).add_done_callback(self._report)
+
+    def query_rejected(self, query: api.Query, page: int) -> None:
+        if self.job is not None:
+            self.in_db_thread(self.job.record_rejected, query, page).add_done_callback(self._report)
+
+    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
+        earlier = note_id in self.earlier
+        self.earlier.discard(note_id)
+        if note_id in self.seen:
+            return Verdict.REPEATED
+        self.seen.add(note_id)
+        if note_id in self.written:
+            return Verdict.WRITTEN
+        return Verdict.EARLIER if earlier else Verdict.NEW
+
+    def _earlier_among(self, items: list[dict[str, Any]]) -> set[str]:
+        """One query for a page's notes: which of them an earlier crawl found (in the database's thread)."""
+        if self.job is None or not self.skip_earlier:
+            return set()
+        return self.job.earlier([item["note_id"] for item in items])
+
+    def in_db_thread(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``call`` in the database's own thread, after every call before it; failures are StorageErrors."""
+
+        def guarded() -> Any:
+            try:
+                return call(*args)
+            except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
+                raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
+
+        return self.db_thread.submit(guarded)
+
+    def _report(self, done: Future[Any]) -> None:
+        """A write nobody waits for failed: stop the crawl (from the reactor's thread)."""
+        exc = done.exception()
+        if isinstance(exc, StorageError) and self.loop is not None:
+            self.loop.call_soon_threadsafe(stop_storage_failed, self.crawler, str(exc))
+
+
+class LocalState(CrawlState):
+    """One machine: the pages in memory or in the job folder (``JUSTONEAPI_JOB_DIR``), the calls counted here."""
+
+    def __init__(self, crawler: Crawler, config: ApiConfig) -> None:
+        super().__init__(crawler, config)
+        self.pages = LocalPages(crawler, config)
+        self.account = LocalAccount(config)
+        self.fingerprint = ""
+        self.figures: CrawlFigures | None = None  # the crawl per keyword, as the run ended
+
+    @property
+    def job(self) -> JobFolder | None:
+        return self.pages.job
+
+    @classmethod
+    def check(cls, config: ApiConfig, settings: BaseSettings) -> None:
+        folder = config.job_dir
+        if folder is None:
+            return
+        _check_is_folder(folder)
+        if not JobFolder.lock_is_free(folder):
+            raise ConfigError(IN_USE.format(folder=folder))
+
+    def open(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        self.account.start()
         folder = self.config.job_dir
         if folder is None:
-            if not settings.getdict("FEEDS"):
-                settings.set("FEEDS", DEFAULT_FEEDS, priority="addon")
-            return
-        self.job = job = _take(folder)
-        if not settings.getdict("FEEDS"):
-            settings.set("FEEDS", {str(job.output): DEFAULT_FEED_OPTIONS}, priority="addon")
+            return feeds or DEFAULT_FEEDS
+        self.pages.job = job = _take(folder)
+        feeds = feeds or {str(job.output): DEFAULT_FEED_OPTIONS}
         args = self.crawler.spider.args  # found while the start-up read the keyword file
         self.fingerprint = args.fingerprint or queries_fingerprint(query_key(q) for q in args.queries())
         if job.resuming:
-            self._resume_feeds(settings, job)
-        self.written = set(job.exported)  # read back from the outputs of the open crawl
+            feeds = self._resume_feeds(feeds, job)
+        self.pages.written = set(job.exported)  # read back from the outputs of the open crawl
+        return feeds
 
-    def _resume_feeds(self, settings: BaseSettings, job: JobFolder) -> None:
+    def _resume_feeds(self, feeds: dict[str, Any], job: JobFolder) -> dict[str, Any]:
         """Resume only the same crawl; append to its outputs (even with -O), mended first.
 
         The notes this crawl already wrote (from the offset where it began in each file) are
@@ -88,9 +200,8 @@ class LocalState(CrawlState):
                 "keywords or filters: run it again with the same arguments to finish it, or name another job folder"
             )
         offsets = job.outputs
-        feeds = {}
-        readable = local_feeds(settings.getdict("FEEDS"))
-        for uri, options in settings.getdict("FEEDS").items():
+        readable = local_feeds(feeds)
+        for uri in feeds:
             path = local_path(str(uri))
             if path is not None and path in readable:
                 job.exported |= note_ids(repair_jsonl(path, start=offsets.get(str(path), 0)))
@@ -98,21 +209,20 @@ class LocalState(CrawlState):
                 logger.warning(
                     "Feed %s is not one fixed local JSON Lines file: a resumed job cannot tell what it holds", uri
                 )
-            feeds[uri] = {**options, "overwrite": False}
-        settings.set("FEEDS", feeds, priority="cmdline")
         logger.info("Resuming: %d notes this crawl already wrote are not written again", len(job.exported))
+        return {uri: {**options, "overwrite": False} for uri, options in feeds.items()}
 
     def begin(self) -> None:
         job = self.job
         if job is None:
             return
-        self.loop = asyncio.get_running_loop() if _loop_running() else None
+        self.pages.loop = asyncio.get_running_loop() if _loop_running() else None
         outputs = feed_offsets(self.crawler.settings.getdict("FEEDS"))
-        run = self._in_db_thread(job.begin_run, api.now_iso(), self.fingerprint, outputs).result()
+        run = self.pages.in_db_thread(job.begin_run, api.now_iso(), self.fingerprint, outputs).result()
         if run == 1:
             logger.info("Job %s: crawl %d begins", job.folder, job.crawl)
         else:
-            done, started = self._in_db_thread(job.query_counts, self.crawler.spider.max_pages).result()
+            done, started = self.pages.in_db_thread(job.query_counts, self.crawler.spider.max_pages).result()
             logger.info(
                 "Job %s: resuming crawl %d (run %d): %d queries done, %d started, the rest new",
                 job.folder,
@@ -133,129 +243,41 @@ class LocalState(CrawlState):
             stats = self.crawler.stats.get_stats()
         calls = stats.get(Stat.REQUESTS_SENT, 0)
         status = stops.exit_status(reason, stats)
+        in_db_thread = self.pages.in_db_thread
         try:
-            self._in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()
+            in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()
         except StorageError as exc:  # the run stays open: the next one carries the crawl on
             logger.error("%s; the next run carries this crawl on", exc)
-        self.figures = self._in_db_thread(job.crawl_figures, job.crawl).result()  # for the summary, which follows
-        self._in_db_thread(job.close).result()
-        self.db_thread.shutdown()
-
-    def learned_limit(self) -> float | None:
-        return self.limits.get(self.config.token)
-
-    def remember_limit(self, limit: float) -> None:
-        self.limits.put(self.config.token, limit)
+        self.figures = in_db_thread(job.crawl_figures, job.crawl).result()  # for the summary, which follows
+        in_db_thread(job.close).result()
+        self.pages.db_thread.shutdown()
 
     def crawl_figures(self) -> CrawlFigures | None:
         if self.job is None:
             return None
         if self.figures is None:
-            self.figures = self._in_db_thread(self.job.crawl_figures, self.job.crawl).result()
+            self.figures = self.pages.in_db_thread(self.job.crawl_figures, self.job.crawl).result()
         return self.figures
 
     def last_crawl_started(self) -> str | None:
         return self.job.previous_crawl_started if self.job else None
 
-    # --- pages already paid for --------------------------------------------------------------
+    def standing(self) -> Standing:
+        return Standing(job_folder=str(self.job.folder) if self.job else None)
 
-    async def progress(self, query: api.Query) -> QueryProgress | None:
-        if self.job is None:
-            return None
-        return await asyncio.wrap_future(self._in_db_thread(self.job.progress, query))
 
-    async def replay(self, progress: QueryProgress) -> list[dict[str, Any]]:
-        assert self.job is not None
-        job = self.job
+IN_USE = "JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder"
 
-        def items() -> tuple[list[dict[str, Any]], set[str]]:
-            found = list(job.items(progress))
-            return found, self._earlier_among(found)
 
-        found, earlier = await asyncio.wrap_future(self._in_db_thread(items))
-        self.earlier |= earlier
-        return found
-
-    async def page_read(self, page: PaidPage) -> None:
-        if self.job is None:
-            return
-        job = self.job
-
-        def store() -> set[str]:
-            earlier = self._earlier_among(page.items)  # before the page's own notes are in the table
-            job.record_page(page.query, page.page, page.items, page.end, page.next_rank, page.calls)
-            return earlier
-
-        self.earlier |= await asyncio.wrap_future(self._in_db_thread(store))
-
-    def page_failed(self, query: api.Query, page: int, reason: str, calls: int = 1) -> None:
-        if self.job is not None:
-            self._in_db_thread(self.job.record_failed, query, page, reason, calls).add_done_callback(self._report)
-
-    def query_rejected(self, query: api.Query, page: int) -> None:
-        if self.job is not None:
-            self._in_db_thread(self.job.record_rejected, query, page).add_done_callback(self._report)
-
-    def _earlier_among(self, items: list[dict[str, Any]]) -> set[str]:
-        """One query for a page's notes: which of them an earlier crawl found (in the database's thread)."""
-        if self.job is None or not self.skip_earlier:
-            return set()
-        return self.job.earlier([item["note_id"] for item in items])
-
-    def _in_db_thread(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run ``call`` in the database's own thread, after every call before it; failures are StorageErrors."""
-
-        def guarded() -> Any:
-            try:
-                return call(*args)
-            except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
-                raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
-
-        return self.db_thread.submit(guarded)
-
-    def _report(self, done: Future[Any]) -> None:
-        """A write nobody waits for failed: stop the crawl (from the reactor's thread)."""
-        exc = done.exception()
-        if isinstance(exc, StorageError) and self.loop is not None:
-            self.loop.call_soon_threadsafe(stop_storage_failed, self.crawler, str(exc))
-
-    # --- seen notes, budget ---------------------------------------------------------------------
-
-    async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
-        earlier = note_id in self.earlier
-        self.earlier.discard(note_id)
-        if note_id in self.seen:
-            return Verdict.REPEATED
-        self.seen.add(note_id)
-        if note_id in self.written:
-            return Verdict.WRITTEN
-        return Verdict.EARLIER if earlier else Verdict.NEW
-
-    async def spend_call(self, sleep: Sleep) -> stops.StopEvent | None:
-        budget = self.config.max_requests
-        if budget and self.calls >= budget:
-            return stops.StopEvent(stops.BUDGET_SPENT.reason, f"the budget of {budget} calls is spent")
-        self.calls += 1
-        return None
-
-    def refund_call(self) -> None:
-        self.calls = max(0, self.calls - 1)
-
-    # --- the end ---------------------------------------------------------------------------------
-
-    def next_steps(self, reason: str, unfinished: bool) -> list[str]:
-        stop = stops.BY_REASON.get(reason)
-        if stop is None and not unfinished:
-            return []
-        how = RESUMES.format(folder=self.job.folder) if self.job else NO_RESUME
-        return [f"  next: {stop.fix if stop else 'run the same command again'}; {how}"]
+def _check_is_folder(folder: str) -> None:
+    if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+        raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
 
 
 def _take(folder: str) -> JobFolder:
     """Lock the job folder for this process and open its database (converting an older folder)."""
+    _check_is_folder(folder)
     path = Path(folder).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is not a folder; name a folder")
     try:
         job = JobFolder.take(path)
     except OSError as exc:
@@ -268,7 +290,7 @@ def _take(folder: str) -> JobFolder:
             "free disk space or fix the folder's permissions"
         ) from None
     if job is None:
-        raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder")
+        raise ConfigError(IN_USE.format(folder=folder))
     return job
 
 

@@ -31,14 +31,21 @@ from scrapy.exceptions import DropItem
 
 from rednote_crawl import redaction, stops
 from rednote_crawl.api import as_dict, dumps, now_iso
-from rednote_crawl.config import ConfigError
+from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.state import CrawlState, PaidPage, Sleep, Verdict
+from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, Verdict, crawl_state
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.requests import RequestCodec
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCrawl, check_reachable, display_url
+from rednote_crawl.state.redis.shared import (
+    REDIS_ERRORS,
+    RETRY_REDIS,
+    SharedCrawl,
+    check_reachable,
+    connect,
+    display_url,
+)
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -54,69 +61,56 @@ HEARTBEAT = 1.0  # seconds between two heartbeats of a worker (distributed/worke
 CLOSE_WAIT = 10.0  # seconds a closing worker waits for its writes to reach Redis
 
 
-class RedisState(CrawlState):
-    whole_crawl = False  # this worker sees its part; the crawl's totals are in Redis
+class RedisAccount(CallAccount):
+    """The token's rate and the call budget, one for all workers; a crawl-wide stop written for all."""
 
-    def __init__(self, crawler: Crawler) -> None:
-        super().__init__(crawler)
-        url = self.config.redis_url
-        assert url is not None, "RedisState needs REDIS_URL"
-        self.shared = SharedCrawl(url, crawler.settings, crawler.spidercls.name, self.config.redis_lease, crawler.stats)
-        self.rate = SharedRateLimiter(self.shared, self.config.max_rps, self.config.max_requests)
-        self.leases = LeaseBook(self.shared, crawler.stats)
-        # Requests leased from Redis that the engine has not taken yet (the scheduler's local buffer).
-        self.buffer: deque[Request] = deque()
-        # Note id -> whether it was new, as the page script found, until the dedupe pipeline asks.
-        self.verdicts: dict[str, list[bool]] = {}
-        self.figures: dict[str, int] = {}  # the crawl's, as the last heartbeat read them
-        self.remote = (0, 0)  # requests queued and leased in Redis, as last seen
-        self.closing = False
-        self._codec: RequestCodec | None = None
+    def __init__(self, shared: SharedCrawl, config: ApiConfig) -> None:
+        self.shared = shared
+        self.token = config.token
+        self.rate = SharedRateLimiter(shared, config.max_rps, config.max_requests)
 
-    @property
-    def codec(self) -> RequestCodec:
-        if self._codec is None:
-            self._codec = RequestCodec(self.crawler.spider, self.shared.keys.dupefilter)
-        return self._codec
+    def start(self) -> None:
+        raw = self.shared.sync.hget(TOKEN_LIMITS, token_key(self.token))  # at start-up
+        self.rate.start_at(float(orjson.loads(raw)["limit"]) if raw else None)
 
-    def open(self, settings: BaseSettings) -> None:
-        """Redis must answer before the crawl starts: a wrong REDIS_URL is an error, not an outage."""
-        check_reachable(self.shared.sync, self.shared.url)
-        try:
-            self.shared.join()
-            self.rate.start_at(self.learned_limit())
-        except redis.RedisError as exc:
-            url = display_url(self.shared.url)
-            raise ConfigError(f"Redis at REDIS_URL={url!r} failed as the crawl started ({exc}); check it") from None
-        if self.config.redis_lease < SAFE_LEASE:
-            logger.warning(
-                "JUSTONEAPI_REDIS_LEASE=%s: a lease this short can run out during one slow Redis call (5 s timeouts), "
-                "and its page is then paid for twice; use %s or more outside tests",
-                self.config.redis_lease,
-                SAFE_LEASE,
-            )
+    async def book_call(self, sleep: Sleep) -> stops.StopEvent | None:
+        stop = await self.rate.book_call(sleep)
+        return None if stop is None else stop_event(stop, self.shared.worker_id)
 
-    def learned_limit(self) -> float | None:
-        raw = self.shared.sync.hget(TOKEN_LIMITS, token_key(self.config.token))  # at start-up
-        return float(orjson.loads(raw)["limit"]) if raw else None
+    def refund_call(self) -> None:
+        self.shared.count("calls", -1)
 
     def remember_limit(self, limit: float) -> None:
         entry = orjson.dumps({"limit": round(limit, 3), "at": now_iso()}).decode()
-        self.shared.write(("HSET", TOKEN_LIMITS, token_key(self.config.token), entry), guarded=False)
+        self.shared.write(("HSET", TOKEN_LIMITS, token_key(self.token), entry), guarded=False)
 
-    # --- pages and notes --------------------------------------------------------------------
+    def record_stop(self, event: stops.StopEvent) -> None:
+        """A stop this worker saw stops every worker (it waits out an outage, like every write)."""
+        stop = event.stop
+        if event.by is None and stop is not None and stop.crawl_wide:
+            self.shared.stop_all(event.reason, redaction.redact(event.message))
+
+
+class RedisPages(PageStore):
+    """A paid page stored whole in one script (its notes, its next page, its lease's ack)."""
+
+    def __init__(self, state: RedisState) -> None:
+        self.state = state
+        self.shared = state.shared
+        # Note id -> whether it was new, as the page script found, until the dedupe pipeline asks.
+        self.verdicts: dict[str, list[bool]] = {}
 
     async def page_read(self, page: PaidPage) -> None:
-        """The page whole, in one script: its notes, its next page, its lease's ack."""
         notes = [(note_id, dumps(as_dict(item))) for item in page.items if (note_id := ItemAdapter(item).get("note_id"))]
         pushes = []
         for request in page.follow_ups:
-            pushes.append(self.codec.push(request))
+            pushes.append(self.state.codec.push(request))
             request.meta[Meta.STORED] = True  # the scheduler does not push it again
         lease = page.request.meta.get(Meta.LEASE, "")
-        self.leases.storing.add(lease)
+        leases = self.state.leases
+        leases.storing.add(lease)
         new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes))
-        self.leases.done(lease)
+        leases.done(lease)
         for (note_id, _), is_new in zip(notes, new or [], strict=False):
             self.verdicts.setdefault(note_id, []).append(is_new)
 
@@ -145,20 +139,57 @@ class RedisState(CrawlState):
             raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
         return Verdict.NEW if new else Verdict.REPEATED
 
-    # --- calls, the budget and stops -----------------------------------------------------------
 
-    async def book_call(self, sleep: Sleep) -> stops.StopEvent | None:
-        stop = await self.rate.book_call(sleep)
-        return None if stop is None else stop_event(stop, self.shared.worker_id)
+class RedisState(CrawlState):
+    """A worker's part of a crawl all workers share in Redis; ``distributed/`` reaches it through ``redis_state``."""
 
-    def refund_call(self) -> None:
-        self.shared.count("calls", -1)
+    def __init__(self, crawler: Crawler, config: ApiConfig) -> None:
+        super().__init__(crawler, config)
+        url = config.redis_url
+        assert url is not None, "RedisState needs REDIS_URL"
+        self.shared = SharedCrawl(url, crawler.settings, crawler.spidercls.name, config.redis_lease, crawler.stats)
+        self.account = RedisAccount(self.shared, config)
+        self.pages = RedisPages(self)
+        self.leases = LeaseBook(self.shared, crawler.stats)
+        # Requests leased from Redis that the engine has not taken yet (the scheduler's local buffer).
+        self.buffer: deque[Request] = deque()
+        self.figures: dict[str, int] = {}  # the crawl's, as the last heartbeat read them
+        self.remote = (0, 0)  # requests queued and leased in Redis, as last seen
+        self.closing = False
+        self._codec: RequestCodec | None = None
 
-    def record_stop(self, event: stops.StopEvent) -> None:
-        """A stop this worker saw stops every worker (it waits out an outage, like every write)."""
-        stop = event.stop
-        if event.by is None and stop is not None and stop.crawl_wide:
-            self.shared.stop_all(event.reason, redaction.redact(event.message))
+    @property
+    def codec(self) -> RequestCodec:
+        if self._codec is None:
+            self._codec = RequestCodec(self.crawler.spider, self.shared.keys.dupefilter)
+        return self._codec
+
+    @classmethod
+    def check(cls, config: ApiConfig, settings: BaseSettings) -> None:
+        """Redis must answer before the crawl starts: a wrong REDIS_URL is an error, not an outage."""
+        assert config.redis_url is not None
+        server = connect(config.redis_url, settings)
+        try:
+            check_reachable(server, config.redis_url)
+        finally:
+            server.close()
+
+    def open(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        check_reachable(self.shared.sync, self.shared.url)
+        try:
+            self.shared.join()
+            self.account.start()
+        except redis.RedisError as exc:
+            url = display_url(self.shared.url)
+            raise ConfigError(f"Redis at REDIS_URL={url!r} failed as the crawl started ({exc}); check it") from None
+        if self.config.redis_lease < SAFE_LEASE:
+            logger.warning(
+                "JUSTONEAPI_REDIS_LEASE=%s: a lease this short can run out during one slow Redis call (5 s timeouts), "
+                "and its page is then paid for twice; use %s or more outside tests",
+                self.config.redis_lease,
+                SAFE_LEASE,
+            )
+        return feeds  # the notes go into the items list; a feed only if the user names one
 
     # --- the heartbeat and the end ----------------------------------------------------------------
 
@@ -194,20 +225,13 @@ class RedisState(CrawlState):
             )
         stats.set_value(Stat.REDIS_ROUND_TRIPS, self.shared.round_trips)
 
-    def next_steps(self, reason: str, unfinished: bool) -> list[str]:
-        figures, shared = self.figures, self.shared
-        if not figures:
-            return ["  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"]
-        lines = [
-            f"  crawl:    {figures['queued']} requests queued, {figures['in_flight']} in flight (all workers); "
-            f"{figures['items']} notes waiting in {shared.keys.items}"
-            + (" (scrapy redis drain FILE)" if figures["items"] else "")
-        ]
-        stop = stops.BY_REASON.get(reason)
-        if stop is stops.REDIS_STATE_LOST:
-            lines.append(f"  next: {stop.fix} (docs/distributed.md: Redis must persist)")
-        elif figures.get("stopped") and stop is not None and stop.crawl_wide:
-            lines.append(f"  next: {stop.fix_distributed}, run `scrapy redis resume`, then start the workers again")
-        elif figures["queued"] or figures["in_flight"]:
-            lines.append("  next: the crawl goes on in Redis: start workers (scrapy redis status shows it)")
-        return lines
+    def standing(self) -> Standing:
+        return Standing(shared=dict(self.figures), items_key=self.shared.keys.items)
+
+
+def redis_state(crawler: Crawler) -> RedisState:
+    """The distributed components' handle on the crawl's state (the add-on registers them with a Redis home)."""
+    state = crawl_state(crawler)
+    if not isinstance(state, RedisState):
+        raise TypeError(f"the distributed components need REDIS_URL; this crawl's state is {type(state).__name__}")
+    return state
