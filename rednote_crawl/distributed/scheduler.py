@@ -26,8 +26,8 @@ from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.defer import deferred_from_coro
 
 from rednote_crawl.state import crawl_state
+from rednote_crawl.state.redis.client import REDIS_ERRORS
 from rednote_crawl.state.redis.requests import LEASE_META, STORED_META
-from rednote_crawl.state.redis.shared import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from scrapy import Request

@@ -23,8 +23,8 @@ from rednote_crawl import signals, stops
 from rednote_crawl.search import close_spider, stop_crawl
 from rednote_crawl.state import crawl_state
 from rednote_crawl.state.redis import HEARTBEAT
+from rednote_crawl.state.redis.client import REDIS_ERRORS, display_url
 from rednote_crawl.state.redis.requests import LEASE_META
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:

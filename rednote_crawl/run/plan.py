@@ -31,7 +31,7 @@ def preflight(settings: BaseSettings) -> ApiConfig:
     refuse_token_on_the_command_line(settings)
     config = ApiConfig.from_settings(settings, require_token=not flag(settings, "JUSTONEAPI_SANDBOX"))
     if config.redis_url:
-        from rednote_crawl.state.redis.shared import check_reachable, connect
+        from rednote_crawl.state.redis.client import check_reachable, connect
 
         server = connect(config.redis_url, settings)
         try:
