@@ -19,7 +19,8 @@ from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
 from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict
-from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
+from rednote_crawl.state.figures import CrawlFigures, QueryProgress
+from rednote_crawl.state.jobfolder import JobFolder, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
 from rednote_crawl.state.rate import AdaptiveRateLimiter
