@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import crawl_command, environ, keywords_file, redis_server, sandbox, start, stop
-from rednote_crawl.state.redis.shared import Keys
+from rednote_crawl.state.redis.keys import Keys
 
 LATENCY = 0.5
 WARMUP = 10.0  # seconds: the goal counts from 10 s after the start (the search for an unknown limit)

@@ -41,7 +41,7 @@ from typing import Any
 import redis
 
 from bench.common import crawl_command, environ, redis_server, sandbox, start
-from rednote_crawl.state.redis.shared import Keys
+from rednote_crawl.state.redis.keys import Keys
 
 LATENCY = 0.05
 COUNTS = (200_000, 800_000, 1_000_000)

@@ -22,8 +22,9 @@ from rednote_crawl.api import Query
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
+from rednote_crawl.state.redis.keys import Keys
 from rednote_crawl.state.redis.requests import RequestCodec
-from rednote_crawl.state.redis.shared import Keys, SharedCrawl
+from rednote_crawl.state.redis.shared import SharedCrawl
 from tests.conftest import FAST, ROOT, TOKEN, RedisServer, expected_ids, paid_twice, scrapy_in_process
 
 pytestmark = pytest.mark.crawl
@@ -398,7 +399,7 @@ def test_a_page_is_stored_whole_notes_next_page_and_ack_in_one_call(redis_server
         shared = shared_crawl(redis_server)
         book = LeaseBook(shared, get_crawler().stats)
         shared.push([("first", '{"url": "x"}', 0, "fp-1", "", True)], lambda answer: None)
-        assert await shared.flushed(5)
+        assert await shared.outbox.flushed(5)
         queued, leased, taken = await shared.pop(10)
         assert (queued, leased, [lease for lease, _ in taken]) == (0, 1, ["first"])
         book.taken("first")
@@ -542,22 +543,22 @@ def test_a_reset_under_a_running_worker_stops_it(sandbox_factory, workers, seeds
 
 def test_in_flight_is_counted_from_the_leases_by_the_workers_and_the_status(redis_server):
     from rednote_crawl.commands.redis import render_status
+    from rednote_crawl.run.redis_status import crawl_status
     from rednote_crawl.state.redis.leases import LeaseBook
-    from rednote_crawl.state.redis.shared import crawl_status
 
     async def main() -> dict:
         (one, one_book), (other, other_book) = (
             (s, LeaseBook(s, get_crawler().stats)) for s in (shared_crawl(redis_server), shared_crawl(redis_server))
         )
         one.push([(f"r{i}", '{"url": "x"}', 0, "", "", False) for i in range(5)], lambda answer: None)
-        assert await one.flushed(5)
+        assert await one.outbox.flushed(5)
         for shared, book, count in ((one, one_book, 3), (other, other_book, 2)):
             _, _, taken = await shared.pop(count)
             for lease, _ in taken:
                 book.taken(lease)
         one_book.taken("gone")  # held here, but no longer leased in Redis (run out, taken by another worker)
         one_book.finished(sorted(one_book.held - {"gone"})[0])  # acked: no longer in flight anywhere
-        assert await one.flushed(5)
+        assert await one.outbox.flushed(5)
         for book in (one_book, other_book):
             stop, figures = await book.renew(1)
             assert stop is None and figures["in_flight"] == 4

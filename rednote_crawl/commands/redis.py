@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     import redis
 
-    from rednote_crawl.state.redis.shared import Keys
+    from rednote_crawl.state.redis.keys import Keys
 
 ACTIONS = ("status", "drain", "resume", "reset")
 
@@ -41,13 +41,13 @@ class RedisCrawl:
     url: str
 
     def status(self) -> dict[str, Any]:
-        from rednote_crawl.state.redis.shared import crawl_status
+        from rednote_crawl.run.redis_status import crawl_status
 
         return crawl_status(self.server, self.keys)
 
     @property
     def display_url(self) -> str:
-        from rednote_crawl.state.redis.shared import display_url
+        from rednote_crawl.state.redis.client import display_url
 
         return display_url(self.url)
 
@@ -87,7 +87,8 @@ class Command(ScrapyCommand):
         # Imported here, not at the top: Scrapy imports every command's module for each `scrapy crawl`.
         import redis
 
-        from rednote_crawl.state.redis.shared import Keys, connect, display_url
+        from rednote_crawl.state.redis.client import connect, display_url
+        from rednote_crawl.state.redis.keys import Keys
 
         try:
             url = ApiConfig.from_settings(self.settings, require_token=False).redis_url
@@ -109,7 +110,7 @@ class Command(ScrapyCommand):
         return 0
 
     def _drain(self, shared: RedisCrawl, opts: argparse.Namespace, path: str) -> int:
-        from rednote_crawl.state.redis.drain import DrainBusy, drain
+        from rednote_crawl.run.drain import DrainBusy, drain
 
         count = 0
         live = sys.stderr.isatty()

@@ -27,7 +27,7 @@ from scrapy.utils.defer import deferred_from_coro
 
 from rednote_crawl.names import Meta, Stat
 from rednote_crawl.state.redis import redis_state
-from rednote_crawl.state.redis.shared import REDIS_ERRORS
+from rednote_crawl.state.redis.client import REDIS_ERRORS
 
 if TYPE_CHECKING:
     from scrapy import Request

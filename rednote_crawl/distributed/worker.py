@@ -23,7 +23,7 @@ from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta
 from rednote_crawl.search import close_spider, stop_crawl, stopping
 from rednote_crawl.state.redis import HEARTBEAT, redis_state
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, display_url
+from rednote_crawl.state.redis.client import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, KeywordFigures
+from rednote_crawl.state.figures import CrawlFigures, KeywordFigures
+from rednote_crawl.state.jobfolder import JobFolder
 
 
 @dataclass

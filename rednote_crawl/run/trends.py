@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rednote_crawl.state.jobfolder import JobFolder, KeywordFigures
+from rednote_crawl.state.figures import KeywordFigures
+from rednote_crawl.state.jobfolder import JobFolder
 
 TOP = 12  # keywords drawn: the ones with the most new notes; the rest are summed as "others"
 CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "Source Han Sans SC", "PingFang SC", "SimHei"]

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
-    from rednote_crawl.state.jobfolder import CrawlFigures, QueryProgress
+    from rednote_crawl.state.figures import CrawlFigures, QueryProgress
 
 Sleep = Callable[[float], Awaitable[bool | None]]  # returns False when the wait was cut short
 

@@ -24,7 +24,6 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ import orjson
 
 from rednote_crawl import api
 from rednote_crawl.state import StorageError
+from rednote_crawl.state.figures import CrawlFigures, KeywordFigures, QueryProgress
+from rednote_crawl.state.journals import convert
 
 DATABASE = "job.db"
 SCHEMA_VERSION = "1"
@@ -84,62 +85,15 @@ CREATE TABLE IF NOT EXISTS failed (
 );
 """
 # SQLite's page cache (KiB). A crawl's connection keeps SQLite's default: a lookup of earlier notes
-# reads one leaf page at random among the job's (10 million ids: 94,000 pages), which no cache a crawl
-# can afford holds, and a larger cache costs CPU on every page read and memory (32 MiB: 0.5 to 1 µs more
-# a note looked up, 30 MB more peak RSS; bench/jobdb.py). Reports (read()) keep 32 MiB.
+# reads one leaf page at random among the job's, which no cache a crawl can afford holds, and a larger
+# cache costs CPU on every page read and memory (docs/benchmarks.md, "Lookup of earlier notes").
+# Reports (read()) keep 32 MiB.
 CRAWL_CACHE_KIB = 2_000
 READ_CACHE_KIB = 32_768
-# Notes older than the crawls of the earlier format's history file have no keyword: crawl 0.
-HISTORY_CRAWL = 0
 
 
 def query_key(query: api.Query) -> tuple[str, str, str, str]:
     return (query.keyword, query.sort, query.note_type, query.note_time)
-
-
-@dataclass(frozen=True, slots=True)
-class QueryProgress:
-    """What the open crawl has done of one query."""
-
-    id: int
-    last_page: int
-    next_rank: int
-    end: str | None
-    rejected: bool
-
-    def done(self, max_pages: int) -> bool:
-        """Nothing left to ask for, with this max_pages (which may differ from the last run's)."""
-        if self.rejected or self.end in ("empty_page", "since"):
-            return True
-        return self.last_page >= max_pages
-
-
-@dataclass(frozen=True, slots=True)
-class KeywordFigures:
-    """One keyword in one crawl."""
-
-    crawl: int
-    keyword: str
-    pages: int
-    notes: int  # distinct notes its queries returned
-    new: int  # notes it was the first to find, in the whole job
-    failed: int  # pages that failed and were not paid for later
-    calls: int | None = None  # the calls its pages took (None: not known)
-
-
-@dataclass(frozen=True, slots=True)
-class CrawlFigures:
-    """A crawl per keyword, every run together: what the reports print."""
-
-    crawl: int
-    runs: list[dict[str, Any]]
-    keywords: list[KeywordFigures]
-    notes: int  # distinct notes over all keywords
-    folder: Path
-
-    @property
-    def calls(self) -> int:
-        return sum(k.calls or 0 for k in self.keywords)
 
 
 class JobFolder:
@@ -171,8 +125,6 @@ class JobFolder:
         # Not "the database is new": a conversion cut short by a kill leaves an empty database
         # behind (the conversion is one transaction), and the next start must convert again.
         if _unconverted(db):
-            from rednote_crawl.state.journals import convert
-
             convert(path, db)
         job = cls(path, db, writable=True)
         job._lock_fd = fd  # kept open: the lock lasts as long as the process
@@ -208,8 +160,6 @@ class JobFolder:
                 db.close()
                 db = None
         if db is None:
-            from rednote_crawl.state.journals import convert
-
             db = sqlite3.connect(":memory:", isolation_level=None)
             db.executescript(SCHEMA)
             if path.is_dir():

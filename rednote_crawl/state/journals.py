@@ -21,6 +21,8 @@ from rednote_crawl.state.outputs import repair_jsonl
 logger = logging.getLogger(__name__)
 
 HISTORY = "history.ids"
+# Notes older than the crawls of the history file have no keyword: crawl 0.
+HISTORY_CRAWL = 0
 
 
 def journal_path(folder: Path, crawl: int) -> Path:
@@ -35,7 +37,6 @@ def journal_crawls(folder: Path) -> list[int]:
 def convert(folder: Path, db: sqlite3.Connection) -> bool:
     """Copy the journals and the history file into ``db`` (one transaction); False if there are none."""
     from rednote_crawl.config import queries_fingerprint
-    from rednote_crawl.state.jobfolder import HISTORY_CRAWL
 
     numbers = journal_crawls(folder)
     history = folder / HISTORY

@@ -20,7 +20,8 @@ from rednote_crawl.config import ApiConfig, ConfigError, local_path, queries_fin
 from rednote_crawl.names import Stat
 from rednote_crawl.search import stop_storage_failed
 from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, StorageError, Verdict
-from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
+from rednote_crawl.state.figures import CrawlFigures, QueryProgress
+from rednote_crawl.state.jobfolder import JobFolder, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
 from rednote_crawl.state.rate import AdaptiveRateLimiter

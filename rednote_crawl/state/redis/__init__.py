@@ -1,12 +1,13 @@
 """The Redis home of the crawl's state: one crawl shared by every worker (``REDIS_URL``).
 
-- ``shared.py``   a worker's asynchronous handle on Redis: the keys, the outbox that rides out
-                  outages, one method per script
+- ``shared.py``   a worker's asynchronous handle on the crawl in Redis: one method per script
+- ``outbox.py``   the writes nobody waits for, in order, kept while Redis is away
+- ``keys.py``     the crawl's key names, and how a seen note id is stored
+- ``client.py``   connecting, the URL masked for logs, the errors of an outage, its log lines
 - ``scripts.py``  the Lua scripts that keep every write atomic and idempotent
 - ``requests.py`` requests as JSON, with scrapy-redis's fingerprints
 - ``leases.py``   the requests this worker holds
 - ``account.py``  the token's rate and call budget, one for all workers
-- ``drain.py``    the items list into a JSON Lines file, exactly once
 
 Per page, a worker makes about three round trips to Redis: the rate and budget of its call
 (one script), the page stored whole (one script: its notes against the seen notes and into
@@ -14,7 +15,8 @@ the items list, its next page pushed, its lease acked) and a share of a batched 
 heartbeat is one call a second. docs/benchmarks.md measures them.
 
 The Scrapy components that only a Redis home has (the leased scheduler, the worker's heartbeat)
-are in ``rednote_crawl/distributed/``; the add-on registers them.
+are in ``rednote_crawl/distributed/``; the add-on registers them. ``scrapy redis status`` and
+``drain`` are in ``rednote_crawl/run/``.
 """
 
 from __future__ import annotations
@@ -36,16 +38,10 @@ from rednote_crawl.names import Meta, Stat
 from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, Verdict, crawl_state
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
+from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS, check_reachable, connect, display_url
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.requests import RequestCodec
-from rednote_crawl.state.redis.shared import (
-    REDIS_ERRORS,
-    RETRY_REDIS,
-    SharedCrawl,
-    check_reachable,
-    connect,
-    display_url,
-)
+from rednote_crawl.state.redis.shared import SharedCrawl
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -210,7 +206,7 @@ class RedisState(CrawlState):
         if released := await self.leases.release_all(CLOSE_WAIT):
             stats.set_value(Stat.REDIS_GIVEN_BACK, released)
             logger.info("Gave %d requests this worker had taken back to the shared queue", released)
-        await self.shared.flushed(CLOSE_WAIT)
+        await self.shared.outbox.flushed(CLOSE_WAIT)
         try:
             if not self.shared.lost:
                 await self.heartbeat()

@@ -27,7 +27,8 @@ import orjson
 
 from rednote_crawl import stops
 from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, accept, book, cut
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, RETRY_REDIS, SharedCrawl
+from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS
+from rednote_crawl.state.redis.shared import SharedCrawl
 from rednote_crawl.stops import StopEvent
 
 Sleep = Callable[[float], Any]

@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from rednote_crawl.names import Stat
-from rednote_crawl.state.redis.shared import REDIS_ERRORS, SharedCrawl
+from rednote_crawl.state.redis.client import REDIS_ERRORS
+from rednote_crawl.state.redis.shared import SharedCrawl
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class LeaseBook:
         if not leases:
             return 0
         try:
-            if not await self.shared.flushed(timeout):  # acks first: a done request must not go back
+            if not await self.shared.outbox.flushed(timeout):  # acks first: a done request must not go back
                 return 0
             return await self.shared.release(leases)
         except REDIS_ERRORS as exc:

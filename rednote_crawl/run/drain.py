@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import redis
 
-    from rednote_crawl.state.redis.shared import Keys
+    from rednote_crawl.state.redis.keys import Keys
 
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
