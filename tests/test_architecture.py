@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from scrapy.settings import Settings
+from scrapy.settings import Settings, default_settings
 
 from rednote_crawl import api, stops
 from rednote_crawl.addon import COMPONENTS, REDIS_COMPONENTS, JustOneApiAddon
@@ -254,3 +254,46 @@ def test_one_table_of_stops():
         stops.BY_CODE
     )
     assert stops.exit_status("justoneapi_something_new", {}) == stops.EXIT_ERROR
+
+
+def defined_names() -> set[str]:
+    """Every class, function, method, constant and attribute the package defines."""
+    found: set[str] = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Name):
+                        found.add(target.id)
+                    elif isinstance(target, ast.Attribute):
+                        found.add(target.attr)
+    return found
+
+
+def test_the_architecture_page_cites_only_what_exists():
+    """Every module, folder, class, function and setting docs/architecture.md names is in the code."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    page = page[: page.index("## The API as it behaves")]  # the API's own field names follow
+    files = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")}
+    names = defined_names()
+    source = "\n".join(p.read_text(encoding="utf-8") for p in SOURCES)
+    missing, cited = [], 0
+    for token in re.findall(r"`([^`\s]+)`", page):
+        token = token.removesuffix("()")
+        if token.endswith((".py", "/")):
+            in_package = any(f == token.rstrip("/") or f.endswith("/" + token.rstrip("/")) for f in files)
+            if not in_package and not (ROOT / token).exists() and f'"{token}"' not in source:
+                missing.append(token)
+        elif re.fullmatch(r"[A-Z][A-Z0-9_]+", token):  # a setting or a constant
+            if token not in source and not hasattr(default_settings, token):
+                missing.append(token)
+        elif re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*", token):
+            if token.split(".")[-1] not in names:
+                missing.append(token)
+        else:
+            continue
+        cited += 1
+    assert cited > 80, "the page cites the code by name"
+    assert not missing, f"docs/architecture.md names what the code does not have: {missing}"
