@@ -8,6 +8,10 @@
   page's ``api.PageOutcome`` (decoded once, on the downloader side).
 - ``record_failed_page`` and ``stop_crawl``: how any component reports a page that will not be
   fetched, or stops the whole crawl.
+- ``Accounted``: the ``IgnoreRequest`` the project's components raise once they have said how a
+  request ended (a failed page, a rejected query, a stop, a call not sent). Any other end of a
+  search request (someone else's ``IgnoreRequest``, any error) is a failed page: the spider's
+  errback records it, so no page disappears.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import TextResponse
 from scrapy.utils.defer import deferred_from_coro
 
@@ -66,6 +71,10 @@ def calls_made(request: Request) -> int:
 
 def call_of(request: Request | None) -> SearchCall | None:
     return request.meta.get(CALL_META) if request is not None else None
+
+
+class Accounted(IgnoreRequest):
+    """A request dropped by one of the project's components, which has already recorded why."""
 
 
 class ApiResponse(TextResponse):
