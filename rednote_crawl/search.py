@@ -114,7 +114,7 @@ def stop_storage_failed(crawler: Crawler, message: str) -> None:
     if first:
         sent = stats.get_value("justoneapi/requests/sent", 0)
         stats.set_value("justoneapi/storage/calls_before_failure", sent)
-        logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.STORAGE_FAILED.fix)
+        logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.storage_fix(message))
         stop_crawl(crawler, StopEvent(stops.STORAGE_FAILED.reason, message))
 
 

@@ -128,7 +128,9 @@ def test_the_spiders_errback_records_every_end_but_the_ones_already_accounted():
     assert crawler.stats.get_value("justoneapi/pages/failed") == 2
 
 
-def test_a_stop_keeps_its_own_exit_status_and_refused_calls_are_not_failed_pages(sandbox_factory, environment, tmp_path):
+def test_a_stop_keeps_its_own_exit_status_and_refused_calls_are_not_failed_pages(
+    sandbox_factory, environment, tmp_path
+):
     server = sandbox_factory(faults=["601@Nike#2"])
     status, crawler, _ = crawl_here(server, tmp_path)
     assert status == stops.INSUFFICIENT_BALANCE.exit_status

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rednote_crawl import api, stops
 from rednote_crawl.config import ConfigError, local_path, queries_fingerprint
 from rednote_crawl.search import stop_storage_failed
-from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict
+from rednote_crawl.state import CrawlState, PaidPage, Sleep, StorageError, Verdict, jobcheck
 from rednote_crawl.state.jobfolder import CrawlFigures, JobFolder, QueryProgress, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
@@ -208,6 +208,8 @@ class LocalState(CrawlState):
             try:
                 return call(*args)
             except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
+                if self.job is not None and jobcheck.damaged_error(exc):
+                    jobcheck.mark_for_check(self.job.folder)  # the next start checks and repairs it
                 raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
 
         return self.db_thread.submit(guarded)
@@ -247,7 +249,10 @@ class LocalState(CrawlState):
         if stop is None and not unfinished:
             return []
         how = RESUMES.format(folder=self.job.folder) if self.job else NO_RESUME
-        return [f"  next: {stop.fix if stop else 'run the same command again'}; {how}"]
+        fix = stop.fix if stop else "run the same command again"
+        if stop is stops.STORAGE_FAILED and self.stopped is not None:
+            fix = stops.storage_fix(self.stopped.message)  # a lock, a permission, a damaged file, a full disk
+        return [f"  next: {fix}; {how}"]
 
 
 def _take(folder: str) -> JobFolder:
@@ -264,7 +269,7 @@ def _take(folder: str) -> JobFolder:
     except (sqlite3.Error, StorageError) as exc:
         raise ConfigError(
             f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: its database {path / 'job.db'} fails ({exc}); "
-            "free disk space or fix the folder's permissions"
+            f"{stops.storage_fix(str(exc))}"
         ) from None
     if job is None:
         raise ConfigError(f"JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder")
