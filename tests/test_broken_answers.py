@@ -231,3 +231,36 @@ def test_a_dropped_page_on_redis_is_acked_and_the_worker_exits_3(sandbox_factory
     assert (status["queued"], status["in_flight"]) == (0, 0)
     assert status["stats"].get("pages_failed") == 1
     assert calls_of(server, "Nike", 2) == 1
+
+
+# --- 5. ids checked at the edge ------------------------------------------------------------------
+
+
+def test_a_note_id_of_another_form_is_kept_counted_length_limited_and_quoted_in_its_url():
+    odd = "../" + "x" * 5000 + "\nevil?a=b#c"
+    body = envelope(note(odd), note("6a86f912000000002202dd15"))
+    answer = api.judge(200, body)
+    outcome = api.page_outcome(answer.envelope, page=1, rank_offset=0, max_pages=5, since=None, sort="general")
+    assert outcome.odd_ids == 1 and len(outcome.notes) == 2
+    item = api.note_item(outcome.notes[0][1], query=api.Query("k"), note_time_sent=None, page=1, rank=1, fetched_at="t")
+    assert len(item["note_id"]) == api.NOTE_ID_MAX and item["note_id"].startswith("../xxx")
+    other = dict(outcome.notes[0][1], id=odd + "2")  # another long id with the same beginning stays apart
+    assert (
+        api.note_item(other, query=api.Query("k"), note_time_sent=None, page=1, rank=1, fetched_at="t")["note_id"]
+        != item["note_id"]
+    )
+    url = item["url"]
+    assert url.startswith("https://www.xiaohongshu.com/explore/..%2Fxxx") and "\n" not in url
+    assert "/../" not in url and "?a=b" not in url
+    assert api.odd_note_id("6a86f912000000002202dd15") is False
+
+
+def test_the_policy_counts_odd_ids():
+    crawler = get_crawler(Spider, {"JUSTONEAPI_TOKEN": TOKEN})
+    crawler.spider = crawler._create_spider("s")
+    policy = ApiPolicyMiddleware(crawler)
+    request = Request("https://api.justoneapi.com/x", meta={CALL_META: SearchCall(api.Query("k"), 1, 0, 5)})
+    body = envelope(note("NOT-HEX"), note("6a86f912000000002202dd15"))
+    read = policy.process_response(request, TextResponse(request.url, body=body, request=request))
+    assert len(read.outcome.notes) == 2
+    assert crawler.stats.get_value("justoneapi/notes/odd_id") == 1

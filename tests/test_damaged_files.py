@@ -237,3 +237,75 @@ def test_convert_of_a_sound_journal_is_unchanged(tmp_path):
     db.executescript(SCHEMA)
     assert convert(tmp_path, db)
     assert db.execute("SELECT last_page, next_rank FROM queries").fetchone() == (2, 2)
+
+
+# --- 4. files written whole ------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """A kill, as far as the writer can tell: it stops in the middle."""
+
+
+def test_an_export_stopped_midway_leaves_the_old_file_whole(tmp_path):
+    from rednote_crawl.commands.report import _export
+
+    class Job:
+        crawl, folder = 1, tmp_path
+
+        def export(self, crawl):
+            for n in range(100):
+                if n == 50:
+                    raise Killed
+                yield orjson.dumps({"note_id": f"{n:024x}"})
+
+    target = tmp_path / "export.jsonl"
+    target.write_bytes(b'{"note_id": "old"}\n' * 3)
+    with pytest.raises(Killed):
+        _export(Job(), str(target), "last")  # type: ignore[arg-type]
+    assert target.read_bytes() == b'{"note_id": "old"}\n' * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.jsonl"], "no part-written file left behind"
+
+
+def test_plots_html_and_the_token_limits_are_written_whole(tmp_path, monkeypatch):
+    from rednote_crawl.run import trends
+    from rednote_crawl.state import outputs
+    from rednote_crawl.state.limits import LimitFile
+
+    page, limits = tmp_path / "report.html", LimitFile(str(tmp_path))
+    page.write_text("old", encoding="utf-8")
+    limits.put("token", 5.0)
+    before = limits.path.read_bytes()
+
+    def killed(*args: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(outputs.os, "replace", killed)
+    with pytest.raises(Killed):
+        trends.write(str(page), "<html>new</html>")
+    with pytest.raises(Killed):
+        limits.put("token", 7.0)
+    assert page.read_text(encoding="utf-8") == "old"
+    assert limits.path.read_bytes() == before
+    assert not [p for p in tmp_path.rglob("*.part")]
+
+
+def test_a_file_written_whole_keeps_its_permissions_and_a_pipe_is_streamed(tmp_path):
+    import threading
+
+    from rednote_crawl.state.outputs import whole_file
+
+    target = tmp_path / "out.jsonl"
+    target.write_bytes(b"old\n")
+    target.chmod(0o640)
+    with whole_file(target) as file:
+        file.write(b"new\n")
+    assert target.read_bytes() == b"new\n" and target.stat().st_mode & 0o777 == 0o640
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with whole_file(fifo) as stream:
+        stream.write(b"streamed\n")
+    reader.join(10)
+    assert got == [b"streamed\n"] and fifo.is_fifo()

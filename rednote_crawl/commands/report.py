@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from scrapy.commands import ScrapyCommand
@@ -23,6 +22,7 @@ from rednote_crawl.commands import keep_description_lines
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
+from rednote_crawl.state.outputs import whole_file
 
 if TYPE_CHECKING:
     import argparse
@@ -114,7 +114,7 @@ def _export(job: JobFolder, path: str, which: str) -> int:
         return 2
     count = 0
     try:
-        with Path(path).expanduser().open("wb") as file:
+        with whole_file(path) as file:  # a kill leaves the old file or the new one
             for line in job.export(crawl):
                 file.write(line + b"\n")
                 count += 1
