@@ -309,3 +309,24 @@ def test_a_file_written_whole_keeps_its_permissions_and_a_pipe_is_streamed(tmp_p
         stream.write(b"streamed\n")
     reader.join(10)
     assert got == [b"streamed\n"] and fifo.is_fifo()
+
+
+def test_a_report_of_a_damaged_job_says_how_to_repair_it_without_a_traceback(tmp_path):
+    from tests.conftest import scrapy_in_process
+
+    job = JobFolder.take(tmp_path)
+    assert job is not None
+    job.begin_run("2026-01-01T00:00:00Z", "f", {})
+    from rednote_crawl.api import Query
+
+    for page in range(1, 60):
+        job.record_page(
+            Query("k"), page, [{"note_id": f"{page:012x}{n:012x}", "x": "y" * 1500} for n in range(20)], None, 0
+        )
+    job.end_run("finished", "2026-01-01T01:00:00Z", 59, 0)
+    job.close()
+    cut_in_half(tmp_path / "job.db")
+    result = scrapy_in_process("report", str(tmp_path))
+    assert result.returncode == 1
+    assert "is malformed" in result.stderr and "rebuilds the database" in result.stderr
+    assert "Traceback" not in result.stderr
