@@ -194,6 +194,7 @@ class JobFolder:
                     "; ".join(problems[:3]),
                     damaged.name,
                 )
+            db = None
             try:
                 db = _connect(database)
                 if damaged is not None:
@@ -209,6 +210,8 @@ class JobFolder:
                     convert(path, db)
                 return cls(path, db, writable=True)
             except sqlite3.DatabaseError as exc:
+                if db is not None:
+                    db.close()
                 if attempt == 2 or not jobcheck.damaged_error(exc):
                     raise
                 problems = [str(exc)]
