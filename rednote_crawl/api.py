@@ -17,6 +17,7 @@ as display strings ("1.2万"); ``widgets_context`` is a JSON string. docs/archit
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import re
 from collections import Counter
@@ -155,6 +156,134 @@ CODE_NAMES: dict[int, str] = {
 }
 
 
+# --- reading an answer ---------------------------------------------------------------
+# An answer that arrived whole (its brackets close) but that orjson refuses is not a cut-off body
+# and is not asked for again and again: invalid UTF-8 inside its strings is replaced with U+FFFD
+# (and counted), and an item of a list that still cannot be read (JSON nested deeper than orjson's
+# 1024 levels, say) becomes ``UNPARSEABLE`` (skipped and counted by ``read_page``), so that the
+# page's other notes go on. Only the envelope, ``data``, its lists and their items are taken apart.
+
+SALVAGE_DEPTH = 3  # envelope (0) > data (1) > items (2) > one item (3): an item that fails is skipped
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.S)
+_BYTE_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_KEY = re.compile(r'\s*("(?:[^"\\]|\\.)*")\s*:', re.S)
+
+
+class _Unparseable:
+    """An item of an answer's list that could not be read (a placeholder that ``read_page`` counts)."""
+
+    def __repr__(self) -> str:
+        return "UNPARSEABLE"
+
+
+UNPARSEABLE: Any = _Unparseable()
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A body as JSON: ``value`` (None: unreadable), and what it took to read it."""
+
+    value: Any
+    whole: bool = True  # False: cut off (or not JSON at all)
+    replaced: int = 0  # invalid UTF-8 sequences replaced with U+FFFD
+    unparseable: int = 0  # list items that could not be read, left as UNPARSEABLE
+
+
+def decode(body: bytes) -> Decoded:
+    """Read a body as JSON; salvage what can be read of one that arrived whole (see above)."""
+    try:
+        return Decoded(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        pass
+    if not _whole(body):
+        return Decoded(None, whole=False)
+    text = body.decode("utf-8", "replace")
+    replaced = text.count("\ufffd") - body.count("\ufffd".encode())
+    try:
+        return Decoded(orjson.loads(text), replaced=replaced)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        value, unparseable = _salvage(text, 0)
+    except (_Unreadable, orjson.JSONDecodeError, RecursionError):
+        return Decoded(None, replaced=replaced)
+    return Decoded(value, replaced=replaced, unparseable=unparseable)
+
+
+def _whole(body: bytes) -> bool:
+    """Whether a body is one JSON object or list whose brackets all close, at its end: it was not cut off."""
+    data = body.strip()
+    if data[:1] not in (b"{", b"["):
+        return False
+    depth = 0
+    for match in _BYTE_TOKEN.finditer(data):
+        char = match.group()[:1]
+        if char == b'"':
+            continue
+        depth += 1 if char in (b"{", b"[") else -1
+        if depth == 0:
+            return match.end() == len(data)
+        if depth < 0:
+            return False
+    return False
+
+
+def _parts(span: str) -> list[str]:
+    """The members of an object, or the elements of a list, at the top level of ``span``."""
+    depth, start, parts = 0, 1, []
+    for match in _TOKEN.finditer(span):
+        char = match.group()[0]
+        if char == '"':
+            continue
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                parts.append(span[start : match.start()])
+                break
+        elif depth == 1:  # a comma between two members
+            parts.append(span[start : match.start()])
+            start = match.end()
+    return [part for part in parts if part.strip()]
+
+
+def _salvage(text: str, depth: int) -> tuple[Any, int]:
+    """``text`` as JSON, an item of a list that fails left as UNPARSEABLE (down to SALVAGE_DEPTH)."""
+    try:
+        return orjson.loads(text), 0
+    except orjson.JSONDecodeError:
+        if depth >= SALVAGE_DEPTH:
+            raise
+    span = text.strip()
+    if span[:1] == "[":
+        values: list[Any] = []
+        lost = 0
+        for part in _parts(span):
+            try:
+                value, n = _salvage(part, depth + 1)
+            except (_Unreadable, orjson.JSONDecodeError, RecursionError):
+                value, n = UNPARSEABLE, 1
+            values.append(value)
+            lost += n
+        return values, lost
+    if span[:1] == "{":
+        members: dict[str, Any] = {}
+        lost = 0
+        for part in _parts(span):
+            key = _KEY.match(part)
+            if key is None:
+                raise _Unreadable("not an object member")
+            members[orjson.loads(key.group(1))], n = _salvage(part[key.end() :], depth + 1)
+            lost += n
+        return members, lost
+    raise _Unreadable("not JSON")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What one HTTP answer means for the crawl.
@@ -169,6 +298,8 @@ class Answer:
     message: str = ""
     envelope: dict[str, Any] | None = None
     unexpected: bool = False  # an undocumented code, or a 4xx without the envelope (wrong URL?)
+    retries: int | None = None  # RETRY: at most this many (None: JUSTONEAPI_RETRY_TIMES)
+    replaced: int = 0  # invalid UTF-8 sequences replaced with U+FFFD to read it
 
     @property
     def stop(self) -> stops.Stop | None:
@@ -193,12 +324,13 @@ def judge(status: int, body: bytes) -> Answer:
     """Classify an HTTP answer by its business ``code``, not its HTTP status.
 
     HTTP 200 may carry an error code and HTTP 4xx/5xx may carry the envelope;
-    an HTML page or a cut-off body is transient. Unknown codes are retried a
-    bounded number of times (the safe default), never a crash.
+    an HTML page or a cut-off body is transient. An answer that arrived whole is read as far as it
+    can be (``decode``); one that still cannot be read is tried once more, no more. Unknown codes
+    are retried a bounded number of times (the safe default), never a crash.
     """
-    try:
-        envelope = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    decoded = decode(body)
+    envelope = decoded.value
+    if envelope is None and not decoded.whole:
         head = body.lstrip()[:1]
         kind = "html" if head == b"<" else "truncated" if head in (b"{", b"[") else "text" if body else "empty"
         action = Action.SLOW_DOWN if status == 429 else Action.RETRY  # a gateway's own 429 page
@@ -211,6 +343,9 @@ def judge(status: int, body: bytes) -> Answer:
             unexpected=unexpected,
         )
     code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
+    if envelope is None:  # whole, but not JSON anyone can read: the same again would not help
+        message = f"unreadable JSON body ({len(body)} bytes, arrived whole)"
+        return Answer(Action.RETRY, f"http_{status}_unreadable", message=message, unexpected=True, retries=1)
     if code is None:
         return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code", unexpected=True)
     message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
@@ -220,7 +355,7 @@ def judge(status: int, body: bytes) -> Answer:
         if not (isinstance(data, dict) and isinstance(data.get("items"), list)):
             # Paid for, but without a list of items: not the end of the query and not retried.
             return Answer(Action.UNUSABLE, "code_0_no_items", code, "code 0 without a data.items list")
-        return Answer(Action.PARSE, label, code, message, envelope)
+        return Answer(Action.PARSE, label, code, message, envelope, replaced=decoded.replaced)
     fatal = stops.for_code(code) is not None
     if code == 302 or (status == 429 and not fatal):
         return Answer(Action.SLOW_DOWN, label, code, message)
@@ -312,6 +447,9 @@ def read_page(envelope: Mapping[str, Any], keep_ads: bool = False) -> Page:
     notes: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     for item in items:
+        if item is UNPARSEABLE:  # arrived whole, but no one can read it (decode)
+            skipped["unparseable"] += 1
+            continue
         if not isinstance(item, dict):
             skipped["malformed"] += 1
             continue
@@ -345,6 +483,7 @@ class PageOutcome:
     older: int  # notes published before ``since``: not kept
     end: str | None  # why the query ends here: "empty_page", "max_pages" or "since"; None: it goes on
     next_rank: int  # the rank offset of the next page
+    odd_ids: int = 0  # notes whose id is not of the API's form (kept: odd_note_id)
 
     @property
     def goes_on(self) -> bool:
@@ -378,12 +517,32 @@ def page_outcome(
             kept.append((rank, note))
     since_reached = older > 0 and (sort == "time_descending" or older == len(read.notes))
     end = "empty_page" if read.is_last else "max_pages" if page >= max_pages else "since" if since_reached else None
-    return PageOutcome(kept, read.skipped, len(read.notes), older, end, rank_offset + len(read.notes))
+    odd_ids = sum(1 for note in read.notes if odd_note_id(_note_id(note) or ""))
+    return PageOutcome(kept, read.skipped, len(read.notes), older, end, rank_offset + len(read.notes), odd_ids)
+
+
+# A note id is 24 hex digits (docs/reference.md). Another form is kept (the note was paid for, and
+# docs/decisions.md accepts other forms) but counted, and one longer than NOTE_ID_MAX characters is
+# kept as its first characters, "~" and 16 hex digits of its SHA-256 (two long ids stay apart). An id
+# goes into the note's URL quoted, never as it is; no file name is made from one.
+NOTE_ID_MAX = 64
+_NOTE_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def _note_id(note: Mapping[str, Any]) -> str | None:
     note_id = note.get("id")
-    return note_id.strip() if isinstance(note_id, str) and note_id.strip() else None
+    note_id = note_id.strip() if isinstance(note_id, str) else None
+    if not note_id:
+        return None
+    if len(note_id) > NOTE_ID_MAX:
+        digest = hashlib.sha256(note_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        note_id = f"{note_id[: NOTE_ID_MAX - 17]}~{digest}"
+    return note_id
+
+
+def odd_note_id(note_id: str) -> bool:
+    """An id not of the API's form (24 lowercase hex digits)."""
+    return _NOTE_ID.fullmatch(note_id) is None
 
 
 _COUNT_UNITS = {"万": 10_000, "w": 10_000, "W": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000}
@@ -569,7 +728,11 @@ def note_item(
     context = _widgets_context(note)
     item: NoteItem = {
         "note_id": note_id,
-        "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
+        "url": (
+            EXPLORE_URL.format(note_id=quote(note_id, safe=""), xsec_token=quote(xsec_token, safe=""))
+            if xsec_token
+            else None
+        ),
         "xsec_token": xsec_token,
         "type": _str(note.get("type")),
         "title": title,

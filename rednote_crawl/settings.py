@@ -51,6 +51,9 @@ HTTPERROR_ALLOW_ALL = True
 # would carry the call (and its token) elsewhere. A 3xx is judged like any odd answer.
 REDIRECT_ENABLED = False
 METAREFRESH_ENABLED = False
+# A real page is about 70 kB: an answer (after decompression) over 64 MiB is no page, and fails
+# (Scrapy's default lets 1 GiB into memory). docs/reference.md, "Field sizes".
+DOWNLOAD_MAXSIZE = 64 * 2**20
 # A long keyword makes a long URL; the API, not a middleware, says whether it is too long.
 URLLENGTH_LIMIT = 0
 # The token is added by this handler at the last hop, never to a Request.

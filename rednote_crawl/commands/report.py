@@ -11,18 +11,21 @@ scrapy report DIR --export FILE.jsonl the notes of the last crawl (--crawl N: of
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from rednote_crawl import stops
 from rednote_crawl.commands import keep_description_lines
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
+from rednote_crawl.state import jobcheck
 from rednote_crawl.state.jobfolder import JobFolder
+from rednote_crawl.state.outputs import whole_file
 
 if TYPE_CHECKING:
     import argparse
@@ -57,6 +60,13 @@ class Command(ScrapyCommand):
             sys.stdout.flush()
         except BrokenPipeError:  # `scrapy report DIR | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except sqlite3.DatabaseError as exc:  # a damaged or locked job database: say so, no traceback
+            print(
+                f"error: cannot read the job database in {args[0]}: {exc}; "
+                + (DAMAGED if jobcheck.damaged_error(exc) else stops.storage_fix(str(exc))),
+                file=sys.stderr,
+            )
+            self.exitcode = 1
 
     def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -102,6 +112,12 @@ def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
     return 0
 
 
+DAMAGED = (
+    "it is damaged: run the job's crawl command once, whose start sets the damaged file aside and rebuilds the "
+    "database from what still reads (docs/jobs.md), then report again"
+)
+
+
 def _export(job: JobFolder, path: str, which: str) -> int:
     if which == "all":
         crawl = None
@@ -114,7 +130,7 @@ def _export(job: JobFolder, path: str, which: str) -> int:
         return 2
     count = 0
     try:
-        with Path(path).expanduser().open("wb") as file:
+        with whole_file(path) as file:  # a kill leaves the old file or the new one
             for line in job.export(crawl):
                 file.write(line + b"\n")
                 count += 1

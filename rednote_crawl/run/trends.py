@@ -18,6 +18,7 @@ from typing import Any
 
 from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.jobfolder import JobFolder
+from rednote_crawl.state.outputs import whole_file
 
 TOP = 12  # keywords drawn: the ones with the most new notes; the rest are summed as "others"
 CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "Source Han Sans SC", "PingFang SC", "SimHei"]
@@ -127,8 +128,6 @@ def page(job: JobFolder, crawls: list[tuple[int, str]], table: str) -> str:
 def write(path: str, data: bytes | str) -> Path:
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        target.write_text(data, encoding="utf-8")
-    else:
-        target.write_bytes(data)
+    with whole_file(target) as file:  # a kill leaves the old file or the new one
+        file.write(data.encode("utf-8") if isinstance(data, str) else data)
     return target

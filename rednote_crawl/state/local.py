@@ -19,7 +19,17 @@ from rednote_crawl import api, stops
 from rednote_crawl.config import ApiConfig, ConfigError, local_path, queries_fingerprint
 from rednote_crawl.names import Stat
 from rednote_crawl.search import stop_storage_failed
-from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, StorageError, Verdict
+from rednote_crawl.state import (
+    CallAccount,
+    CrawlState,
+    PageStore,
+    PaidPage,
+    Sleep,
+    Standing,
+    StorageError,
+    Verdict,
+    jobcheck,
+)
 from rednote_crawl.state.figures import CrawlFigures, QueryProgress
 from rednote_crawl.state.jobfolder import JobFolder, query_key
 from rednote_crawl.state.limits import LimitFile
@@ -140,6 +150,8 @@ class LocalPages(PageStore):
             try:
                 return call(*args)
             except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
+                if self.job is not None and jobcheck.damaged_error(exc):
+                    jobcheck.mark_for_check(self.job.folder)  # the next start checks and repairs it
                 raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
 
         return self.db_thread.submit(guarded)
@@ -288,7 +300,7 @@ def _take(folder: str) -> JobFolder:
     except (sqlite3.Error, StorageError) as exc:
         raise ConfigError(
             f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: its database {path / 'job.db'} fails ({exc}); "
-            "free disk space or fix the folder's permissions"
+            f"{stops.storage_fix(str(exc))}"
         ) from None
     if job is None:
         raise ConfigError(IN_USE.format(folder=folder))
