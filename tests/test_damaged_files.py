@@ -330,3 +330,24 @@ def test_a_report_of_a_damaged_job_says_how_to_repair_it_without_a_traceback(tmp
     assert result.returncode == 1
     assert "is malformed" in result.stderr and "rebuilds the database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_dry_run_of_a_damaged_job_says_how_to_repair_it_without_a_traceback(tmp_path):
+    from scrapy.settings import Settings
+
+    from rednote_crawl.config import ConfigError, SearchArgs
+    from rednote_crawl.run.plan import render_plan
+
+    job = tmp_path / "job"
+    job.mkdir()
+    db = sqlite3.connect(job / "job.db")
+    db.execute("CREATE TABLE t (x)")
+    db.executemany("INSERT INTO t VALUES (?)", [(os.urandom(500),) for _ in range(200)])
+    db.commit()
+    db.close()
+    whole = (job / "job.db").read_bytes()
+    (job / "job.db").write_bytes(whole[: len(whole) // 2])
+    settings = Settings({"JUSTONEAPI_SANDBOX": True, "JUSTONEAPI_JOB_DIR": str(job)})
+    with pytest.raises(ConfigError, match="damaged: run the job's crawl command once"):
+        render_plan("note_search", SearchArgs.parse(keyword="a"), settings)
+    assert (job / "job.db").read_bytes() == whole[: len(whole) // 2], "a dry run repairs nothing"

@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from rednote_crawl import stops
 from rednote_crawl.commands import keep_description_lines
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
-from rednote_crawl.state import jobcheck
 from rednote_crawl.state.jobfolder import JobFolder
 from rednote_crawl.state.outputs import whole_file
 
@@ -62,8 +60,7 @@ class Command(ScrapyCommand):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except sqlite3.DatabaseError as exc:  # a damaged or locked job database: say so, no traceback
             print(
-                f"error: cannot read the job database in {args[0]}: {exc}; "
-                + (DAMAGED if jobcheck.damaged_error(exc) else stops.storage_fix(str(exc))),
+                f"error: cannot read the job database in {args[0]}: {exc}; {report.database_advice(exc)}",
                 file=sys.stderr,
             )
             self.exitcode = 1
@@ -110,12 +107,6 @@ def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-DAMAGED = (
-    "it is damaged: run the job's crawl command once, whose start sets the damaged file aside and rebuilds the "
-    "database from what still reads (docs/jobs.md), then report again"
-)
 
 
 def _export(job: JobFolder, path: str, which: str) -> int:

@@ -6,6 +6,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rednote_crawl import stops
+from rednote_crawl.state import jobcheck
 from rednote_crawl.state.figures import CrawlFigures, KeywordFigures
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -111,3 +113,14 @@ def plural(count: int, noun: str) -> str:
     if count == 1:
         return f"{count} {noun}"
     return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+DAMAGED = (
+    "it is damaged: run the job's crawl command once, whose start sets the damaged file aside and rebuilds the "
+    "database from what still reads (docs/jobs.md), then try again"
+)
+
+
+def database_advice(exc: BaseException) -> str:
+    """What to do about a job database that cannot be read: damaged, locked, not permitted, full."""
+    return DAMAGED if jobcheck.damaged_error(exc) else stops.storage_fix(str(exc))

@@ -159,8 +159,6 @@ class JobFolder:
                 # Not "the database is new": a conversion cut short by a kill leaves an empty database
                 # behind (the conversion is one transaction), and the next start must convert again.
                 if _unconverted(db):
-                    from rednote_crawl.state.journals import convert
-
                     convert(path, db)
                 return cls(path, db, writable=True)
             except sqlite3.DatabaseError as exc:
