@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
 
@@ -70,6 +70,17 @@ NOTE_TIME_STYLES: dict[str, dict[str, str]] = {
 NOTE_TIMES: dict[str, str] = {"any": "any", "day": "day", "week": "week", "half_year": "half_year"}
 for _style in NOTE_TIME_STYLES.values():
     NOTE_TIMES.update({wire: name for name, wire in _style.items()})
+
+# The name an analyst knows for each value sent (the output's ``search.*_name``): the friendly name a
+# user may type, one per wire value. noteTime's name is the canonical one (``Query.note_time``).
+SORT_NAMES: dict[str, str] = {
+    "general": "general",
+    "popularity_descending": "popular",
+    "time_descending": "latest",
+    "comment_descending": "comments",
+    "collect_descending": "collects",
+}
+NOTE_TYPE_NAMES: dict[str, str] = {"_0": "all", "_1": "video", "_2": "normal"}
 
 DEFAULT_SORT = "general"
 DEFAULT_NOTE_TYPE = "_0"
@@ -243,8 +254,11 @@ class UserInfo(TypedDict):
 
 class SearchInfo(TypedDict):
     sort: str
+    sort_name: str
     note_type: str
+    note_type_name: str
     note_time: str | None
+    note_time_name: str
 
 
 class Mention(TypedDict):
@@ -269,6 +283,10 @@ class NoteItem(TypedDict):
     comments_count: int | None
     shared_count: int | None
     published_at: str | None
+    published_at_china: str | None
+    published_date_china: str | None
+    edited_at: str | None
+    updated_at: str | None
     user: UserInfo
     images: list[str]
     cover_url: str | None
@@ -431,6 +449,22 @@ def iso_utc(value: Any) -> str | None:
         return None
 
 
+# China's time (UTC+8 all year: China has no daylight saving time), the dates the app shows.
+CHINA = timezone(timedelta(hours=8), "UTC+8")
+
+
+def china_time(value: Any) -> tuple[str, str] | tuple[None, None]:
+    """(ISO 8601 time with ``+08:00``, calendar date) in China's time zone, from epoch seconds or ms."""
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        return None, None
+    try:
+        moment = datetime.fromtimestamp(seconds, CHINA)
+    except (OverflowError, OSError, ValueError):
+        return None, None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S+08:00"), moment.strftime("%Y-%m-%d")
+
+
 def _str(value: Any) -> str | None:
     if value is None:
         return None
@@ -483,10 +517,19 @@ def hashtags(title: str | None, desc: str | None) -> list[str]:
     return list(seen)
 
 
+# The shortest preview that may be cut: the API cuts at 60 units (59 when a 2-unit character would
+# cross the limit) and then trims the whitespace at the cut. Real notes separate tags with two spaces
+# ("#tag  #tag"), so a cut that lands after them leaves 58 units; so does a cut at 59 after one space.
+DESC_MAY_BE_CUT_UNITS = DESC_PREVIEW_UNITS - 2
+
+
 def desc_truncated(desc: str | None) -> bool:
-    """Whether ``desc`` may be a cut preview of a longer text: it is as long as the preview, or one
-    unit shorter (the 2-unit character that would have crossed the limit is left out whole)."""
-    return desc is not None and utf16_len(desc) >= DESC_PREVIEW_UNITS - 1
+    """Whether ``desc`` may be a cut preview of a longer text: 58 UTF-16 units or longer. A preview is
+    cut at 60 units (59 when a 2-unit emoji would cross the limit) and the whitespace at the cut is
+    trimmed, so a cut preview that lost the two spaces between tags is 58 units long. A whole text of
+    58 or 59 units is marked too ("may be cut"); a cut that lost three or more units of whitespace is
+    not seen."""
+    return desc is not None and utf16_len(desc) >= DESC_MAY_BE_CUT_UNITS
 
 
 def _images(note: Mapping[str, Any]) -> tuple[list[str], str | None]:
@@ -567,6 +610,7 @@ def note_item(
     user = note.get("user") if isinstance(note.get("user"), dict) else {}
     images, cover = _images(note)
     context = _widgets_context(note)
+    published_china, published_date = china_time(note.get("timestamp"))
     item: NoteItem = {
         "note_id": note_id,
         "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
@@ -582,6 +626,10 @@ def note_item(
         "comments_count": parse_count(note.get("comments_count")),
         "shared_count": parse_count(note.get("shared_count")),
         "published_at": iso_utc(note.get("timestamp")),
+        "published_at_china": published_china,
+        "published_date_china": published_date,
+        "edited_at": iso_utc(note.get("last_update_time")),  # 0 when never edited: None
+        "updated_at": iso_utc(note.get("update_time")),  # milliseconds
         "user": {
             "user_id": _str(user.get("userid")),
             "nickname": _str(user.get("nickname")),
@@ -594,7 +642,14 @@ def note_item(
         "brand_partnership": _brand_partnership(context),
         "sponsored": bool(note.get("_sponsored")),
         "keyword": query.keyword,
-        "search": {"sort": query.sort, "note_type": query.note_type, "note_time": note_time_sent},
+        "search": {
+            "sort": query.sort,
+            "sort_name": SORT_NAMES.get(query.sort, query.sort),
+            "note_type": query.note_type,
+            "note_type_name": NOTE_TYPE_NAMES.get(query.note_type, query.note_type),
+            "note_time": note_time_sent,
+            "note_time_name": query.note_time,
+        },
         "page": page,
         "rank": rank,
         "fetched_at": fetched_at,
