@@ -19,10 +19,11 @@ from __future__ import annotations
 import enum
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
 
@@ -439,30 +440,37 @@ def epoch_seconds(value: Any) -> int | None:
     return seconds // 1000 if seconds > 10**11 else seconds
 
 
+def _clock(seconds: int) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS`` of epoch seconds read as UTC (``time.gmtime``: a few times faster than
+    ``datetime.strftime``, which cost JSON Lines 5% of its CPU per note for the three times of a note)."""
+    try:
+        t = time.gmtime(seconds)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if not 1 <= t.tm_year <= 9999:
+        return None
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
 def iso_utc(value: Any) -> str | None:
     seconds = epoch_seconds(value)
     if seconds is None:
         return None
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return None
+    clock = _clock(seconds)
+    return clock + "Z" if clock else None
 
 
-# China's time (UTC+8 all year: China has no daylight saving time), the dates the app shows.
-CHINA = timezone(timedelta(hours=8), "UTC+8")
+# China's time: UTC+8 all year (China has no daylight saving time), the dates the app shows.
+CHINA_OFFSET = 8 * 3600
 
 
 def china_time(value: Any) -> tuple[str, str] | tuple[None, None]:
     """(ISO 8601 time with ``+08:00``, calendar date) in China's time zone, from epoch seconds or ms."""
     seconds = epoch_seconds(value)
-    if seconds is None:
+    clock = _clock(seconds + CHINA_OFFSET) if seconds is not None else None
+    if clock is None:
         return None, None
-    try:
-        moment = datetime.fromtimestamp(seconds, CHINA)
-    except (OverflowError, OSError, ValueError):
-        return None, None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S+08:00"), moment.strftime("%Y-%m-%d")
+    return clock + "+08:00", clock[:10]
 
 
 def _str(value: Any) -> str | None:
@@ -490,8 +498,9 @@ _NOT_A_TAG = ("\ufe0f", "\u20e3")  # "#️⃣" is the keycap emoji, not a tag
 
 
 def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit the API cuts previews in (an emoji outside the BMP counts 2)."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    """Length in UTF-16 code units, the unit the API cuts previews in (an emoji outside the BMP counts 2).
+    Encoded in C: counting the wide characters in Python cost 3 µs a text, 3 texts a note."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _complete_tags(text: str | None, preview_units: int) -> Iterator[str]:
@@ -610,7 +619,8 @@ def note_item(
     user = note.get("user") if isinstance(note.get("user"), dict) else {}
     images, cover = _images(note)
     context = _widgets_context(note)
-    published_china, published_date = china_time(note.get("timestamp"))
+    published = epoch_seconds(note.get("timestamp"))
+    published_china, published_date = china_time(published)
     item: NoteItem = {
         "note_id": note_id,
         "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
@@ -625,7 +635,7 @@ def note_item(
         "collected_count": parse_count(note.get("collected_count")),
         "comments_count": parse_count(note.get("comments_count")),
         "shared_count": parse_count(note.get("shared_count")),
-        "published_at": iso_utc(note.get("timestamp")),
+        "published_at": iso_utc(published),
         "published_at_china": published_china,
         "published_date_china": published_date,
         "edited_at": iso_utc(note.get("last_update_time")),  # 0 when never edited: None
