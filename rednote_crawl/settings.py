@@ -71,8 +71,13 @@ FEED_EXPORTERS = {
     "jsonlines": "rednote_crawl.items.export.OrjsonLinesItemExporter",
     "jsonl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
     "jl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
+    # Flat rows for analysts (docs/output.md): -O notes.csv, -O notes.xlsx
+    "csv": "rednote_crawl.items.export.CsvFeedExporter",
+    "xlsx": "rednote_crawl.items.export.XlsxFeedExporter",
 }
 # Without -o/-O, notes go to output/<spider>-<UTC time>.jsonl (DEFAULT_FEEDS in state/local.py).
-FEED_EXPORT_ENCODING = "utf-8"
+# No encoding for every format: JSON Lines is UTF-8 (orjson), CSV is UTF-8 with a BOM (utf-8-sig, so
+# that Excel reads Chinese right) unless a feed names its own ("encoding" in FEEDS, or this setting).
+FEED_EXPORT_ENCODING = None
 
 LOG_LEVEL = "INFO"

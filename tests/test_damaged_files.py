@@ -292,7 +292,7 @@ def test_plots_html_and_the_token_limits_are_written_whole(tmp_path, monkeypatch
 def test_a_file_written_whole_keeps_its_permissions_and_a_pipe_is_streamed(tmp_path):
     import threading
 
-    from rednote_crawl.state.outputs import whole_file
+    from rednote_crawl.formats.files import whole_file
 
     target = tmp_path / "out.jsonl"
     target.write_bytes(b"old\n")

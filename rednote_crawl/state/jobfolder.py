@@ -428,10 +428,14 @@ class JobFolder:
         """(crawl, start time) of the crawls that began at ``started`` or later, oldest first."""
         return list(self.db.execute("SELECT crawl, started FROM crawls WHERE started >= ? ORDER BY crawl", (started,)))
 
-    def export(self, crawl: int | None) -> Iterator[bytes]:
-        """Each note of a crawl (or of every crawl) once, as an output line, in the order found."""
+    def export(self, crawl: int | None, first_found: bool = False) -> Iterator[bytes]:
+        """Each note of a crawl (or of every crawl) once, as an output line, in the order found.
+
+        ``first_found``: only the notes no earlier crawl found (what a crawl's output holds with
+        ``JUSTONEAPI_SEEN_NOTES=skip``)."""
         sql = (
             "SELECT n.note_id, n.item FROM notes n JOIN queries q ON q.id = n.query"
+            + (" JOIN seen s ON s.note_id = n.note_id AND s.crawl = q.crawl" if first_found else "")
             + (" WHERE q.crawl = ?" if crawl is not None else "")
             + " ORDER BY q.crawl, q.id, n.page, n.position"
         )

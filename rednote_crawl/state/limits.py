@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from rednote_crawl import api
-from rednote_crawl.state.outputs import whole_file
+from rednote_crawl.formats.files import whole_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,12 @@
 """The output files of a local crawl: which of them a job can read back, where a crawl's lines
-begin in each, mending a line a kill cut off, and syncing them to disk; and ``whole_file``, the one
-way the project writes a file whole (an export, a plot, a report, the token's limits)."""
+begin in each, mending a line a kill cut off, and syncing them to disk."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -87,34 +84,3 @@ def sync_files(paths: Iterable[Path]) -> list[str]:
         except OSError as exc:
             failures.append(f"cannot sync the output file {path} to disk: {exc.strerror}")
     return failures
-
-
-@contextlib.contextmanager
-def whole_file(path: str | Path) -> Iterator[IO[bytes]]:
-    """Write a file whole: into a temporary file in the same folder, synced, then renamed over ``path``
-    (``os.replace``), so that a kill or a failure leaves the old file or the new one, never a part of
-    one. Standard output, a pipe or a device (anything but a regular file) is written to as a stream."""
-    target = Path(path).expanduser()
-    if target.exists() and not target.is_file():
-        with target.open("wb") as stream:
-            yield stream
-        return
-    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
