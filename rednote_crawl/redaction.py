@@ -19,6 +19,7 @@ from urllib.parse import quote
 _forms: list[str] = []  # every token of this process, raw and URL-encoded, longest first
 _masks: dict[str, str] = {}
 _pattern: re.Pattern[str] | None = None
+_factory_before: Any = None  # the log record factory install() wrapped, for reset()
 # A token as long as a real one is masked wherever it stands. One as short as a word (the
 # sandbox takes "any") only where it is a token, after "token=": "note_time any" stays as it is.
 _WORD = r"[A-Za-z0-9_\-]"
@@ -62,10 +63,11 @@ def _may_be_written(level: int) -> bool:
 
 def install(token: str) -> None:
     """Mask ``token`` in every log record from now on (idempotent)."""
+    global _pattern, _factory_before
     if not token:
         return
     if not _masks:
-        previous = logging.getLogRecordFactory()
+        previous = _factory_before = logging.getLogRecordFactory()
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
@@ -74,7 +76,6 @@ def install(token: str) -> None:
             return record
 
         logging.setLogRecordFactory(factory)
-    global _pattern
     for form in (token, quote(token, safe=""), quote(token)):
         _masks.setdefault(form, mask(token))
     _forms[:] = sorted(_masks, key=len, reverse=True)
@@ -84,3 +85,14 @@ def install(token: str) -> None:
     patterns = ["|".join(map(re.escape, long_forms))] if long_forms else []  # wherever it stands
     patterns += [rf"(?<=token=)(?:{'|'.join(map(re.escape, short_forms))})(?!{_WORD})"] if short_forms else []
     _pattern = re.compile("|".join(patterns))
+
+
+def reset() -> None:
+    """Forget every token and put back the record factory ``install`` wrapped: for a test process that
+    runs many crawls, each with its own token (a crawl's process installs its token once)."""
+    global _pattern, _factory_before
+    if _factory_before is not None:
+        logging.setLogRecordFactory(_factory_before)
+    _factory_before, _pattern = None, None
+    _masks.clear()
+    _forms.clear()

@@ -1,10 +1,15 @@
-"""Fixtures: the sandbox served over loopback, and `scrapy crawl` run as a user runs it."""
+"""Fixtures: the sandbox served over loopback, and `scrapy crawl` run as a user runs it: in this
+process (``scrapy.cmdline`` on this process's asyncio reactor, see ``scrapy_crawl``), or in a
+subprocess where only a process shows the behaviour (``crawl(..., subprocess=True)``)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
+import logging
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -15,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 from unittest import mock
 
@@ -22,6 +28,9 @@ import orjson
 import pytest
 import redis
 from hypothesis import settings as hypothesis_settings
+from scrapy.crawler import AsyncCrawlerRunner
+from scrapy.settings import Settings
+from scrapy.utils.reactor import install_reactor
 
 from rednote_crawl.sandbox import Fault, SandboxConfig, SandboxServer
 from rednote_crawl.sandbox.corpus import Corpus
@@ -96,6 +105,14 @@ def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
 
 
 @pytest.fixture
+def seeds(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A keyword file of the test module's ``KEYWORDS``, one a line."""
+    path = tmp_path / "seeds.txt"
+    path.write_text("\n".join(request.module.KEYWORDS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
 def sandbox(sandbox_factory: Callable[..., SandboxServer]) -> SandboxServer:
     return sandbox_factory()
 
@@ -124,6 +141,22 @@ def _expected_ids(keywords: tuple[str, ...], filters: tuple[tuple[str, str], ...
     return frozenset(i for k in keywords for i in corpus.expected_note_ids(k, **dict(filters)))
 
 
+def wait_until(condition: Callable[[], object], timeout: float = 60) -> None:
+    """Wait for ``condition()`` to hold, polling, up to a deadline (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+async def until(condition: Callable[[], object], timeout: float = 5) -> None:
+    """Let the loop's other tasks run until ``condition()`` holds, up to a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 def paid_twice(server: SandboxServer) -> dict[tuple[Any, ...], int]:
     """Pages answered with code 0 more than once: must always be empty."""
     return {page: n for page, n in Counter(server.paid_pages()).items() if n > 1}
@@ -138,52 +171,223 @@ FAST = {
 }
 
 
+# --- `scrapy crawl`, in this process or in a subprocess ---------------------------------------------
+#
+# One Twisted reactor per test process: the asyncio reactor `scrapy crawl` runs on, installed once
+# here. A crawl in this process runs the real command line (``scrapy.cmdline.execute``: its options,
+# -a/-s/-O/-o, the project's `crawl` command and its exit status) with one change: the crawler
+# process it makes (``CrawlerProcessInTests``) runs the crawl on this reactor's asyncio loop until
+# the crawl ends, instead of starting a reactor (which cannot start twice). Unit tests that run
+# their own loop (``asyncio.run``) are unaffected: Scrapy uses the running loop.
+
+install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
+from twisted.internet import reactor as REACTOR  # noqa: E402  (installed just above)
+from twisted.python import log as twisted_log  # noqa: E402
+
+REACTOR_LOOP: asyncio.AbstractEventLoop = REACTOR._asyncioEventloop  # type: ignore[attr-defined]
+_reactor_started = False
+
+
+def run_on_reactor(awaitable: Any, timeout: float = 120) -> Any:
+    """Run ``awaitable`` on the reactor's asyncio loop until it completes (at most ``timeout`` s)."""
+    global _reactor_started
+    if not _reactor_started:
+        REACTOR.startRunning(installSignalHandlers=False)  # the thread pool starts; the loop runs below
+        twisted_log.PythonLoggingObserver("twisted").start()  # as scrapy crawl does (configure_logging)
+        logging.getLogger("twisted").setLevel(logging.ERROR)
+        _reactor_started = True
+    asyncio.set_event_loop(REACTOR_LOOP)
+    return REACTOR_LOOP.run_until_complete(asyncio.wait_for(awaitable, timeout))
+
+
+def run_crawler(crawler: Any, timeout: float = 30, **spider_args: Any) -> None:
+    """``crawler.crawl_async(**spider_args)`` on this process's reactor, for a test that builds its own
+    crawler; the token masking the crawl installed for the process is taken off afterwards."""
+    from rednote_crawl import redaction
+
+    try:
+        run_on_reactor(crawler.crawl_async(**spider_args), timeout)
+    finally:
+        asyncio.set_event_loop(None)
+        redaction.reset()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the reactor a crawl started: its thread pool's threads would keep the process alive."""
+    if _reactor_started:
+        REACTOR.stop()  # "shutdown": the thread pool stops, then the loop
+        asyncio.set_event_loop(REACTOR_LOOP)
+        REACTOR_LOOP.run_forever()
+
+
+class CrawlerProcessInTests(AsyncCrawlerRunner):
+    """What ``scrapy crawl`` makes (``AsyncCrawlerProcess``), for a crawl in this process: the log goes
+    where the command's goes (stderr, formatted by LOG_FORMAT, at LOG_LEVEL), and ``start()`` runs the
+    crawls on this process's reactor, without signal handlers, and returns when they end."""
+
+    timeout: float = 120
+
+    def __init__(self, settings: dict[str, Any] | Settings | None = None) -> None:
+        from scrapy.utils.log import _get_handler, log_scrapy_info
+
+        super().__init__(settings)
+        handler = _get_handler(self.settings)  # a StreamHandler on sys.stderr, redirected by scrapy_in_process
+        logging.root.addHandler(handler)  # taken off again by scrapy_in_process
+        logging.root.setLevel(handler.level)  # the command's root takes all; nothing below the handler is written
+        log_scrapy_info(self.settings)
+
+    def start(self, stop_after_crawl: bool = True, install_signal_handlers: bool = True) -> None:
+        from scrapy.utils.misc import build_from_crawler, load_object
+
+        resolver = build_from_crawler(load_object(self.settings["TWISTED_DNS_RESOLVER"]), self, reactor=REACTOR)
+        resolver.install_on_reactor()
+        REACTOR.getThreadPool().adjustPoolsize(maxthreads=self.settings.getint("REACTOR_THREADPOOL_MAXSIZE"))
+        try:
+            run_on_reactor(self.join(), self.timeout)
+        except TimeoutError:
+            run_on_reactor(self.stop(), 30)
+            raise
+
+
+class _NoCrawlerProcess:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a crawl in a test process runs on the asyncio reactor (CrawlerProcessInTests)")
+
+
+def scrapy_env(env: dict[str, str] | None = None, **project: str | None) -> dict[str, str]:
+    """This process's environment without the project's variables (JUSTONEAPI_*, REDIS_*), then
+    ``project`` (None: left out) and ``env``: what a user's shell would give a command."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
+    environ |= {k: v for k, v in project.items() if v is not None}
+    return environ | (env or {})
+
+
+def scrapy_in_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``scrapy ARGS...`` as ``run_command`` runs it, with none of the project's variables but ``env``,
+    but in this process (``scrapy.cmdline``, its exit status and output: the log of a crawl is in
+    stderr). A crawl runs on this process's reactor (``CrawlerProcessInTests``). What a command
+    changes for the whole process is put back: the log's handlers and level, Scrapy's quiet loggers,
+    the token masking, the working folder."""
+    from scrapy import cmdline
+
+    from rednote_crawl import redaction
+    from rednote_crawl.run.quiet import quiet_scrapy
+
+    environ = scrapy_env(env, SCRAPY_SETTINGS_MODULE="rednote_crawl.settings")  # the project, from any folder
+    out, err = io.StringIO(), io.StringIO()
+    root, handlers, level, folder = logging.root, list(logging.root.handlers), logging.root.level, os.getcwd()
+    patches = [
+        mock.patch.dict(os.environ, environ, clear=True),
+        mock.patch.object(cmdline, "AsyncCrawlerProcess", CrawlerProcessInTests),
+        mock.patch.object(cmdline, "CrawlerProcess", _NoCrawlerProcess),
+        mock.patch.object(CrawlerProcessInTests, "timeout", timeout),
+    ]
+    try:
+        for patch in patches:
+            patch.start()
+        os.chdir(cwd or ROOT)
+        asyncio.set_event_loop(REACTOR_LOOP)  # the loop a crawl's tasks are made on, before start()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cmdline.execute(["scrapy", *args])
+                status: object = 0
+            except SystemExit as exit_:
+                status = exit_.code
+    finally:
+        asyncio.set_event_loop(None)
+        os.chdir(folder)
+        for patch in reversed(patches):
+            patch.stop()
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        quiet_scrapy(Settings({"LOG_LEVEL": "DEBUG"}))  # takes its filters off Scrapy's loggers
+        redaction.reset()
+    code = status if isinstance(status, int) else 0 if status is None else 1  # as the interpreter exits
+    return subprocess.CompletedProcess(["scrapy", *args], code, out.getvalue(), err.getvalue())
+
+
+def start_scrapy(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """``scrapy ARGS...`` in a subprocess, with none of the project's variables but ``env``: for what
+    only a process shows (an exit status, kill -9, Ctrl-C, several workers at once)."""
+    environ = scrapy_env({"PYTHONWARNINGS": "error::DeprecationWarning", **(env or {})})
+    return subprocess.Popen([sys.executable, "-m", "scrapy", *args], cwd=cwd, env=environ, **popen)
+
+
+def crawl_args(
+    *args: str,
+    seeds: Path | str | None = None,
+    output: Path | str | None = None,
+    settings: dict[str, Any] | None = None,
+    state: Path | None = None,
+) -> list[str]:
+    """``crawl note_search -a keywords=SEEDS -O OUTPUT -s NAME=VALUE... ARGS...``, with the fast settings
+    (FAST) and the token's learned limit kept in ``state`` (each test's own: by default a crawl in
+    the project folder keeps it in .scrapy/, for every later crawl with the token: a test that met
+    302s at 5 calls/s would slow every crawl after it, in later runs too)."""
+    cmd = ["crawl", "note_search"]
+    if seeds is not None:
+        cmd += ["-a", f"keywords={seeds}"]
+    if output is not None:
+        cmd += ["-O", str(output)]
+    every = {**FAST, **({"JUSTONEAPI_STATE_DIR": str(state)} if state is not None else {}), **(settings or {})}
+    for name, value in every.items():
+        cmd += ["-s", f"{name}={value}"]
+    return cmd + list(args)
+
+
 @pytest.fixture
 def crawl(tmp_path: Path) -> Callable[..., CrawlResult]:
-    """Run ``scrapy crawl note_search`` in a subprocess, from the project root, like a user."""
+    """Run ``scrapy crawl note_search`` from the project root, like a user: in this process (the
+    default), or with ``subprocess=True`` in a subprocess, for what only a process shows."""
     counter = iter(range(1000))
 
     def run(
         server: SandboxServer | None,
         *args: str,
         keywords: list[str] | str | None = None,
-        settings: dict[str, str] | None = None,
+        settings: dict[str, Any] | None = None,
         token: str | None = TOKEN,
         output: bool = True,
         cwd: Path = ROOT,
         env: dict[str, str] | None = None,
         timeout: float = 120,
+        subprocess: bool = False,
+        file_size_limit: int | None = None,
     ) -> CrawlResult:
         n = next(counter)
-        cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search"]
         if isinstance(keywords, list):
             seed = tmp_path / f"keywords-{n}.txt"
             seed.write_text("\n".join(keywords) + "\n", encoding="utf-8")
-            cmd += ["-a", f"keywords={seed}"]
-        elif keywords is not None:
-            cmd += ["-a", f"keywords={keywords}"]
+            keywords = str(seed)
         out = tmp_path / f"notes-{n}.jsonl"
-        if output:
-            cmd += ["-O", str(out)]
-        # The token's learned rate limit is the test's own (by default a crawl in the project folder
-        # keeps it in .scrapy/, for every later crawl with the token: a test that met 302s at 5
-        # calls/s would slow every crawl after it, in later runs too).
-        for name, value in {**FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), **(settings or {})}.items():
-            cmd += ["-s", f"{name}={value}"]
-        cmd += list(args)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
-        environ["PYTHONWARNINGS"] = "error::DeprecationWarning"
-        if token is not None:
-            environ["JUSTONEAPI_TOKEN"] = token
-        if server is not None:
-            environ["JUSTONEAPI_BASE_URL"] = server.url
-        environ.update(env or {})
-        proc = subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, timeout=timeout, check=False)
-        log = proc.stderr.decode() + proc.stdout.decode()
+        cmd = crawl_args(
+            *args, seeds=keywords, output=out if output else None, settings=settings, state=tmp_path / "state"
+        )
+        user = {"JUSTONEAPI_TOKEN": token, "JUSTONEAPI_BASE_URL": server.url if server is not None else None}
+        user = {k: v for k, v in user.items() if v is not None} | (env or {})
+        if subprocess or file_size_limit is not None:
+
+            def limit_files() -> None:
+                if file_size_limit is not None:  # no file of the process may grow larger (a full disk)
+                    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+            proc = start_scrapy(*cmd, env=user, cwd=cwd, stdout=PIPE, stderr=PIPE, preexec_fn=limit_files)
+            stdout, stderr = proc.communicate(timeout=timeout)
+            returncode, log = proc.returncode, stderr.decode() + stdout.decode()
+        else:
+            done = scrapy_in_process(*cmd, env=user, cwd=cwd, timeout=timeout)
+            returncode, log = done.returncode, done.stderr + done.stdout
         assert "DeprecationWarning" not in log, "the crawl uses a deprecated API (ScrapyDeprecationWarning included)"
         data = out.read_bytes() if output and out.exists() else b""
         lines = data.splitlines()
-        return CrawlResult(proc.returncode, log, [orjson.loads(x) for x in lines], lines, data)
+        return CrawlResult(returncode, log, [orjson.loads(x) for x in lines], lines, data)
 
     return run
 
@@ -252,26 +456,4 @@ def run_command(
     cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     """Run a command as a user would, with none of the project's variables but ``env``."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-    return subprocess.run(
-        cmd, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def scrapy_in_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``scrapy ARGS...`` as ``run_command`` runs it, with none of the project's variables but ``env``,
-    but in this process (``scrapy.cmdline``, its exit status and output): for the commands that start
-    no crawl (``probe``, ``report``, ``redis``), without the second of start-up a subprocess costs."""
-    from scrapy import cmdline
-
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-    environ |= {"SCRAPY_SETTINGS_MODULE": "rednote_crawl.settings", **(env or {})}  # the project, from any folder
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, environ, clear=True), redirect_stdout(out), redirect_stderr(err):
-        try:
-            cmdline.execute(["scrapy", *args])
-            status: object = 0
-        except SystemExit as exit_:
-            status = exit_.code
-    code = status if isinstance(status, int) else 0 if status is None else 1  # as the interpreter exits
-    return subprocess.CompletedProcess(["scrapy", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.run(cmd, cwd=cwd, env=scrapy_env(env), capture_output=True, text=True, timeout=120, check=False)

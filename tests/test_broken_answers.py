@@ -11,7 +11,6 @@ Most tests run the crawl in this process against the in-thread sandbox; the Redi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import TextResponse
 from scrapy.settings import Settings
 from scrapy.utils.conf import feed_process_params_from_cli
-from scrapy.utils.test import get_crawler, get_reactor_settings
+from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
 from rednote_crawl import api, signals, stops
@@ -37,7 +36,7 @@ from rednote_crawl.run.redis_status import crawl_status
 from rednote_crawl.search import Accounted, SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.keys import Keys
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice
+from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, run_crawler
 
 KEYWORDS = ["海信", "Nike"]
 
@@ -57,14 +56,13 @@ def crawl_here(server, tmp_path: Path, keywords: list[str] = KEYWORDS, **setting
     """``scrapy crawl note_search -a keyword=... -O FILE -s ...`` in this process: (exit status, crawler, notes)."""
     crawl_settings = Settings()
     crawl_settings.setmodule("rednote_crawl.settings", priority="project")
-    reactor = {k: v for k, v in get_reactor_settings().items() if k.startswith("TWISTED_")}
-    cmdline = {**reactor, **FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), "JUSTONEAPI_BASE_URL": server.url}
+    cmdline = {**FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), "JUSTONEAPI_BASE_URL": server.url}
     crawl_settings.setdict({**cmdline, **settings}, priority="cmdline")
     out = tmp_path / "notes.jsonl"
     feeds = feed_process_params_from_cli(crawl_settings, [], overwrite_output=[str(out)])
     crawl_settings.set("FEEDS", feeds, priority="cmdline")
     crawler = Crawler(NoteSearchSpider, crawl_settings)
-    asyncio.run(asyncio.wait_for(crawler.crawl_async(keyword=",".join(keywords)), timeout=60))
+    run_crawler(crawler, timeout=60, keyword=",".join(keywords))
     stats = crawler.stats.get_stats()
     notes = [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
     return stops.exit_status(stats.get("finish_reason"), stats), crawler, notes

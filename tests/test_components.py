@@ -15,6 +15,7 @@ from scrapy.http import TextResponse
 from scrapy.utils.test import get_crawler
 
 from rednote_crawl import api, signals, stops
+from rednote_crawl.downloader import throttle as throttle_module
 from rednote_crawl.downloader.handler import TokenAuthDownloadHandler
 from rednote_crawl.downloader.policy import UNEXPECTED_LIMIT, ApiPolicyMiddleware
 from rednote_crawl.downloader.throttle import TokenThrottleMiddleware
@@ -22,6 +23,7 @@ from rednote_crawl.items.dedupe import NoteDedupePipeline
 from rednote_crawl.items.export import OrjsonLinesItemExporter
 from rednote_crawl.names import Meta
 from rednote_crawl.search import ApiResponse, SearchCall
+from tests.conftest import until
 
 UNEXPECTED = stops.UNEXPECTED_ANSWERS.reason
 BUDGET_SPENT = stops.BUDGET_SPENT.reason
@@ -410,7 +412,7 @@ def test_a_stop_wakes_requests_waiting_on_backoff():
         crawler = make_crawler(JUSTONEAPI_MAX_RPS=0)
         throttle = TokenThrottleMiddleware(crawler)
         waiting = asyncio.ensure_future(throttle.process_request(api_request(**{Meta.NOT_BEFORE: time.time() + 30})))
-        await asyncio.sleep(0.05)
+        await until(lambda: throttle._backoff.inside)  # the request sleeps out its backoff
         started = time.monotonic()
         stopping(crawler, "justoneapi_quota_exceeded")
         with pytest.raises(IgnoreRequest, match="justoneapi_quota_exceeded"):
@@ -420,13 +422,16 @@ def test_a_stop_wakes_requests_waiting_on_backoff():
     assert asyncio.run(scenario()) < 5, "not the 30 s of backoff"
 
 
-def test_a_shutdown_wakes_requests_waiting_on_the_rate_limit():
+def test_a_shutdown_wakes_requests_waiting_on_the_rate_limit(monkeypatch):
+    # No signal tells of a shutdown: a sleeper looks every STOP_POLL seconds (1 s; 0.05 s here).
+    monkeypatch.setattr(throttle_module, "STOP_POLL", 0.05)
+
     async def scenario():
         crawler = make_crawler(JUSTONEAPI_MAX_RPS=0.2)  # one call per 5 s
         throttle = TokenThrottleMiddleware(crawler)
         await throttle.process_request(api_request())
         waiting = asyncio.ensure_future(throttle.process_request(api_request()))
-        await asyncio.sleep(0.05)
+        await until(lambda: throttle._held.inside)  # the request waits for its turn
         crawler.crawling = False  # what Ctrl-C does; no signal tells us
         with pytest.raises(IgnoreRequest, match="shutdown"):
             await waiting

@@ -1,4 +1,5 @@
-"""End-to-end: `scrapy crawl note_search` in a subprocess against the sandbox over loopback."""
+"""End-to-end: `scrapy crawl note_search` against the sandbox over loopback, in the test process (the
+command line on the process's reactor, conftest.py) but for what only a process shows."""
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def test_keywords_reach_the_api_exactly_as_written(sandbox, crawl, tmp_path):
 def test_a_bad_keyword_file_stops_the_command_before_any_request(sandbox, crawl, tmp_path):
     seed = tmp_path / "seeds.txt"
     seed.write_bytes(b"\xff\xfe\x00bad")
-    result = crawl(sandbox, keywords=str(seed))
+    result = crawl(sandbox, keywords=str(seed), subprocess=True)
     assert result.returncode == 2, result.log
     assert f"Cannot start: keyword file {str(seed)!r}" in result.log and "is not UTF-8" in result.log
     assert "Traceback" not in result.log
@@ -139,7 +140,7 @@ def test_a_bad_keyword_file_stops_the_command_before_any_request(sandbox, crawl,
 
 
 def test_a_bad_setting_stops_the_command_and_names_the_setting(sandbox, crawl):
-    result = crawl(sandbox, keywords=["Nike"], settings={"JUSTONEAPI_TIMEOUT": "soon"})
+    result = crawl(sandbox, keywords=["Nike"], settings={"JUSTONEAPI_TIMEOUT": "soon"}, subprocess=True)
     assert result.returncode == 2, result.log
     assert "Cannot start: JUSTONEAPI_TIMEOUT='soon'" in result.log
     assert "Traceback" not in result.log

@@ -5,7 +5,6 @@ subprocess."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -21,7 +20,6 @@ import orjson
 import pytest
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
-from scrapy.utils.test import get_reactor_settings
 
 from rednote_crawl import stops
 from rednote_crawl.config import ConfigError
@@ -29,7 +27,7 @@ from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state import jobcheck
 from rednote_crawl.state.jobfolder import JobFolder
 from rednote_crawl.state.journals import convert
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice
+from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, run_crawler
 
 KEYWORDS = ["海信", "Nike", "小米", "蔚来"]
 CONCURRENCY = 4
@@ -47,9 +45,7 @@ def crawl_job(server, job: Path, **settings: Any) -> tuple[int, Crawler]:
     """``scrapy crawl note_search -a keyword=... -s JUSTONEAPI_JOB_DIR=job`` in this process: (exit status, crawler)."""
     crawl_settings = Settings()
     crawl_settings.setmodule("rednote_crawl.settings", priority="project")
-    reactor = {k: v for k, v in get_reactor_settings().items() if k.startswith("TWISTED_")}
     cmdline = {
-        **reactor,
         **FAST,
         "JUSTONEAPI_STATE_DIR": str(job.parent / "state"),
         "JUSTONEAPI_BASE_URL": server.url,
@@ -58,7 +54,7 @@ def crawl_job(server, job: Path, **settings: Any) -> tuple[int, Crawler]:
     }
     crawl_settings.setdict({**cmdline, **settings}, priority="cmdline")
     crawler = Crawler(NoteSearchSpider, crawl_settings)
-    asyncio.run(asyncio.wait_for(crawler.crawl_async(keyword=",".join(KEYWORDS)), timeout=60))
+    run_crawler(crawler, timeout=60, keyword=",".join(KEYWORDS))
     stats = crawler.stats.get_stats()
     return stops.exit_status(stats.get("finish_reason"), stats), crawler
 

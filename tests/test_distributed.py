@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +23,18 @@ from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.keys import Keys
 from rednote_crawl.state.redis.requests import RequestCodec
 from rednote_crawl.state.redis.shared import SharedCrawl
-from tests.conftest import FAST, ROOT, TOKEN, RedisServer, expected_ids, paid_twice, scrapy_in_process
+from tests.conftest import (
+    FAST,
+    ROOT,
+    TOKEN,
+    RedisServer,
+    crawl_args,
+    expected_ids,
+    paid_twice,
+    scrapy_in_process,
+    start_scrapy,
+    wait_until,
+)
 
 pytestmark = pytest.mark.crawl
 
@@ -56,28 +65,15 @@ class Worker:
 
 
 @pytest.fixture
-def seeds(tmp_path: Path) -> Path:
-    path = tmp_path / "keywords.txt"
-    path.write_text("\n".join(KEYWORDS) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture
 def workers(tmp_path: Path, redis_server: RedisServer):
     started: list[Worker] = []
 
     def start(sandbox, keywords: Path | None = None, *args: str, env: dict | None = None, **settings: str) -> Worker:
-        cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search"]
-        if keywords is not None:
-            cmd += ["-a", f"keywords={keywords}"]
-        for name, value in {**WORKER, **settings}.items():
-            cmd += ["-s", f"{name}={value}"]
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-        environ |= {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
-        environ |= {"PYTHONWARNINGS": "error::DeprecationWarning", **(env or {})}
+        cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings})
+        environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
         log_path = tmp_path / f"worker-{len(started)}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen([*cmd, *args], cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+            proc = start_scrapy(*cmd, env={**environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         started.append(Worker(proc, log_path))
         return started[-1]
 
@@ -102,13 +98,6 @@ def shared_crawl(redis_server: RedisServer) -> SharedCrawl:
     shared = SharedCrawl(redis_server.url, Settings(), "note_search", 60)
     shared.join()
     return shared
-
-
-def wait_until(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def everything_in(redis_server: RedisServer) -> bytes:
@@ -259,9 +248,8 @@ def test_drain_killed_midway_writes_every_note_once(tmp_path, redis_server):
     for start in range(0, len(notes), 10_000):
         client.rpush(KEYS.items, *notes[start : start + 10_000])
     out = tmp_path / "notes.jsonl"
-    env = {**os.environ, "REDIS_URL": redis_server.url}
-    cmd = [sys.executable, "-m", "scrapy", "redis", "drain", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"REDIS_URL": redis_server.url}
+    proc = start_scrapy("redis", "drain", str(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: out.exists() and out.stat().st_size > 1_000_000)
     proc.kill()
     proc.wait()

@@ -1,12 +1,13 @@
-"""`scrapy probe KEYWORD`: one call, a short table, an exit status; run as a user runs it."""
+"""`scrapy probe KEYWORD`: one call, a short table, an exit status; in the test process (conftest.py),
+and once in a subprocess, as a user runs it."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import subprocess
 import sys
 import threading
+from subprocess import CompletedProcess
 from typing import ClassVar
 
 import pytest
@@ -15,15 +16,20 @@ from rednote_crawl.sandbox.corpus import Corpus
 from tests.conftest import TOKEN, run_command, scrapy_in_process
 
 
-def probe(server_url: str | None, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+def probe(
+    server_url: str | None, *args: str, token: str | None = TOKEN, subprocess: bool = False
+) -> CompletedProcess[str]:
+    """``scrapy probe ARGS...`` in this process (conftest.py), or in a subprocess as a user runs it."""
     env = {"JUSTONEAPI_TOKEN": token} if token else {}
     if server_url:
         env["JUSTONEAPI_BASE_URL"] = server_url
-    return run_command([sys.executable, "-m", "scrapy", "probe", *args], env)
+    if subprocess:
+        return run_command([sys.executable, "-m", "scrapy", "probe", *args], env)
+    return scrapy_in_process("probe", *args, env=env)
 
 
 def test_probe_shows_the_first_page(sandbox):
-    result = probe(sandbox.url, "海信 洗衣机")
+    result = probe(sandbox.url, "海信 洗衣机", subprocess=True)  # once as a user runs it: the whole process
     assert result.returncode == 0, result.stderr
     first = Corpus().layout("海信 洗衣机", "general", "_0", "any")[0]
     first_note = Corpus().note(next(s.key for s in first if s.model_type == "note"))

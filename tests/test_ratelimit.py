@@ -17,6 +17,7 @@ from rednote_crawl.state.rate import (
     AdaptiveRateLimiter,
     book,
 )
+from tests.conftest import until
 
 
 class Clock:
@@ -209,7 +210,7 @@ def test_sleepers_rebook_after_a_slow_down():
         loop = asyncio.get_running_loop()
         started = loop.time()
         task = asyncio.ensure_future(limiter.acquire())
-        await asyncio.sleep(0.01)
+        await until(limiter._turn.locked)  # the caller has booked its slot and sleeps
         limiter.slow_down(retry_after=0.3)
         await task
         return loop.time() - started

@@ -1,11 +1,12 @@
-"""Crash-safe resume, incremental crawls, the dry run and the report, against the sandbox."""
+"""Crash-safe resume, incremental crawls, the dry run and the report, against the sandbox.
+
+The crawls run in the test process (conftest.py), but those that are killed (kill -9, Ctrl-C): a
+subprocess."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from rednote_crawl.sandbox.corpus import Corpus
 from rednote_crawl.state.outputs import repair_jsonl
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, scrapy_in_process
+from tests.conftest import TOKEN, crawl_args, expected_ids, paid_twice, scrapy_in_process, start_scrapy
 
 pytestmark = pytest.mark.crawl
 
@@ -24,27 +25,25 @@ KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶"]
 CONCURRENCY = 4
 
 
-def command(seeds: Path, job: Path, output: Path, *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(output)]
-    settings = {**FAST, "JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}
-    settings["JUSTONEAPI_STATE_DIR"] = str(job.parent / "state")  # the test's own learned limit (conftest.py)
-    for name, value in settings.items():
-        cmd += ["-s", f"{name}={value}"]
-    return cmd + list(extra)
+def command(seeds: Path, job: Path, output: Path | str | None, *extra: str) -> list[str]:
+    """``crawl note_search ...`` of this job: the arguments after ``scrapy``."""
+    settings = {"JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}
+    # the test's own learned limit (conftest.py)
+    return crawl_args(*extra, seeds=seeds, output=output, settings=settings, state=job.parent / "state")
 
 
 def environ(server) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
-    return {**env, "JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url}
+    return {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url}
 
 
 def run(cmd: list[str], server) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=ROOT, env=environ(server), capture_output=True, text=True, timeout=120, check=False)
+    """``scrapy CMD...`` in this process (conftest.py): its exit status, stdout, and its log in stderr."""
+    return scrapy_in_process(*cmd, env=environ(server))
 
 
 def kill_when(cmd: list[str], server, ready, sig: int = signal.SIGKILL) -> int:
-    """Start the crawl, send ``sig`` once ``ready()`` holds, and return its exit status."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ(server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start the crawl in a subprocess, send ``sig`` once ``ready()`` holds, and return its exit status."""
+    proc = start_scrapy(*cmd, env=environ(server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -55,13 +54,6 @@ def kill_when(cmd: list[str], server, ready, sig: int = signal.SIGKILL) -> int:
 def output_ids(path: Path) -> list[str]:
     lines = path.read_bytes().splitlines()
     return [orjson.loads(line)["note_id"] for line in lines]  # every line is whole JSON
-
-
-@pytest.fixture
-def seeds(tmp_path: Path) -> Path:
-    path = tmp_path / "seeds.txt"
-    path.write_text("\n".join(KEYWORDS), encoding="utf-8")
-    return path
 
 
 def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, seeds, tmp_path):
@@ -172,7 +164,7 @@ def test_a_finished_crawl_is_followed_by_a_new_one_that_skips_or_updates_known_n
 
 def test_the_default_output_of_a_job_is_one_file_per_crawl(sandbox, seeds, tmp_path):
     job = tmp_path / "job"
-    cmd = [c for c in command(seeds, job, tmp_path / "x") if c not in ("-O", str(tmp_path / "x"))]
+    cmd = command(seeds, job, None)
     assert run(cmd, sandbox).returncode == 0
     assert set(output_ids(job / "crawl-0001.jsonl")) == expected_ids(KEYWORDS)
 
@@ -234,9 +226,7 @@ def test_the_report_from_a_job_folder(sandbox, seeds, tmp_path):
     crawl = run(command(seeds, job, tmp_path / "notes.jsonl"), sandbox)
     assert crawl.returncode == 0
     assert f"Report of crawl 1 of job {job} (1 run so far), per keyword:" in crawl.stderr
-    report = subprocess.run(
-        [sys.executable, "-m", "scrapy", "report", str(job)], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    report = scrapy_in_process("report", str(job))
     assert report.returncode == 0, report.stderr
     lines = report.stdout.splitlines()
     assert lines[0].startswith(f"Report of crawl 1 of job {job} (1 run, complete)")

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from scrapy.settings import Settings
@@ -22,7 +21,7 @@ from rednote_crawl.run.quiet import quiet_scrapy
 from rednote_crawl.run.startup import _create_folder
 from rednote_crawl.run.summary import live_stream, render_progress
 from rednote_crawl.state.jobfolder import JobFolder
-from tests.conftest import FAST, ROOT, TOKEN
+from tests.conftest import TOKEN, crawl_args, scrapy_in_process
 
 
 def test_a_short_token_masks_no_ordinary_word_and_a_real_one_is_masked_wherever_it_stands():
@@ -107,15 +106,12 @@ def test_a_real_run_creates_the_outputs_folder_and_says_so(tmp_path, caplog):
     assert out.parent.is_dir() and not out.exists() and f"Created the folder {out.parent}" in caplog.text
 
 
-def run(*args: str, token: str | None = TOKEN, server=None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
-    if token:
-        env["JUSTONEAPI_TOKEN"] = token
+def run(*args: str, token: str | None = TOKEN, server=None) -> subprocess.CompletedProcess[str]:
+    """``scrapy ARGS...`` in this process (conftest.py): exit status, stdout, and the log in stderr."""
+    env = {"JUSTONEAPI_TOKEN": token} if token else {}
     if server is not None:
         env["JUSTONEAPI_BASE_URL"] = server.url
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+    return scrapy_in_process(*args, env=env)
 
 
 def test_the_probe_runs_on_the_sandbox_without_a_token():
@@ -129,9 +125,7 @@ def test_a_resumed_run_accounts_for_every_note_and_reports_the_whole_crawl_as_sc
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("海信\n小米\nNike\n", encoding="utf-8")
     job, out = tmp_path / "job", tmp_path / "notes.jsonl"
-    crawl = ["crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(out), "-s", f"JUSTONEAPI_JOB_DIR={job}"]
-    for name, value in {**FAST, "JUSTONEAPI_STATE_DIR": tmp_path / "state"}.items():
-        crawl += ["-s", f"{name}={value}"]
+    crawl = crawl_args(seeds=seeds, output=out, settings={"JUSTONEAPI_JOB_DIR": job}, state=tmp_path / "state")
     first = run(*crawl, "-s", "JUSTONEAPI_MAX_REQUESTS=6", "-s", "CONCURRENT_REQUESTS=2", server=sandbox)
     assert first.returncode == 6, first.stderr[-2000:]
     second = run(*crawl, server=sandbox)

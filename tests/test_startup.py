@@ -3,16 +3,14 @@
 The add-on (``addon.py``) and the start-up extension (``run/startup.py``, built before the engine)
 raise ``ConfigError`` or ``SeedFileError``; ``scrapy crawl`` prints it as ``Cannot start: ...``
 and exits 2. Each test here builds the crawler from the project's settings, as ``scrapy crawl``
-does, and runs it on an event loop (Scrapy without a Twisted reactor, as in its own test
-utilities): a start-up that did not refuse would go on to crawl the sandbox, and every test
-checks that the sandbox was not called. tests/test_crawl.py runs a refusal through the real
+does, and runs it on the test process's asyncio reactor (conftest.py): a start-up that did not
+refuse would go on to crawl the sandbox, and every test checks that the sandbox was not called. tests/test_crawl.py runs a refusal through the real
 command line (exit status, log, no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import subprocess
@@ -25,31 +23,29 @@ import pytest
 from scrapy.crawler import AsyncCrawlerRunner, Crawler
 from scrapy.settings import Settings
 from scrapy.utils.conf import feed_process_params_from_cli
-from scrapy.utils.test import get_reactor_settings
 
 from rednote_crawl.commands.crawl import Command as CrawlCommand
 from rednote_crawl.config import NO_KEYWORDS, SINCE_LAST_NEEDS_JOB, ConfigError
 from rednote_crawl.seeds import SeedFileError
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.jobfolder import JobFolder
-from tests.conftest import FAST, ROOT, TOKEN
+from tests.conftest import FAST, ROOT, TOKEN, run_crawler
 
 Refusal = ConfigError | SeedFileError
+KEYWORDS = ["海信", "Nike"]  # the seeds fixture's (conftest.py)
 
 
 def project_settings(cmdline: dict[str, Any]) -> Settings:
-    """The settings ``scrapy crawl -s NAME=VALUE ...`` gives a crawler, with this process's reactor setup."""
+    """The settings ``scrapy crawl -s NAME=VALUE ...`` gives a crawler (on this process's asyncio
+    reactor, conftest.py)."""
     settings = Settings()
     settings.setmodule("rednote_crawl.settings", priority="project")
-    # No Twisted reactor runs in the test process (TWISTED_REACTOR_ENABLED=False, as Scrapy's
-    # get_crawler sets it): the start-up checks run before the engine, the same with or without one.
-    reactor = {name: value for name, value in get_reactor_settings().items() if name.startswith("TWISTED_")}
-    settings.setdict({**reactor, **FAST, **cmdline}, priority="cmdline")
+    settings.setdict({**FAST, **cmdline}, priority="cmdline")
     return settings
 
 
 def run_crawl(crawler: Crawler, **spider_args: str) -> None:
-    asyncio.run(asyncio.wait_for(crawler.crawl_async(**spider_args), timeout=30))
+    run_crawler(crawler, timeout=30, **spider_args)
 
 
 @pytest.fixture
@@ -83,13 +79,6 @@ def start(sandbox, environment, tmp_path) -> Callable[..., Refusal]:
         pytest.fail(f"the crawl started: {len(sandbox.log) - calls} calls sent")
 
     return run
-
-
-@pytest.fixture
-def seeds(tmp_path: Path) -> Path:
-    path = tmp_path / "seeds.txt"
-    path.write_text("海信\nNike\n", encoding="utf-8")
-    return path
 
 
 # --- the spider's arguments ----------------------------------------------------------------

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice
+from tests.conftest import TOKEN, crawl_args, expected_ids, paid_twice, scrapy_in_process, start_scrapy
 
 pytestmark = pytest.mark.crawl
 
@@ -23,21 +21,21 @@ FILE_LIMIT = 250_000  # bytes: no file of the crawl process may grow larger (a f
 
 
 def crawl(server, seeds: Path, job: Path, output: Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}", "-O", str(output)]
-    settings = {**FAST, "JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}
-    settings["JUSTONEAPI_STATE_DIR"] = str(job.parent / "state")  # the test's own learned limit, not the project's
-    for name, value in settings.items():
-        cmd += ["-s", f"{name}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUSTONEAPI_")}
-    env.update(JUSTONEAPI_TOKEN=TOKEN, JUSTONEAPI_BASE_URL=server.url)
+    """The crawl in this process (conftest.py); with a ``limit`` on the size of its files, in a subprocess
+    (a limit of the process, as a full disk is for it)."""
+    settings = {"JUSTONEAPI_JOB_DIR": str(job), "CONCURRENT_REQUESTS": str(CONCURRENCY)}
+    # the test's own learned limit, not the project's
+    cmd = crawl_args(seeds=seeds, output=output, settings=settings, state=job.parent / "state")
+    env = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url}
+    if limit is None:
+        return scrapy_in_process(*cmd, env=env)
 
     def limit_files() -> None:
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=limit_files
-    )
+    proc = start_scrapy(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_files)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def stored_pages(job: Path) -> int:
