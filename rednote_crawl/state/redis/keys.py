@@ -16,7 +16,8 @@ ratelimit           HASH    the token's shared rate: ``state`` (JSON) and its ve
 requests:unreadable HASH    id -> requests no worker could read, set aside for a look
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
 workers             ZSET    the live workers, scored by when they expire (counted by the heartbeat)
-crawl               STRING  the crawl's id, written by its first worker (``JOIN``)
+crawl               STRING  the crawl's id, written by its first worker (``JOIN``); ``2:`` begins it
+applied:<op>        STRING  an operation's answer, for a worker that sends it again (10 minutes)
 ==================  ======  ==================================================================
 """
 
@@ -96,6 +97,9 @@ class Keys:
     @property
     def crawl(self) -> str:
         return self._key("crawl")
+
+    def applied(self, op: str) -> str:
+        return self._key(f"applied:{op}")
 
     @property
     def workers(self) -> str:
