@@ -13,13 +13,20 @@ from pathlib import Path
 
 import pytest
 import redis
+from scrapy import Request
 from scrapy.settings import Settings
+from scrapy.utils.test import get_crawler
 
 from bench.redis_proxy import DelayProxy
+from rednote_crawl.api import Query
+from rednote_crawl.downloader.handler import TokenAuthDownloadHandler, UnsignedCall
+from rednote_crawl.names import Meta
+from rednote_crawl.search import SearchCall
+from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis import scripts
 from rednote_crawl.state.redis.client import display_url
 from rednote_crawl.state.redis.keys import Keys
-from rednote_crawl.state.redis.shared import SharedCrawl
+from rednote_crawl.state.redis.shared import OldCrawl, SharedCrawl
 from tests import test_distributed
 from tests.conftest import RedisServer, expected_ids, paid_twice
 from tests.test_distributed import KEYWORDS, PAGES, delivered, everything_in, wait_until
@@ -299,3 +306,49 @@ def test_display_url_masks_user_and_password():
     assert display_url("rediss://:pw@h:6379/0") == "rediss://:***@h:6379/0"
     assert display_url("redis://h:6379/0?username=u&password=p") == "redis://h:6379/0?username=***&password=***"
 
+
+
+# --- 3. a request is the worker's to send --------------------------------------------------------------
+
+
+def test_workers_on_different_api_hosts_finish_one_crawl(sandbox_factory, workers, seeds, redis_server):
+    """Two sandboxes (two newcomers, each with its own): each worker signs and sends the calls it
+    takes to its own API base; nothing in Redis names a host."""
+    here, there = sandbox_factory(latency=0.05), sandbox_factory(latency=0.05)
+    first = workers(here, seeds, JUSTONEAPI_MAX_RPS="20")
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(there, None, JUSTONEAPI_MAX_RPS="20")
+    assert [first.wait(), second.wait()] == [0, 0], second.log[-3000:]
+    ids = delivered(redis_server)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    pages = here.paid_pages() + there.paid_pages()
+    assert len(pages) == len(set(pages)) == PAGES, "each page paid once, across both hosts"
+    assert there.paid_pages(), "the second worker sent its calls to its own host"
+    assert all(entry.get("code") == 0 for entry in [*here.log, *there.log]), "every call was signed"
+    for host in (here.url, there.url):
+        assert host.encode() not in everything_in(redis_server)
+
+
+def test_a_crawl_of_the_earlier_format_is_refused_not_half_read(redis_server):
+    client = redis_server.client()
+    client.set(KEYS.crawl, "0123456789abcdef0123456789abcdef")  # an id as the earlier version wrote it
+    client.hset(KEYS.data, "r", '{"url": "http://127.0.0.1:1/api/xiaohongshu/search-note/v2?keyword=x&page=1"}')
+    with pytest.raises(OldCrawl, match=r"earlier version.*scrapy redis reset"):
+        joined(redis_server.url)
+    assert client.hlen(KEYS.data) == 1, "nothing of it was touched"
+
+
+def test_a_search_call_to_another_host_is_never_sent_unsigned():
+    crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "tok-123456", "JUSTONEAPI_BASE_URL": "http://a:1"})
+    sent: list[str] = []
+
+    class Inner:
+        async def download_request(self, request):
+            sent.append(request.url)
+
+    handler = TokenAuthDownloadHandler(crawler, inner=Inner())
+    call = SearchCall(Query("x", "general", "_0", None), 1, 0, 5)
+    request = Request("http://b:1/api/xiaohongshu/search-note/v2?keyword=x&page=1", meta={Meta.CALL: call})
+    with pytest.raises(UnsignedCall, match="b:1 is not to this worker's JUSTONEAPI_BASE_URL \\(a:1\\)"):
+        asyncio.run(handler.download_request(request))
+    assert sent == []

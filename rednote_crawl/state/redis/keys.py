@@ -3,9 +3,9 @@ own names), and how a seen note id is stored in its bucket.
 
 ==================  ======  ==================================================================
 requests            ZSET    ids of the requests waiting, scored by -priority
-dupefilter          SET     request fingerprints (scrapy-redis's RFPDupeFilter computes them)
+dupefilter          SET     fingerprints of the calls (kind, query, page: requests.py), not of URLs
 items               LIST    the notes, one JSON object each (same fields as the JSON Lines output)
-requests:data       HASH    id -> the request as JSON (no token: it is added at the last hop)
+requests:data       HASH    id -> the request as JSON: its call's kind and parameters (no URL, no token)
 leases              ZSET    ids of the requests workers have taken, scored by their deadline
 seen_notes:XXX      HASH    ids of the notes already delivered: 16 fields, 10 bytes an id (``seen_record``)
 seen_notes:other    SET     ids of another form than the API's 24 hex digits
