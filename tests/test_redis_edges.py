@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -163,7 +164,7 @@ def test_workers_ride_out_refused_writes_mid_crawl_and_pay_nothing_twice(
     assert int(stats["pages_paid"]) == PAGES and int(stats.get("pages_failed", 0)) == 0
     for worker in (first, second):
         assert "refuses writes" in worker.log and "unreachable" not in worker.log, worker.log[-3000:]
-        assert "Traceback" not in worker.log and "failed" not in worker.log.split("Summary of note_search")[-1]
+        assert "Traceback" not in worker.log and " 0 failed" in worker.log.split("Summary of note_search")[-1]
 
 
 def test_a_seeder_refused_while_seeding_seeds_every_query(sandbox_factory, workers, redis_server, tmp_path):
@@ -352,3 +353,26 @@ def test_a_search_call_to_another_host_is_never_sent_unsigned():
     with pytest.raises(UnsignedCall, match="b:1 is not to this worker's JUSTONEAPI_BASE_URL \\(a:1\\)"):
         asyncio.run(handler.download_request(request))
     assert sent == []
+
+
+# --- 4. even sharing ------------------------------------------------------------------------------------
+
+
+def pages_read(log: str) -> int:
+    found = re.search(r"pages:\s+(\d+) read", log)
+    assert found, log[-2000:]
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_workers_started_a_moment_apart_share_the_pages_evenly(sandbox_factory, workers, seeds, redis_server, count):
+    sandbox = sandbox_factory(latency=0.05)
+    settings = {"CONCURRENT_REQUESTS": "16", "JUSTONEAPI_MAX_RPS": "10"}  # about 10 s: time for 4 to start
+    first = workers(sandbox, seeds, **settings)
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    others = [workers(sandbox, None, **settings) for _ in range(count - 1)]
+    assert [w.wait() for w in (first, *others)] == [0] * count, first.log[-2000:]
+    read = [pages_read(w.log) for w in (first, *others)]
+    assert sum(read) == PAGES and paid_twice(sandbox) == {}
+    fair = PAGES / count
+    assert min(read) >= fair / 3, f"pages read by each worker: {read} (fair: {fair:.0f})"
