@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from scrapy import Request
@@ -22,6 +23,7 @@ from bench.redis_proxy import DelayProxy
 from rednote_crawl.api import Query
 from rednote_crawl.downloader.handler import TokenAuthDownloadHandler, UnsignedCall
 from rednote_crawl.names import Meta
+from rednote_crawl.run.drain import TRIM, DrainBusy, drain
 from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis import scripts
@@ -376,3 +378,60 @@ def test_workers_started_a_moment_apart_share_the_pages_evenly(sandbox_factory, 
     assert sum(read) == PAGES and paid_twice(sandbox) == {}
     fair = PAGES / count
     assert min(read) >= fair / 3, f"pages read by each worker: {read} (fair: {fair:.0f})"
+
+
+# --- 5. one drain at a time ----------------------------------------------------------------------------
+
+
+def fill(client: redis.Redis, count: int) -> list[str]:
+    notes = [orjson.dumps({"note_id": f"n{i:05d}"}).decode() for i in range(count)]
+    client.rpush(KEYS.items, *notes)
+    return notes
+
+
+def test_a_drain_that_lost_its_lock_writes_nothing_more_and_takes_its_batch_back(tmp_path, redis_server):
+    client = redis_server.client()
+    notes = fill(client, 30)
+    out = tmp_path / "notes.jsonl"
+    stale = drain(client, KEYS, out, batch=10)
+    assert next(stale) == 10
+    lock = f"{KEYS.drain}:lock"
+    client.set(lock, "elsewhere:1:abc")  # it stalled past its lock, and another drain took over
+    with pytest.raises(DrainBusy, match="another one took over"):
+        next(stale)
+    assert out.read_bytes().splitlines() == [n.encode() for n in notes[:10]], "nothing written after the loss"
+    client.delete(lock)
+
+    # Lost between writing a batch and taking it out of Redis: the batch is cut back off the file.
+    racing = drain(client, KEYS, out, batch=10)
+    real_eval = client.eval
+
+    def eval_after_a_takeover(script, *args):
+        if script == TRIM:
+            client.set(lock, "elsewhere:1:abc")
+        return real_eval(script, *args)
+
+    client.eval = eval_after_a_takeover
+    try:
+        with pytest.raises(DrainBusy):
+            next(racing)
+    finally:
+        client.eval = real_eval
+    assert out.read_bytes().splitlines() == [n.encode() for n in notes[:10]], "the unfinished batch was cut back"
+    assert client.llen(KEYS.items) == 20
+    client.delete(lock)
+    assert list(drain(client, KEYS, out, batch=10))[-1] == 20
+    lines = out.read_bytes().splitlines()
+    assert lines == [n.encode() for n in notes], "every note once, no line cut"
+
+
+def test_two_drains_never_write_one_file(tmp_path, redis_server):
+    client = redis_server.client()
+    fill(client, 20)
+    out = tmp_path / "notes.jsonl"
+    first = drain(client, KEYS, out, batch=10)
+    assert next(first) == 10
+    client.delete(f"{KEYS.drain}:lock")  # its Redis lock gone (expired, say): the file's lock still holds
+    with pytest.raises(DrainBusy, match="another drain is writing to"):
+        next(drain(client, KEYS, out, batch=10))
+    assert len(out.read_bytes().splitlines()) == 10
