@@ -57,6 +57,8 @@ class Stat:
 
     REDIS_OUTAGES = PREFIX + "redis/outages"
     REDIS_OUTAGE_SECONDS = PREFIX + "redis/outage_seconds"
+    REDIS_REFUSALS = PREFIX + "redis/refusals"  # outages during which Redis answered, refusing writes
+    REDIS_WRITES_NOT_STORED = PREFIX + "redis/writes_not_stored"  # still in the outbox when the worker left
     REDIS_STATE_LOST = PREFIX + "redis/state_lost"
     REDIS_ROUND_TRIPS = PREFIX + "redis/round_trips"
     REDIS_LEASES_LOST = PREFIX + "redis/leases_lost"

@@ -154,7 +154,7 @@ BY_REASON: dict[str, Stop] = {stop.reason: stop for stop in STOPS}
 BY_CODE: dict[int, Stop] = {code: stop for stop in STOPS for code in stop.codes}
 
 # Stats that mean notes may be missing: a callback crashed or a feed could not be written.
-LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/", Stat.STORAGE_FAILED)
+LOSS_STATS = ("spider_exceptions/", "feedexport/failed_count/", Stat.STORAGE_FAILED, Stat.REDIS_WRITES_NOT_STORED)
 
 
 def for_code(code: int | None) -> Stop | None:

@@ -16,7 +16,7 @@ from scrapy.utils.test import get_crawler
 
 from rednote_crawl import api, signals, stops
 from rednote_crawl.downloader import throttle as throttle_module
-from rednote_crawl.downloader.handler import TokenAuthDownloadHandler
+from rednote_crawl.downloader.handler import TokenAuthDownloadHandler, UnsignedCall
 from rednote_crawl.downloader.policy import UNEXPECTED_LIMIT, ApiPolicyMiddleware
 from rednote_crawl.downloader.throttle import TokenThrottleMiddleware
 from rednote_crawl.items.dedupe import NoteDedupePipeline
@@ -440,11 +440,14 @@ def test_a_shutdown_wakes_requests_waiting_on_the_rate_limit(monkeypatch):
 
 
 def test_the_token_goes_only_to_the_configured_api():
+    """A search call to another host is not sent at all: never unsigned (issue 20)."""
+
     async def scenario():
         inner = RecordingHandler()
         handler = TokenAuthDownloadHandler(make_crawler(), inner)
         elsewhere = URL.replace("https://api.justoneapi.com", "https://redirected.example")
-        await handler.download_request(api_request().replace(url=elsewhere))
+        with pytest.raises(UnsignedCall, match=r"redirected\.example"):
+            await handler.download_request(api_request().replace(url=elsewhere))
         return inner
 
-    assert asyncio.run(scenario()).urls == [URL.replace("https://api.justoneapi.com", "https://redirected.example")]
+    assert asyncio.run(scenario()).urls == []

@@ -93,7 +93,7 @@ def test_before_the_first_answer_an_unreachable_api_stops_the_crawl_after_the_gr
         clock.now += UNREACHABLE_GRACE - 1
         assert mw.process_exception(api_request(), error) is not None, "within the grace: tried again"
         clock.now += 1
-        with pytest.raises(IgnoreRequest, match=r"cannot reach the API at api\.example\.invalid"):
+        with pytest.raises(IgnoreRequest, match=r"cannot reach the API at api\.justoneapi\.com"):  # the host tried
             mw.process_exception(api_request(), error)
         await asyncio.sleep(0)
         return crawler

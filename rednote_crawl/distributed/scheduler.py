@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from scrapy import signals as scrapy_signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.defer import deferred_from_coro
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WAKE_EVERY = 1.0  # seconds: how often an idle worker asks Redis for work
+SPARE = 1  # requests a worker leases beyond those it is sending
 
 
 class LeasedScheduler(BaseScheduler):
@@ -47,12 +49,15 @@ class LeasedScheduler(BaseScheduler):
         self.shared = self.state.shared
         self.book = self.state.leases
         self.buffer = self.state.buffer
-        # Leased ahead of the engine: enough to keep the downloader busy for one refill (a round
-        # trip); few, so that the other workers find work too.
-        self.target = max(1, crawler.settings.getint("CONCURRENT_REQUESTS") // 4)
+        # Leased and not sent yet (in the buffer, or in the engine waiting for the token's rate or a
+        # free slot): at most this many. A worker holds what it is sending plus this small spare, so
+        # a worker started later finds the rest in the queue (issue 20: even sharing).
+        self.target = max(1, min(SPARE, crawler.settings.getint("CONCURRENT_REQUESTS") // 4))
+        self.handed: set[str] = set()  # leases given to the engine that have not reached the downloader yet
         self.starved = False  # the engine asked and got nothing: hand it the next request
         self._wanted = asyncio.Event()
         self._refill: asyncio.Task[None] | None = None
+        crawler.signals.connect(self._sent, signal=scrapy_signals.request_reached_downloader)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
@@ -98,12 +103,27 @@ class LeasedScheduler(BaseScheduler):
         return count
 
     def next_request(self) -> Request | None:
-        if len(self.buffer) <= self.target // 2 + 1:
+        if self.unsent < self.target:
             self._wanted.set()
         if self.buffer:
-            return self.buffer.popleft()
+            request = self.buffer.popleft()
+            if lease := request.meta.get(Meta.LEASE):
+                self.handed.add(lease)
+            return request
         self.starved = True
         return None
+
+    @property
+    def unsent(self) -> int:
+        """Requests this worker holds and has not sent: in the buffer, or handed to the engine and waiting."""
+        self.handed &= self.book.held  # done or given back meanwhile
+        return len(self.buffer) + len(self.handed)
+
+    def _sent(self, request: Request, spider: object = None) -> None:
+        """A request reached the downloader (the throttle let it go): lease the next one."""
+        if self.handed:
+            self.handed.discard(request.meta.get(Meta.LEASE, ""))
+            self._wanted.set()
 
     def has_pending_requests(self) -> bool:
         """Work left anywhere in the crawl: here, on its way to Redis, queued or leased by any worker."""
@@ -120,9 +140,9 @@ class LeasedScheduler(BaseScheduler):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wanted.wait(), timeout=WAKE_EVERY)
             self._wanted.clear()
-            while len(self.buffer) < self.target and not self.shared.lost:
+            while self.unsent < self.target and not self.shared.lost:
                 try:
-                    if not await self._lease(self.target - len(self.buffer)):
+                    if not await self._lease(self.target - self.unsent):
                         break
                 except REDIS_ERRORS as exc:
                     self.shared.health.failed(exc)

@@ -13,6 +13,7 @@ download handler.)
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+
+
+class UnsignedCall(RuntimeError):
+    """A search call that this worker cannot sign (another host than its API base): never sent."""
 
 
 class TokenAuthDownloadHandler(BaseDownloadHandler):
@@ -49,9 +54,16 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
 
     async def download_request(self, request: Request) -> Response:
         # Only search calls to the configured API get the token: never another host (a redirect,
-        # a URL a spider builds by mistake).
-        if call_of(request) is None or not request.url.startswith(self._signed_prefix):
+        # a URL a spider builds by mistake). A search call elsewhere is not sent at all: unsigned, it
+        # would only fetch an "invalid token" answer, which stops the whole crawl.
+        if call_of(request) is None:
             return await self._inner.download_request(request)
+        if not request.url.startswith(self._signed_prefix):
+            host = urlsplit(request.url).netloc
+            raise UnsignedCall(
+                f"a search call to {host} is not to this worker's JUSTONEAPI_BASE_URL "
+                f"({urlsplit(self._signed_prefix).netloc}): not sent, never without the token"
+            )
         signed = request.replace(url=api.add_token(request.url, self._token))
         try:
             response = await self._inner.download_request(signed)

@@ -113,7 +113,7 @@ class ApiPolicyMiddleware:
         if self.stopping.reason:
             raise Accounted(f"not retried: the crawl is stopping ({self.stopping.reason})")
         if now - self.unreachable_since >= UNREACHABLE_GRACE:
-            host = urlsplit(self.config.base_url).netloc
+            host = urlsplit(request.url).netloc  # the host tried: this worker's JUSTONEAPI_BASE_URL
             message = f"cannot reach the API at {host}: {type(exception).__name__}: {exception}"
             logger.error("Stopping the crawl: %s; %s", message, stops.API_UNREACHABLE.fix)
             stop_crawl(self.crawler, stops.StopEvent(stops.API_UNREACHABLE.reason, message))

@@ -99,6 +99,8 @@ class TokenThrottleMiddleware:
             self._check_open()
         with self._held:
             event = await self.account.book_call(self._sleep)
+        if event is None and self._stopping_now():
+            self.account.refund_call()  # booked and counted, never sent: the budget gets it back
         self._check_open()
         if event is not None:
             if event.by is None and event.reason == stops.BUDGET_SPENT.reason:

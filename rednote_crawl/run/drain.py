@@ -4,6 +4,7 @@ often it is interrupted (``scrapy redis drain FILE``)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import uuid
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 DRAIN_BATCH = 1000
 DRAIN_LOCK_SECONDS = 60
+# KEYS: lock. ARGV: holder, seconds. The lock is still ours: renew it. -> 1, or 0 (lost).
+RENEW = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end redis.call('EXPIRE', KEYS[1], ARGV[2]) return 1"
 # KEYS: lock, items, marker. ARGV: holder, batch size, seconds.
 TRIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -39,9 +42,13 @@ class DrainBusy(RuntimeError):
 def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH) -> Iterator[int]:
     """Append the items list to ``path``; yield the running count after each batch.
 
-    Each batch is written and fsync'ed before it leaves Redis. A marker in Redis names the
-    file and its size before the batch: an interrupted drain is cut back to that size by the
-    next one, which writes the batch again. The head of the list only moves here, under a lock.
+    One drain at a time: a lock in Redis, renewed with every batch and checked before a batch is
+    written (a drain that lost it writes nothing more) and again as the batch leaves Redis (a drain
+    that lost it meanwhile cuts its file back to where the batch began, and stops: DrainBusy); and
+    ``flock`` on the file, so two drains never write one file. Each batch is written and fsync'ed
+    before it leaves Redis. A marker in Redis names the file and its size before the batch: an
+    interrupted drain is cut back to that size by the next one, which writes the batch again. No
+    line is ever cut or written twice.
     """
     lock = f"{keys.drain}:lock"
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -54,11 +61,17 @@ def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH)
                 f"(if it was killed on another machine, its lock expires in {left} s)"
             )
     try:
-        _undo_interrupted(server, keys)
         path.parent.mkdir(parents=True, exist_ok=True)
         total = 0
         with path.open("ab") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DrainBusy(f"another drain is writing to {path}; wait for it to finish") from None
+            _undo_interrupted(server, keys)
             while notes := server.lrange(keys.items, 0, batch - 1):
+                if not server.eval(RENEW, 1, lock, token, DRAIN_LOCK_SECONDS):
+                    raise DrainBusy(_lost(path))
                 size = file.seek(0, os.SEEK_END)
                 server.hset(keys.drain, mapping={"path": str(path.resolve()), "size": size})
                 file.write("".join(f"{note}\n" for note in notes).encode())
@@ -66,15 +79,21 @@ def drain(server: redis.Redis, keys: Keys, path: Path, batch: int = DRAIN_BATCH)
                 os.fsync(file.fileno())
                 # The batch leaves the list with its marker, only while the lock is still ours.
                 if not server.eval(TRIM, 3, lock, keys.items, keys.drain, token, len(notes), DRAIN_LOCK_SECONDS):
-                    raise DrainBusy(
-                        f"this drain stalled for over {DRAIN_LOCK_SECONDS} s and another one took over; "
-                        f"its last batch is in {path} and still in Redis: let the other drain finish"
-                    )
+                    file.truncate(size)  # taken back: the drain that holds the lock writes these notes
+                    os.fsync(file.fileno())
+                    raise DrainBusy(_lost(path))
                 total += len(notes)
                 yield total
     finally:
         if server.get(lock) == token:
             server.delete(lock)
+
+
+def _lost(path: Path) -> str:
+    return (
+        f"this drain stalled for over {DRAIN_LOCK_SECONDS} s and another one took over; it wrote nothing more to "
+        f"{path} (its unfinished batch is taken back): let the other drain finish"
+    )
 
 
 def _dead_here(holder: str) -> bool:

@@ -41,7 +41,7 @@ from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS, check_reachable, connect, display_url
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.requests import RequestCodec
-from rednote_crawl.state.redis.shared import SharedCrawl
+from rednote_crawl.state.redis.shared import OldCrawl, SharedCrawl, new_op
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -74,7 +74,7 @@ class RedisAccount(CallAccount):
         return None if stop is None else stop_event(stop, self.shared.worker_id)
 
     def refund_call(self) -> None:
-        self.shared.count("calls", -1)
+        self.shared.refund()
 
     def remember_limit(self, limit: float) -> None:
         entry = orjson.dumps({"limit": round(limit, 3), "at": now_iso()}).decode()
@@ -97,7 +97,9 @@ class RedisPages(PageStore):
         self.verdicts: dict[str, list[bool]] = {}
 
     async def page_read(self, page: PaidPage) -> None:
-        notes = [(note_id, dumps(as_dict(item))) for item in page.items if (note_id := ItemAdapter(item).get("note_id"))]
+        notes = [
+            (note_id, dumps(as_dict(item))) for item in page.items if (note_id := ItemAdapter(item).get("note_id"))
+        ]
         pushes = []
         for request in page.follow_ups:
             pushes.append(self.state.codec.push(request))
@@ -105,7 +107,8 @@ class RedisPages(PageStore):
         lease = page.request.meta.get(Meta.LEASE, "")
         leases = self.state.leases
         leases.storing.add(lease)
-        new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes))
+        op = new_op()  # the same id on every try: a store whose answer was lost is not applied twice
+        new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes, op))
         leases.done(lease)
         for (note_id, _), is_new in zip(notes, new or [], strict=False):
             self.verdicts.setdefault(note_id, []).append(is_new)
@@ -129,7 +132,8 @@ class RedisPages(PageStore):
             if not verdicts:
                 del self.verdicts[note_id]
         else:
-            answer = await self._until_stored(lambda: self.shared.page("", [(note_id, dumps(as_dict(note)))], []))
+            op = new_op()
+            answer = await self._until_stored(lambda: self.shared.page("", [(note_id, dumps(as_dict(note)))], [], op))
             new = None if answer is None else answer[0]
         if self.shared.lost:  # the worker is stopping (state_lost): nothing more is delivered
             raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
@@ -175,6 +179,8 @@ class RedisState(CrawlState):
         try:
             self.shared.join()
             self.account.start()
+        except OldCrawl as exc:
+            raise ConfigError(str(exc)) from None
         except redis.RedisError as exc:
             url = display_url(self.shared.url)
             raise ConfigError(f"Redis at REDIS_URL={url!r} failed as the crawl started ({exc}); check it") from None
@@ -214,9 +220,13 @@ class RedisState(CrawlState):
         except REDIS_ERRORS as exc:
             self.shared.health.failed(exc)
         if self.shared.outbox:
-            logger.warning(
-                "Redis is still away: %d writes of this worker are not stored; the requests they finish "
-                "go back to the queue when their leases run out, and are done again",
+            # Not a finished part: a seeder whose queries are not all in Redis must not exit 0 (stops.LOSS_STATS).
+            stats.set_value(Stat.REDIS_WRITES_NOT_STORED, len(self.shared.outbox))
+            logger.error(
+                "Redis at %s is still away or refusing writes: %d writes of this worker are not stored (seeded "
+                "queries among them are not in the crawl: seed the keywords again once Redis takes writes; the "
+                "requests the others finish go back to the queue when their leases run out, and are done again)",
+                self.shared.health.url,
                 len(self.shared.outbox),
             )
         stats.set_value(Stat.REDIS_ROUND_TRIPS, self.shared.round_trips)

@@ -28,7 +28,7 @@ import orjson
 from rednote_crawl import stops
 from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, accept, book, cut
 from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS
-from rednote_crawl.state.redis.shared import SharedCrawl
+from rednote_crawl.state.redis.shared import SharedCrawl, new_op
 from rednote_crawl.stops import StopEvent
 
 Sleep = Callable[[float], Any]
@@ -47,6 +47,13 @@ class SharedRateLimiter(AdaptiveRateLimiter):
         self._flushing: asyncio.Task[None] | None = None  # a 302, on its way to Redis now
         self._accepts: asyncio.Task[None] | None = None  # accepted answers, on their way within ACCEPTS_WITHIN
         self._writing = asyncio.Lock()
+        # A call spent from the budget (scripts.RATE or SEND) sent and not answered (a timeout, an error
+        # reply): this worker's next spending call goes under its id, so the call is spent once.
+        self._spending: str | None = None
+
+    def _spend_op(self) -> str:
+        self._spending = self._spending or new_op()
+        return self._spending
 
     def start_at(self, learned: float | None) -> None:
         super().start_at(learned)
@@ -79,9 +86,13 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             spend = result is not None and result[1] <= 0
             budget = self._budget_args() if spend else ["", "", ""]
             k = self.shared.keys
-            answer = await self.shared.call(
-                "rate", [k.ratelimit, k.stats, k.stop], [self.version, orjson.dumps(state.to_dict()), *budget]
-            )
+            # A spending call whose answer was lost is sent again under its id (it was spent once, or not at
+            # all); a change alone gets a new id (sent again, it answers CHANGED and the state is read again).
+            op = self._spend_op() if spend else new_op()
+            args = [self.version, orjson.dumps(state.to_dict()), *budget]
+            answer = await self.shared.call("rate", [k.ratelimit, k.stats, k.stop], args, op)
+            if spend:
+                self._spending = None
             if answer is None:
                 return None, result
             if answer[0] == "CHANGED":
@@ -122,7 +133,9 @@ class SharedRateLimiter(AdaptiveRateLimiter):
             if await sleep(delay) is False:
                 return (stops.SHUTDOWN.reason, "the worker is shutting down", self.shared.worker_id)
             k = self.shared.keys
-            answer = await self.shared.call("send", [k.ratelimit, k.stats, k.stop], [epoch, *self._budget_args()])
+            args = [epoch, *self._budget_args()]
+            answer = await self.shared.call("send", [k.ratelimit, k.stats, k.stop], args, self._spend_op())
+            self._spending = None
             if answer is None:
                 return "again"
             if answer[0] == "CHANGED":  # a 302 meanwhile: book again, behind its pause

@@ -3,9 +3,9 @@ own names), and how a seen note id is stored in its bucket.
 
 ==================  ======  ==================================================================
 requests            ZSET    ids of the requests waiting, scored by -priority
-dupefilter          SET     request fingerprints (scrapy-redis's RFPDupeFilter computes them)
+dupefilter          SET     fingerprints of the calls (kind, query, page: requests.py), not of URLs
 items               LIST    the notes, one JSON object each (same fields as the JSON Lines output)
-requests:data       HASH    id -> the request as JSON (no token: it is added at the last hop)
+requests:data       HASH    id -> the request as JSON: its call's kind and parameters (no URL, no token)
 leases              ZSET    ids of the requests workers have taken, scored by their deadline
 seen_notes:XXX      HASH    ids of the notes already delivered: 16 fields, 10 bytes an id (``seen_record``)
 seen_notes:other    SET     ids of another form than the API's 24 hex digits
@@ -16,7 +16,8 @@ ratelimit           HASH    the token's shared rate: ``state`` (JSON) and its ve
 requests:unreadable HASH    id -> requests no worker could read, set aside for a look
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
 workers             ZSET    the live workers, scored by when they expire (counted by the heartbeat)
-crawl               STRING  the crawl's id, written by its first worker (``JOIN``)
+crawl               STRING  the crawl's id, written by its first worker (``JOIN``); ``2:`` begins it
+applied:<op>        STRING  an operation's answer, for a worker that sends it again (10 minutes)
 ==================  ======  ==================================================================
 """
 
@@ -96,6 +97,9 @@ class Keys:
     @property
     def crawl(self) -> str:
         return self._key("crawl")
+
+    def applied(self, op: str) -> str:
+        return self._key(f"applied:{op}")
 
     @property
     def workers(self) -> str:

@@ -4,7 +4,6 @@ as one pipeline per batch, and kept while Redis is away."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from rednote_crawl.state.redis.client import RedisHealth
-
-logger = logging.getLogger(__name__)
 
 BATCH = 200  # writes sent in one pipeline: one round trip
 
@@ -89,17 +86,26 @@ class Outbox:
                 self.health.failed(exc)
                 await asyncio.sleep(RETRY_REDIS)
                 continue
-            self.health.ok()
+            # Up to the first error reply: stored. From it on, the writes stay, in order, and go again
+            # (a write after it that Redis did take is idempotent: its script answers as it did).
+            refusal = next((a for a in answers if isinstance(a, redis.RedisError)), None)
             for write, answer in zip(batch, answers, strict=True):
+                if isinstance(answer, redis.RedisError):
+                    break
                 self.writes.popleft()
                 if write.guarded and self._gone(answer):
                     return
                 if write.then is not None:
                     write.then(answer)
+            if refusal is not None:
+                self.health.failed(refusal)
+                await asyncio.sleep(RETRY_REDIS)
+                continue
+            self.health.ok()
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Every command, in order, in one round trip (again after loading the scripts, if Redis lost them:
-        each write is idempotent)."""
+        each write is idempotent). Error replies are answers, for ``_send`` to keep their writes."""
         for _ in range(2):
             self.round_trips += 1
             async with self.server.pipeline(transaction=False) as pipe:
@@ -110,8 +116,6 @@ class Outbox:
                 break
             await self._load_scripts()
         for answer in answers:
-            if isinstance(answer, REDIS_ERRORS):
+            if isinstance(answer, (redis.ConnectionError, redis.TimeoutError)):
                 raise answer
-            if isinstance(answer, redis.RedisError):
-                logger.error("A write to Redis failed: %s", answer)
         return answers

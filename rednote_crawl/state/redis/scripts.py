@@ -6,6 +6,17 @@ worker joined (``GUARD``): when Redis lost the crawl or ``scrapy redis reset`` r
 workers, it writes nothing and answers ``LOST`` or ``RESET`` (shared.py stops the worker).
 Its key is the last of ``KEYS`` and the id the first of ``ARGV``. Times come from Redis's clock,
 the one clock every worker shares.
+
+Every script starts with ``#!lua`` (Redis 7 script flags, none given): Redis then refuses a script
+that may write as a whole, before running any of it, when it refuses writes (OOM, NOREPLICAS,
+MISCONF, READONLY); without the flags a script ran until its first refused write and kept what it
+had written before it (an expired lease taken out of ``leases`` and never put back in ``requests``).
+
+Every script that writes is idempotent (``once``): a worker that sends it again (its answer was
+late past the client's timeout, a batch re-sent after an error reply) gets the first run's answer
+and changes nothing. The caller names the operation (a uuid kept until an answer comes); the
+answer is kept under ``applied:<id>`` for ``APPLIED_SECONDS``. Counters are also keyed by what they
+count: a page is counted when its lease is acked, an ack when it removes a request.
 """
 
 from __future__ import annotations
@@ -13,6 +24,9 @@ from __future__ import annotations
 import hashlib
 
 LOST_ANSWERS = ("LOST", "RESET")
+FORMAT = "2:"  # a crawl id's prefix: requests are calls (kind, parameters), fingerprints follow the call
+SHEBANG = "#!lua\n"
+APPLIED_SECONDS = 600  # how long a write's answer is kept for a worker that sends it again
 
 GUARD = """
 local crawl = redis.call('GET', KEYS[#KEYS])
@@ -87,25 +101,49 @@ local function push(requests, data, dupefilter, stats, id, request, score, finge
   return 1
 end
 local function ack(leases, requests, data, id)
-  redis.call('ZREM', leases, id)
-  redis.call('ZREM', requests, id)
+  local removed = redis.call('ZREM', leases, id) + redis.call('ZREM', requests, id)
   redis.call('HDEL', data, id)
+  if removed > 0 then return 1 end
+  return 0
 end
 """
 
+# The idempotent run: the answer of an operation already applied (KEYS[#KEYS - 1]: applied:<id>),
+# else the script's answer, kept for a second sending.
+APPLIED_BEFORE = """
+local applied = redis.call('GET', KEYS[#KEYS - 1])
+if applied then return cjson.decode(applied) end
+local function run()
+"""
+APPLIED_AFTER = f"""
+end
+local answer = run()
+redis.call('SET', KEYS[#KEYS - 1], cjson.encode(answer), 'PX', {APPLIED_SECONDS * 1000})
+return answer
+"""
+
+
+def once(*parts: str) -> str:
+    """A guarded script (its key list ends with applied:<id>, crawl) whose last part runs once per id."""
+    *helpers, body = parts
+    return SHEBANG + GUARD + "".join(helpers) + APPLIED_BEFORE + body + APPLIED_AFTER
+
+
 # KEYS: crawl. ARGV: a new crawl id. -> the crawl's id (the new one if the crawl had none).
-JOIN = """
+JOIN = (
+    SHEBANG
+    + """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 """
+)
 
-# KEYS: requests, leases, data, stop, stats, crawl. ARGV: crawl id, lease ms, requeue score, how many.
+# KEYS: requests, leases, data, stop, stats, applied, crawl. ARGV: crawl id, lease ms, requeue score, how many.
 # Gives expired leases back, then leases up to ``how many`` requests.
 # -> {queued, leased, id, request, id, request...} (none while the crawl is stopped)
-POP = (
-    GUARD
-    + NOW_MS
-    + """
+POP = once(
+    NOW_MS,
+    """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZADD', KEYS[1], ARGV[3], id)
@@ -123,37 +161,35 @@ end
 out[1] = redis.call('ZCARD', KEYS[1])
 out[2] = redis.call('ZCARD', KEYS[2])
 return out
-"""
+""",
 )
 
-# KEYS: requests, data, dupefilter, leases, stats, crawl. ARGV: crawl id, then for each request:
+# KEYS: requests, data, dupefilter, leases, stats, applied, crawl. ARGV: crawl id, then for each request:
 # id, request, score, fingerprint, the id of the lease it replaces (''), '1' if a query's first page.
 # -> for each request, 1 when it was added (0: the dupefilter knew it)
-PUSH = (
-    GUARD
-    + QUEUE
-    + """
+PUSH = once(
+    QUEUE,
+    """
 local added = {}
 for i = 2, #ARGV, 6 do
   added[#added + 1] = push(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5])
   if ARGV[i + 4] ~= '' then ack(KEYS[4], KEYS[1], KEYS[2], ARGV[i + 4]) end
 end
 return added
-"""
+""",
 )
 
 # The whole of a paid page, in one call: its notes checked against the seen notes and the new
 # ones appended to the items list, the requests it made pushed (with their dupefilter entries),
 # its lease acked, the crawl's counters. Nothing of it can be half done.
-# KEYS: items, stats, seen count, requests, data, dupefilter, leases, a seen bucket per note, crawl.
+# KEYS: items, stats, seen count, requests, data, dupefilter, leases, a seen bucket per note, applied, crawl.
 # ARGV: crawl id, lease ('' none), notes n, requests m, then n x (record, field, id, note as JSON),
 # then m x (id, request, score, fingerprint, '1' if a query's first page).
 # -> for each note, 1 when it is new
-PAGE = (
-    GUARD
-    + SEEN_ADD
-    + QUEUE
-    + """
+PAGE = once(
+    SEEN_ADD,
+    QUEUE,
+    """
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
 local new, count = {}, 0
 for i = 1, n do
@@ -168,8 +204,7 @@ for j = 1, m do
   local a = 4 + n * 4 + (j - 1) * 5
   push(KEYS[4], KEYS[5], KEYS[6], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
 end
-if ARGV[2] ~= '' then
-  ack(KEYS[7], KEYS[4], KEYS[5], ARGV[2])
+if ARGV[2] ~= '' and ack(KEYS[7], KEYS[4], KEYS[5], ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[2], 'pages_paid', 1)
 end
 if count > 0 then
@@ -177,25 +212,25 @@ if count > 0 then
   redis.call('INCRBY', KEYS[3], count)
 end
 return new
-"""
+""",
 )
 
-# KEYS: leases, requests, data, stats, crawl. ARGV: crawl id, counter ('' none), then ids.
-# Requests done without a page (failed, rejected, set aside): they leave Redis; the counter goes up.
-ACK = (
-    GUARD
-    + QUEUE
-    + """
-for i = 3, #ARGV do ack(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
-if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[2], #ARGV - 2) end
-return #ARGV - 2
-"""
+# KEYS: leases, requests, data, stats, applied, crawl. ARGV: crawl id, counter ('' none), then ids.
+# Requests done without a page (failed, rejected, set aside): they leave Redis; the counter goes up
+# by the requests it removed (one done before is not counted again).
+ACK = once(
+    QUEUE,
+    """
+local n = 0
+for i = 3, #ARGV do n = n + ack(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+if ARGV[2] ~= '' and n > 0 then redis.call('HINCRBY', KEYS[4], ARGV[2], n) end
+return n
+""",
 )
 
-# KEYS: leases, requests, crawl. ARGV: crawl id, requeue score, ids. Give taken requests back.
-RELEASE = (
-    GUARD
-    + """
+# KEYS: leases, requests, applied, crawl. ARGV: crawl id, requeue score, ids. Give taken requests back.
+RELEASE = once(
+    """
 local n = 0
 for i = 3, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
@@ -204,7 +239,7 @@ for i = 3, #ARGV do
   end
 end
 return n
-"""
+""",
 )
 
 # The heartbeat, one call. KEYS: leases, worker, stop, requests, items, stats, seen count, workers, crawl.
@@ -213,7 +248,8 @@ return n
 # crawl-wide stop and the crawl's figures.
 # -> {leases no longer ours, stop reason, message, worker, queued, leased, items, notes, pages paid, queries, workers}
 BEAT = (
-    GUARD
+    SHEBANG
+    + GUARD
     + NOW_MS
     + """
 local n, gone = 0, {}
@@ -256,46 +292,56 @@ end
 
 # The token's rate, changed by compare-and-set: a worker applies rate.py's rules to the state it
 # last saw, and the change holds only if nobody changed it since (version ``v``).
-# KEYS: ratelimit, stats, stop, crawl. ARGV: crawl id, version seen, new state (JSON), then to
+# KEYS: ratelimit, stats, stop, applied, crawl. ARGV: crawl id, version seen, new state (JSON), then to
 # spend a call as well: budget, reason, worker ('' : do not).
 # -> {'OK', now ms, stop or false} | {'CHANGED', now ms, version, state}
-RATE = (
-    GUARD
-    + NOW_MS
-    + SPEND_ONE
-    + """
+RATE = once(
+    NOW_MS,
+    SPEND_ONE,
+    """
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[2] then return {'CHANGED', now, v, redis.call('HGET', KEYS[1], 'state') or ''} end
 redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'state', ARGV[3])
 if ARGV[6] == '' then return {'OK', now, false} end
 return {'OK', now, spend(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6])}
-"""
+""",
 )
 
 # A booking slept on: send the call, if no 302 changed the rate's epoch meanwhile.
-# KEYS: ratelimit, stats, stop, crawl. ARGV: crawl id, epoch booked in, budget, reason, worker.
+# KEYS: ratelimit, stats, stop, applied, crawl. ARGV: crawl id, epoch booked in, budget, reason, worker.
 # -> {'OK', now ms, stop or false} | {'CHANGED', now ms, version, state}
-SEND = (
-    GUARD
-    + NOW_MS
-    + SPEND_ONE
-    + """
+SEND = once(
+    NOW_MS,
+    SPEND_ONE,
+    """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and tostring(cjson.decode(state).epoch) ~= ARGV[2] then
   return {'CHANGED', now, redis.call('HGET', KEYS[1], 'v') or '0', state}
 end
 return {'OK', now, spend(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5])}
-"""
+""",
 )
 
 # KEYS: stop. ARGV: reason, message, worker. The first stop wins; -> the reason in force.
-STOP = """
+STOP = (
+    SHEBANG
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'message', ARGV[2], 'worker', ARGV[3], 'at', t[1])
 end
 return redis.call('HGET', KEYS[1], 'reason')
 """
+)
+
+# KEYS: stats, applied, crawl. ARGV: crawl id. A call counted and never sent: the budget gets it back, once.
+REFUND = once(
+    """
+local calls = tonumber(redis.call('HGET', KEYS[1], 'calls') or '0')
+if calls > 0 then redis.call('HINCRBY', KEYS[1], 'calls', -1) end
+return 1
+""",
+)
 
 SCRIPTS = {
     "join": JOIN,
@@ -308,5 +354,8 @@ SCRIPTS = {
     "rate": RATE,
     "send": SEND,
     "stop": STOP,
+    "refund": REFUND,
 }
+# The scripts run once per operation id (``once``): their key list ends with applied:<id>, crawl.
+IDEMPOTENT = frozenset({"pop", "push", "page", "ack", "release", "rate", "send", "refund"})
 SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()}

@@ -35,6 +35,15 @@ logger = logging.getLogger(__name__)
 REQUEUE_SCORE = -1e9  # a request given back (expired or released lease) goes before all others
 
 
+class OldCrawl(RuntimeError):
+    """The crawl in Redis is of an earlier format (requests as URLs): refused, never half-read."""
+
+
+def new_op() -> str:
+    """An operation's id: a write sent again under it is applied once (scripts.once)."""
+    return uuid.uuid4().hex
+
+
 class SharedCrawl:
     """A worker's handle on the crawl in Redis: every call of the crawl is asynchronous
     (``redis.asyncio`` on Scrapy's asyncio reactor), so a slow Redis delays only what waits on it.
@@ -56,6 +65,7 @@ class SharedCrawl:
         self.crawl_id: str | None = None  # the crawl this worker joined (JOIN)
         self.lost: str | None = None  # why the crawl is gone from Redis, once a script found it so
         self._call_round_trips = 0
+        self._pop_op: str | None = None  # a pop sent and not answered yet
         self._clock = (time.time(), time.monotonic())  # Redis's clock (s) when last heard, and ours then
 
     @property
@@ -69,7 +79,15 @@ class SharedCrawl:
             self.sync.script_load(source)
         if self.sync.type(self.keys.ratelimit) == "string":  # the rate in its earlier form: dropped
             self.sync.delete(self.keys.ratelimit)
-        self.crawl_id = self.sync.evalsha(scripts.SHA["join"], 1, self.keys.crawl, uuid.uuid4().hex)
+        self.crawl_id = self.sync.evalsha(scripts.SHA["join"], 1, self.keys.crawl, scripts.FORMAT + uuid.uuid4().hex)
+        if not str(self.crawl_id).startswith(scripts.FORMAT):
+            raise OldCrawl(
+                f"the crawl in Redis at {display_url(self.url)} ({self.keys.crawl}) was started by an earlier version "
+                "of rednote_crawl, which kept its requests as URLs (with the seeding worker's API host) and its "
+                "dupefilter by URL: this version keeps calls and cannot read that crawl. Finish it with the earlier "
+                "version, or `scrapy redis drain FILE`, `scrapy redis reset` and seed the keywords again (the seen "
+                "notes are kept: notes already delivered are not delivered again)"
+            )
         seconds, micros = self.sync.time()
         self.heard_time(seconds * 1000 + micros / 1000)
         return self.crawl_id
@@ -85,15 +103,18 @@ class SharedCrawl:
 
     # --- calls a caller waits for ------------------------------------------------------------
 
-    def _command(self, script: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    def _command(self, script: str, keys: list[str], args: list[Any], op: str | None = None) -> tuple[Any, ...]:
+        if script in scripts.IDEMPOTENT:  # run once per operation: its answer is kept under applied:<op>
+            keys = [*keys, self.keys.applied(op or new_op())]
         return ("EVALSHA", scripts.SHA[script], len(keys) + 1, *keys, self.keys.crawl, self.crawl_id, *args)
 
-    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def call(self, script: str, keys: list[str], args: list[Any], op: str | None = None) -> Any:
         """A guarded script (scripts.py): its answer, or None when the crawl is gone (nothing written).
-        Raises REDIS_ERRORS for the caller to wait on."""
+        Raises REDIS_ERRORS for the caller to wait on, and to call again with the same ``op`` (an
+        idempotent script's operation id): a call whose answer was lost then changes nothing twice."""
         if self.lost:
             return None
-        answer = await self._execute(self._command(script, keys, args))
+        answer = await self._execute(self._command(script, keys, args, op))
         self.health.ok()
         return self._unless_lost(answer)
 
@@ -132,7 +153,9 @@ class SharedCrawl:
             "reset` ran under the workers)"
         )
         self.outbox.close()  # nothing of the lost crawl may be written into whatever Redis holds now
-        logger.error("Stopping: %s. Nothing more is written to Redis; see docs/distributed.md, Redis must persist", self.lost)
+        logger.error(
+            "Stopping: %s. Nothing more is written to Redis; see docs/distributed.md, Redis must persist", self.lost
+        )
         if self.stats is not None:
             self.stats.set_value(Stat.REDIS_STATE_LOST, 1)
 
@@ -141,15 +164,21 @@ class SharedCrawl:
     def write(self, command: tuple[Any, ...], then: Callable[[Any], None] | None = None, guarded: bool = True) -> None:
         self.outbox.add(Write(command, then, guarded))
 
-    def write_script(self, script: str, keys: list[str], args: list[Any], then: Callable[[Any], None] | None = None) -> None:
-        self.write(self._command(script, keys, args), then)
+    def write_script(
+        self, script: str, keys: list[str], args: list[Any], then: Callable[[Any], None] | None = None
+    ) -> None:
+        self.write(self._command(script, keys, args, new_op()), then)  # one id: sent again, applied once
 
     # --- the crawl's operations ---------------------------------------------------------------
 
     def push(self, requests: list[tuple[str, str, float, str, str, bool]], then: Callable[[Any], None]) -> None:
         """Requests into the queue, each (id, request, score, fingerprint, lease it replaces, query start)."""
         k = self.keys
-        args = [x for id_, req, score, fp, replaces, start in requests for x in (id_, req, score, fp, replaces, "1" if start else "")]
+        args = [
+            x
+            for id_, req, score, fp, replaces, start in requests
+            for x in (id_, req, score, fp, replaces, "1" if start else "")
+        ]
         self.write_script("push", [k.requests, k.data, k.dupefilter, k.leases, k.stats], args, then)
 
     def ack(self, lease_ids: list[str], counter: str = "") -> None:
@@ -160,22 +189,32 @@ class SharedCrawl:
         self.write(("HSET", self.keys.unreadable, lease_id, request), guarded=False)
         self.ack([lease_id])
 
-    def count(self, field: str, amount: int = 1) -> None:
-        self.write(("HINCRBY", self.keys.stats, field, amount), guarded=False)
+    def refund(self) -> None:
+        """A call counted and never sent: the budget gets it back (once, however often it is sent)."""
+        self.write_script("refund", [self.keys.stats], [])
 
     async def pop(self, how_many: int) -> tuple[int, int, list[tuple[str, str]]] | None:
-        """Lease up to ``how_many`` requests: (queued, leased, [(lease, request)]); None: the crawl is gone."""
+        """Lease up to ``how_many`` requests: (queued, leased, [(lease, request)]); None: the crawl is gone.
+        A pop whose answer was lost is asked again under its id: its requests are not left leased to nobody."""
         k = self.keys
-        answer = await self.call("pop", [k.requests, k.leases, k.data, k.stop, k.stats], [self.lease_ms, REQUEUE_SCORE, how_many])
+        self._pop_op = self._pop_op or new_op()
+        args = [self.lease_ms, REQUEUE_SCORE, how_many]
+        answer = await self.call("pop", [k.requests, k.leases, k.data, k.stop, k.stats], args, self._pop_op)
+        self._pop_op = None
         if answer is None:
             return None
         queued, leased, *flat = answer
         return int(queued), int(leased), list(zip(flat[::2], flat[1::2], strict=True))
 
     async def page(
-        self, lease: str, notes: list[tuple[str, bytes]], requests: list[tuple[str, str, float, str, bool]]
+        self,
+        lease: str,
+        notes: list[tuple[str, bytes]],
+        requests: list[tuple[str, str, float, str, bool]],
+        op: str | None = None,
     ) -> list[bool] | None:
-        """A paid page in one call (scripts.PAGE): which of its notes are new; None: the crawl is gone."""
+        """A paid page in one call (scripts.PAGE): which of its notes are new; None: the crawl is gone.
+        ``op`` names the page's store: called again with it, the script answers as the first time."""
         k = self.keys
         keys = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases]
         keys += [k.seen_bucket(note_id) for note_id, _ in notes]
@@ -184,13 +223,15 @@ class SharedCrawl:
             args += [seen_record(note_id), seen_field(note_id), note_id, line]
         for id_, request, score, fingerprint, start in requests:
             args += [id_, request, score, fingerprint, "1" if start else ""]
-        answer = await self.call("page", keys, args)
+        answer = await self.call("page", keys, args, op)
         return None if answer is None else [bool(new) for new in answer]
 
     async def release(self, lease_ids: list[str]) -> int:
         return await self.call("release", [self.keys.leases, self.keys.requests], [REQUEUE_SCORE, *lease_ids]) or 0
 
-    async def heartbeat(self, lease_ids: list[str], period: float) -> tuple[list[str], dict[str, str] | None, dict[str, int]]:
+    async def heartbeat(
+        self, lease_ids: list[str], period: float
+    ) -> tuple[list[str], dict[str, str] | None, dict[str, int]]:
         """One call: renew our leases, say this worker is alive (expiring after three missed beats),
         read the crawl-wide stop and figures. -> (our leases no longer in Redis: acked meanwhile, or
         run out and gone to another worker; the stop or None; the figures)."""
