@@ -28,7 +28,12 @@ COMPONENTS = {
     "SPIDER_MIDDLEWARES": {"rednote_crawl.spidermw.pages.PageBookMiddleware": 950},
     "ITEM_PIPELINES": {"rednote_crawl.items.dedupe.NoteDedupePipeline": 100},
     # The start-up is built first (lowest order), before the feed exporter reads FEEDS.
-    "EXTENSIONS": {"rednote_crawl.run.startup.CrawlStart": -1000, "rednote_crawl.run.summary.CrawlSummary": 500},
+    # The monitors follow the summary (a higher order: their engine_stopped comes after its).
+    "EXTENSIONS": {
+        "rednote_crawl.run.startup.CrawlStart": -1000,
+        "rednote_crawl.run.summary.CrawlSummary": 500,
+        "rednote_crawl.run.monitors.CrawlMonitors": 510,
+    },
 }
 # With REDIS_URL: the state in Redis, and what only it needs.
 REDIS_COMPONENTS = {

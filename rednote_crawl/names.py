@@ -35,7 +35,8 @@ class Stat:
     RATE_LIMIT_RETRIES = PREFIX + "ratelimit/retries"
     RATE = PREFIX + "ratelimit/rate"
     RATE_LIMIT = PREFIX + "ratelimit/limit"
-    RATE_HELD_SECONDS = PREFIX + "ratelimit/held_seconds"
+    RATE_HELD_SECONDS = PREFIX + "ratelimit/held_seconds"  # waiting for the token's rate, below the ceiling
+    RATE_HELD_BY_CEILING_SECONDS = PREFIX + "ratelimit/held_by_ceiling_seconds"  # at JUSTONEAPI_MAX_RPS
 
     NOTES_SEEN = PREFIX + "notes/seen"
     NOTES_NEW = PREFIX + "notes/unique"
@@ -45,6 +46,9 @@ class Stat:
     NOTES_OLDER = PREFIX + "notes/older_than_since"
     ITEMS_SKIPPED = PREFIX + "items/skipped/"  # + the item's model_type
     NOTES_WITHOUT_ID = ITEMS_SKIPPED + "note_without_id"
+    # Notes that do not validate against the output's JSON Schema: the monitors' hook for the
+    # validation that comes with the schema (issue 22); nothing counts it yet.
+    ITEMS_INVALID = PREFIX + "items/invalid"
 
     RESUME_ITEMS_REPLAYED = PREFIX + "resume/items_replayed"
     RESUME_QUERIES_CONTINUED = PREFIX + "resume/queries_continued"

@@ -41,7 +41,7 @@ LAYERS: dict[str, int] = {
 }
 # The components every crawl has: they get the state from crawl_state() and use only its interface.
 COMPONENT_PARTS = ("downloader", "spiders", "spidermw", "items")
-COMPONENT_MODULES = ("run/summary.py", "run/startup.py")
+COMPONENT_MODULES = ("run/summary.py", "run/startup.py", "run/monitors.py")
 STATE = PACKAGE / "state" / "__init__.py"
 # What a name bound from crawl_state() is: the home's interface, or one of its two parts.
 INTERFACES = {"": "CrawlState", "pages": "PageStore", "account": "CallAccount"}

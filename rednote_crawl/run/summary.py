@@ -149,6 +149,14 @@ class CrawlSummary:
             plural(self._get(Stat.RATE_LIMIT_RETRIES), "rate-limited try"),
         )
 
+    def _held_text(self) -> str:
+        """Which limit held the calls back: the token's (found by the crawl) or the ceiling, JUSTONEAPI_MAX_RPS."""
+        token, ceiling = self._get(Stat.RATE_HELD_SECONDS), self._get(Stat.RATE_HELD_BY_CEILING_SECONDS)
+        if ceiling < 0.05:
+            return f"held by the token's rate limit for {token:.1f} s"
+        text = f"held by the JUSTONEAPI_MAX_RPS ceiling ({self.state.config.max_rps:g} calls/s) for {ceiling:.1f} s"
+        return text + (f", by the token's rate limit for {token:.1f} s" if token >= 0.05 else "")
+
     def _notes_line(self, stats: dict[str, Any]) -> str:
         """Where every note the API returned went (and the notes a resumed run put back)."""
         without_id = self._get(Stat.NOTES_WITHOUT_ID)
@@ -222,8 +230,7 @@ class CrawlSummary:
             self._notes_line(stats),
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get(Stat.RETRY_COUNT)}, {self._get(Stat.BACKOFF_SECONDS):.1f} s of backoff; "
-            f"{plural(rate_limited, 'rate-limit answer')}; "
-            f"held by the token's rate limit for {self._get(Stat.RATE_HELD_SECONDS):.1f} s",
+            f"{plural(rate_limited, 'rate-limit answer')}; " + self._held_text(),
         ]
         if (limit := self.state.account.rate.limit) is not None:
             learned = self._get(Stat.RATE_LIMIT)
