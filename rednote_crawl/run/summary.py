@@ -6,8 +6,11 @@ line every ``LOGSTATS_INTERVAL`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
+import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
@@ -71,6 +74,7 @@ class CrawlSummary:
         crawler.signals.connect(self.item_dropped, signal=scrapy_signals.item_dropped)
         self.keywords: dict[str, KeywordRow] = {}
         self.live = live_stream(crawler.settings)
+        self.log_file = bool(crawler.settings.get("LOG_FILE"))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
@@ -78,12 +82,43 @@ class CrawlSummary:
 
     def spider_opened(self) -> None:
         self.started = time.monotonic()
+        self._answer_ctrl_c()
         if self.live is not None:
             self.task = create_looping_call(self.show_progress)
             self.task.start(LIVE_EVERY, now=False)
         elif self.interval:
             self.task = create_looping_call(self.log_progress)
             self.task.start(self.interval, now=False)
+
+    def _answer_ctrl_c(self) -> None:
+        """Answer the first Ctrl-C at once. Scrapy's handler stops the crawl after the calls in flight
+        (up to JUSTONEAPI_TIMEOUT later) and says so only in a line of its own start-up's logger, which
+        quiet.py leaves out: this one runs it, then says what happens, and its next press is Scrapy's
+        (it drops the calls in flight). Only where Scrapy installed its handler (``scrapy crawl``)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        scrapys = signal.getsignal(signal.SIGINT)
+        if not callable(scrapys) or scrapys is signal.default_int_handler:
+            return
+        loop = asyncio.get_running_loop()
+
+        def first_press(signum: int, frame: Any) -> None:
+            scrapys(signum, frame)  # Scrapy stops gracefully, and installs its handler of a second press
+            loop.call_soon_threadsafe(self.interrupted)
+
+        signal.signal(signal.SIGINT, first_press)
+
+    def interrupted(self) -> None:
+        """The line a first Ctrl-C gets, on the terminal (and in the log)."""
+        downloader = self.crawler.engine.downloader if self.crawler.engine else None
+        calls = sum(len(slot.transferring) for slot in downloader.slots.values()) if downloader else 0
+        line = interrupt_line(self.state.standing(), calls)
+        if self.live is not None:
+            self.live.write("\r\x1b[K")
+            self.live.flush()
+        logger.warning("%s", line)
+        if self.log_file and sys.stderr.isatty():  # the log goes to a file: the terminal hears it too
+            print(line, file=sys.stderr, flush=True)
 
     def show_progress(self) -> None:
         """The live line: rewritten in place, never logged."""
@@ -254,6 +289,19 @@ class CrawlSummary:
 
 RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
 NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
+
+
+def interrupt_line(standing: Standing, calls: int) -> str:
+    """What a first Ctrl-C does: what is in flight, what a second press does, how to carry on."""
+    line = (
+        f"Ctrl-C: stopping after the {plural(calls, 'call')} in flight (their notes are kept); "
+        "press Ctrl-C again to stop at once and drop them. "
+    )
+    if standing.shared is not None:
+        return line + "The requests not sent go back to the shared queue: the same command carries the crawl on"
+    if standing.job_folder:
+        return line + f"Run the same command again to carry on (JUSTONEAPI_JOB_DIR={standing.job_folder})"
+    return line + "Run the same command again to start over (with -s JUSTONEAPI_JOB_DIR=DIR it would carry on)"
 
 
 def next_steps(standing: Standing, reason: str, unfinished: bool) -> list[str]:
