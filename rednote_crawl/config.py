@@ -160,10 +160,11 @@ def apprise() -> Any:
     return module
 
 
-def notify_urls(settings: BaseSettings) -> tuple[str, ...]:
-    """``JUSTONEAPI_NOTIFY``: Apprise URLs, a list or one string (separated by spaces or commas), each one
-    Apprise can send to (checked here, so that a typo fails at start-up, not at 3 a.m. when the run fails)."""
-    raw = _get(settings, "JUSTONEAPI_NOTIFY")
+def notify_urls(settings: BaseSettings, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """``JUSTONEAPI_NOTIFY`` (a setting, else the environment variable: the URLs hold secrets, as the token):
+    Apprise URLs, a list or one string (separated by spaces or commas), each one Apprise can send to
+    (checked here, so that a typo fails at start-up, not at 3 a.m. when the run fails)."""
+    raw = _get(settings, "JUSTONEAPI_NOTIFY") or environ.get("JUSTONEAPI_NOTIFY")
     if not raw:
         return ()
     parts = raw if isinstance(raw, (list, tuple)) else re.split(r"[\s,]+", str(raw))
@@ -296,7 +297,7 @@ class ApiConfig:
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
             sandbox=sandbox,
-            notify=notify_urls(settings),
+            notify=notify_urls(settings, environ),
             notify_on=notify_on,
             notify_timeout=_number(settings, "JUSTONEAPI_NOTIFY_TIMEOUT", float, 1),
             thresholds=Thresholds.from_settings(settings),

@@ -15,6 +15,7 @@ after every run (``always``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import statistics
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals as scrapy_signals
 
 from rednote_crawl import redaction, stops
+from rednote_crawl.config import DEFAULTS, ApiConfig, ConfigError, notify_urls
 from rednote_crawl.names import Stat
 from rednote_crawl.run.notify import Notifier
 from rednote_crawl.run.report import plural
@@ -263,6 +265,37 @@ def render_message(run: RunFigures, checks: Sequence[Check], steps: Sequence[str
     return title, "\n".join(lines)
 
 
+def render_refusal(spider: str, host: str, error: str) -> tuple[str, str]:
+    """The notification of a run refused at start-up (exit status 2): nothing was sent."""
+    title = f"rednote_crawl {spider} on {host}: FAILED, exit status {stops.EXIT_BAD_INPUT}"
+    body = (
+        f"Crawl: {spider} on {host}\n"
+        f"Exit status {stops.EXIT_BAD_INPUT}: {EXIT_WORDS[stops.EXIT_BAD_INPUT]}; no call was sent\n"
+        f"Cannot start: {error}"
+    )
+    return title, body
+
+
+def notify_refusal(settings: Any, spider: str, error: str) -> None:
+    """A run that could not start tells ``JUSTONEAPI_NOTIFY`` too (a daily job's keyword file gone, a job
+    folder still held by yesterday's run); after the reactor, in a thread, ``JUSTONEAPI_NOTIFY_TIMEOUT`` at most."""
+    try:
+        config = ApiConfig.from_settings(settings, require_token=False)
+    except ConfigError:
+        try:
+            urls, timeout = notify_urls(settings), float(DEFAULTS["JUSTONEAPI_NOTIFY_TIMEOUT"])
+        except ConfigError:
+            return  # the notification settings are the bad input: the error said so
+    else:
+        urls, timeout = config.notify, config.notify_timeout
+    if not urls:
+        return
+    for url in urls:
+        redaction.install_url(url)
+    title, body = render_refusal(spider, socket.gethostname(), error)
+    asyncio.run(Notifier(urls, timeout).send(title, body))
+
+
 def should_notify(on: str, checks: Sequence[Check]) -> bool:
     return on == "always" or any(c.ok is False for c in checks)
 
@@ -316,4 +349,4 @@ class CrawlMonitors:
         if self.notifier.urls and should_notify(self.notify_on, self.checks):
             steps = next_steps(standing, self.reason, unfinished=run.exit_status != stops.EXIT_FINISHED)
             title, body = render_message(run, self.checks, steps)
-            await self.notifier.send(title, body)
+            await self.notifier.send(title, body, failure=failed)

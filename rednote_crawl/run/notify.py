@@ -21,14 +21,15 @@ from rednote_crawl.redaction import mask_url
 logger = logging.getLogger(__name__)
 
 
-def send_now(urls: Sequence[str], title: str, body: str) -> list[str]:
+def send_now(urls: Sequence[str], title: str, body: str, failure: bool = True) -> list[str]:
     """Send to every URL, one at a time, here (blocking). Returns the URLs that failed."""
     module = apprise()
+    kind = module.NotifyType.FAILURE if failure else module.NotifyType.SUCCESS  # services that show it: red or green
     failed = []
     for url in urls:
         sender = module.Apprise()
         try:
-            sent = sender.add(url) and bool(sender.notify(title=title, body=body))
+            sent = sender.add(url) and bool(sender.notify(title=title, body=body, notify_type=kind))
         except Exception:  # a plugin's bug must not end the crawl's last step
             logger.exception("Notification to %s failed", mask_url(url))
             sent = False
@@ -42,7 +43,7 @@ class Notifier:
         self.urls = tuple(urls)
         self.timeout = timeout
 
-    async def send(self, title: str, body: str) -> bool:
+    async def send(self, title: str, body: str, failure: bool = True) -> bool:
         """Send off the reactor, waiting ``timeout`` seconds at most; True when every URL took it."""
         if not self.urls:
             return True
@@ -55,7 +56,7 @@ class Notifier:
 
         def work() -> None:
             try:
-                result: list[str] | BaseException = send_now(self.urls, title, body)
+                result: list[str] | BaseException = send_now(self.urls, title, body, failure)
             except BaseException as exc:
                 result = exc
             with contextlib.suppress(RuntimeError):  # the loop is gone: the crawl stopped waiting long ago
