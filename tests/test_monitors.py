@@ -122,7 +122,7 @@ def test_the_job_folders_history_through_the_state_interface(tmp_path):
         job.begin_run(f"2026-11-2{n}T00:00:00+00:00", "fp", {})
         notes = [{"note_id": f"{n:02d}{i:022x}", "keyword": "海信"} for i in range(n)]
         job.record_page(api.Query("海信", "general", "_0", ""), 1, notes, "empty_page", n, calls=2)
-        job.end_run("finished", "2026-11-2{n}T01:00:00+00:00", 2, 0)
+        job.end_run("finished", f"2026-11-2{n}T01:00:00+00:00", 2, 0)
     history = job.history(2)
     assert [[(k.crawl, k.keyword, k.new, k.calls) for k in c] for c in history] == [
         [(2, "海信", 2, 2)],
