@@ -100,7 +100,10 @@ class CrawlSummary:
         scrapys = signal.getsignal(signal.SIGINT)
         if not callable(scrapys) or scrapys is signal.default_int_handler:
             return
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no asyncio loop runs the crawl: Scrapy's handler stays as it is
+            return
 
         def first_press(signum: int, frame: Any) -> None:
             scrapys(signum, frame)  # Scrapy stops gracefully, and installs its handler of a second press
