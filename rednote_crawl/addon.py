@@ -28,11 +28,12 @@ COMPONENTS = {
     "SPIDER_MIDDLEWARES": {"rednote_crawl.spidermw.pages.PageBookMiddleware": 950},
     "ITEM_PIPELINES": {"rednote_crawl.items.dedupe.NoteDedupePipeline": 100},
     # The start-up is built first (lowest order), before the feed exporter reads FEEDS.
-    # The monitors follow the summary (a higher order: their engine_stopped comes after its).
+    # At engine_stopped (in this order): the start-up ends the run in the state, the monitors judge
+    # it, the summary says it last.
     "EXTENSIONS": {
         "rednote_crawl.run.startup.CrawlStart": -1000,
+        "rednote_crawl.run.monitors.CrawlMonitors": 400,
         "rednote_crawl.run.summary.CrawlSummary": 500,
-        "rednote_crawl.run.monitors.CrawlMonitors": 510,
     },
 }
 # With REDIS_URL: the state in Redis, and what only it needs.

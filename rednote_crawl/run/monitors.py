@@ -1,7 +1,7 @@
 """Monitors at the end of every run, and the notification that tells someone when it went wrong.
 
 A run ends with an exit status (``stops.exit_status``) that is known only once the feeds are
-stored (``engine_stopped``): the monitors run then, after the summary, on one machine and on each
+stored (``engine_stopped``): the monitors run then, before the summary, on one machine and on each
 worker of a distributed crawl. Each monitor is a pure function of the run's figures
 (``RunFigures``, from the stats) or of the job's history (``CrawlState.history``: per crawl, per
 keyword), and gives a ``Check``: passed, failed, or skipped (with why). Both are plain data
@@ -304,7 +304,9 @@ def should_notify(on: str, checks: Sequence[Check]) -> bool:
 
 
 class CrawlMonitors:
-    """Runs the monitors after the summary (its order is higher) and sends the notification."""
+    """Runs the monitors once the run has ended in the state, and sends the notification. Its order
+    (400) puts its ``engine_stopped`` after the start-up's (which records the run's end) and before
+    the summary's: the summary and the report stay the log's last word."""
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
