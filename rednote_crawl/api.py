@@ -17,8 +17,10 @@ as display strings ("1.2万"); ``widgets_context`` is a JSON string. docs/archit
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -70,6 +72,17 @@ NOTE_TIME_STYLES: dict[str, dict[str, str]] = {
 NOTE_TIMES: dict[str, str] = {"any": "any", "day": "day", "week": "week", "half_year": "half_year"}
 for _style in NOTE_TIME_STYLES.values():
     NOTE_TIMES.update({wire: name for name, wire in _style.items()})
+
+# The name an analyst knows for each value sent (the output's ``search.*_name``): the friendly name a
+# user may type, one per wire value. noteTime's name is the canonical one (``Query.note_time``).
+SORT_NAMES: dict[str, str] = {
+    "general": "general",
+    "popularity_descending": "popular",
+    "time_descending": "latest",
+    "comment_descending": "comments",
+    "collect_descending": "collects",
+}
+NOTE_TYPE_NAMES: dict[str, str] = {"_0": "all", "_1": "video", "_2": "normal"}
 
 DEFAULT_SORT = "general"
 DEFAULT_NOTE_TYPE = "_0"
@@ -155,6 +168,134 @@ CODE_NAMES: dict[int, str] = {
 }
 
 
+# --- reading an answer ---------------------------------------------------------------
+# An answer that arrived whole (its brackets close) but that orjson refuses is not a cut-off body
+# and is not asked for again and again: invalid UTF-8 inside its strings is replaced with U+FFFD
+# (and counted), and an item of a list that still cannot be read (JSON nested deeper than orjson's
+# 1024 levels, say) becomes ``UNPARSEABLE`` (skipped and counted by ``read_page``), so that the
+# page's other notes go on. Only the envelope, ``data``, its lists and their items are taken apart.
+
+SALVAGE_DEPTH = 3  # envelope (0) > data (1) > items (2) > one item (3): an item that fails is skipped
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.S)
+_BYTE_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_KEY = re.compile(r'\s*("(?:[^"\\]|\\.)*")\s*:', re.S)
+
+
+class _Unparseable:
+    """An item of an answer's list that could not be read (a placeholder that ``read_page`` counts)."""
+
+    def __repr__(self) -> str:
+        return "UNPARSEABLE"
+
+
+UNPARSEABLE: Any = _Unparseable()
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A body as JSON: ``value`` (None: unreadable), and what it took to read it."""
+
+    value: Any
+    whole: bool = True  # False: cut off (or not JSON at all)
+    replaced: int = 0  # invalid UTF-8 sequences replaced with U+FFFD
+    unparseable: int = 0  # list items that could not be read, left as UNPARSEABLE
+
+
+def decode(body: bytes) -> Decoded:
+    """Read a body as JSON; salvage what can be read of one that arrived whole (see above)."""
+    try:
+        return Decoded(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        pass
+    if not _whole(body):
+        return Decoded(None, whole=False)
+    text = body.decode("utf-8", "replace")
+    replaced = text.count("\ufffd") - body.count("\ufffd".encode())
+    try:
+        return Decoded(orjson.loads(text), replaced=replaced)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        value, unparseable = _salvage(text, 0)
+    except (_Unreadable, orjson.JSONDecodeError, RecursionError):
+        return Decoded(None, replaced=replaced)
+    return Decoded(value, replaced=replaced, unparseable=unparseable)
+
+
+def _whole(body: bytes) -> bool:
+    """Whether a body is one JSON object or list whose brackets all close, at its end: it was not cut off."""
+    data = body.strip()
+    if data[:1] not in (b"{", b"["):
+        return False
+    depth = 0
+    for match in _BYTE_TOKEN.finditer(data):
+        char = match.group()[:1]
+        if char == b'"':
+            continue
+        depth += 1 if char in (b"{", b"[") else -1
+        if depth == 0:
+            return match.end() == len(data)
+        if depth < 0:
+            return False
+    return False
+
+
+def _parts(span: str) -> list[str]:
+    """The members of an object, or the elements of a list, at the top level of ``span``."""
+    depth, start, parts = 0, 1, []
+    for match in _TOKEN.finditer(span):
+        char = match.group()[0]
+        if char == '"':
+            continue
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                parts.append(span[start : match.start()])
+                break
+        elif depth == 1:  # a comma between two members
+            parts.append(span[start : match.start()])
+            start = match.end()
+    return [part for part in parts if part.strip()]
+
+
+def _salvage(text: str, depth: int) -> tuple[Any, int]:
+    """``text`` as JSON, an item of a list that fails left as UNPARSEABLE (down to SALVAGE_DEPTH)."""
+    try:
+        return orjson.loads(text), 0
+    except orjson.JSONDecodeError:
+        if depth >= SALVAGE_DEPTH:
+            raise
+    span = text.strip()
+    if span[:1] == "[":
+        values: list[Any] = []
+        lost = 0
+        for part in _parts(span):
+            try:
+                value, n = _salvage(part, depth + 1)
+            except (_Unreadable, orjson.JSONDecodeError, RecursionError):
+                value, n = UNPARSEABLE, 1
+            values.append(value)
+            lost += n
+        return values, lost
+    if span[:1] == "{":
+        members: dict[str, Any] = {}
+        lost = 0
+        for part in _parts(span):
+            key = _KEY.match(part)
+            if key is None:
+                raise _Unreadable("not an object member")
+            members[orjson.loads(key.group(1))], n = _salvage(part[key.end() :], depth + 1)
+            lost += n
+        return members, lost
+    raise _Unreadable("not JSON")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What one HTTP answer means for the crawl.
@@ -169,6 +310,8 @@ class Answer:
     message: str = ""
     envelope: dict[str, Any] | None = None
     unexpected: bool = False  # an undocumented code, or a 4xx without the envelope (wrong URL?)
+    retries: int | None = None  # RETRY: at most this many (None: JUSTONEAPI_RETRY_TIMES)
+    replaced: int = 0  # invalid UTF-8 sequences replaced with U+FFFD to read it
 
     @property
     def stop(self) -> stops.Stop | None:
@@ -193,12 +336,13 @@ def judge(status: int, body: bytes) -> Answer:
     """Classify an HTTP answer by its business ``code``, not its HTTP status.
 
     HTTP 200 may carry an error code and HTTP 4xx/5xx may carry the envelope;
-    an HTML page or a cut-off body is transient. Unknown codes are retried a
-    bounded number of times (the safe default), never a crash.
+    an HTML page or a cut-off body is transient. An answer that arrived whole is read as far as it
+    can be (``decode``); one that still cannot be read is tried once more, no more. Unknown codes
+    are retried a bounded number of times (the safe default), never a crash.
     """
-    try:
-        envelope = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    decoded = decode(body)
+    envelope = decoded.value
+    if envelope is None and not decoded.whole:
         head = body.lstrip()[:1]
         kind = "html" if head == b"<" else "truncated" if head in (b"{", b"[") else "text" if body else "empty"
         action = Action.SLOW_DOWN if status == 429 else Action.RETRY  # a gateway's own 429 page
@@ -211,6 +355,9 @@ def judge(status: int, body: bytes) -> Answer:
             unexpected=unexpected,
         )
     code = _as_int(envelope.get("code")) if isinstance(envelope, dict) else None
+    if envelope is None:  # whole, but not JSON anyone can read: the same again would not help
+        message = f"unreadable JSON body ({len(body)} bytes, arrived whole)"
+        return Answer(Action.RETRY, f"http_{status}_unreadable", message=message, unexpected=True, retries=1)
     if code is None:
         return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code", unexpected=True)
     message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
@@ -220,7 +367,7 @@ def judge(status: int, body: bytes) -> Answer:
         if not (isinstance(data, dict) and isinstance(data.get("items"), list)):
             # Paid for, but without a list of items: not the end of the query and not retried.
             return Answer(Action.UNUSABLE, "code_0_no_items", code, "code 0 without a data.items list")
-        return Answer(Action.PARSE, label, code, message, envelope)
+        return Answer(Action.PARSE, label, code, message, envelope, replaced=decoded.replaced)
     fatal = stops.for_code(code) is not None
     if code == 302 or (status == 429 and not fatal):
         return Answer(Action.SLOW_DOWN, label, code, message)
@@ -243,8 +390,11 @@ class UserInfo(TypedDict):
 
 class SearchInfo(TypedDict):
     sort: str
+    sort_name: str
     note_type: str
+    note_type_name: str
     note_time: str | None
+    note_time_name: str
 
 
 class Mention(TypedDict):
@@ -269,6 +419,10 @@ class NoteItem(TypedDict):
     comments_count: int | None
     shared_count: int | None
     published_at: str | None
+    published_at_china: str | None
+    published_date_china: str | None
+    edited_at: str | None
+    updated_at: str | None
     user: UserInfo
     images: list[str]
     cover_url: str | None
@@ -312,6 +466,9 @@ def read_page(envelope: Mapping[str, Any], keep_ads: bool = False) -> Page:
     notes: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     for item in items:
+        if item is UNPARSEABLE:  # arrived whole, but no one can read it (decode)
+            skipped["unparseable"] += 1
+            continue
         if not isinstance(item, dict):
             skipped["malformed"] += 1
             continue
@@ -345,6 +502,7 @@ class PageOutcome:
     older: int  # notes published before ``since``: not kept
     end: str | None  # why the query ends here: "empty_page", "max_pages" or "since"; None: it goes on
     next_rank: int  # the rank offset of the next page
+    odd_ids: int = 0  # notes whose id is not of the API's form (kept: odd_note_id)
 
     @property
     def goes_on(self) -> bool:
@@ -378,12 +536,32 @@ def page_outcome(
             kept.append((rank, note))
     since_reached = older > 0 and (sort == "time_descending" or older == len(read.notes))
     end = "empty_page" if read.is_last else "max_pages" if page >= max_pages else "since" if since_reached else None
-    return PageOutcome(kept, read.skipped, len(read.notes), older, end, rank_offset + len(read.notes))
+    odd_ids = sum(1 for note in read.notes if odd_note_id(_note_id(note) or ""))
+    return PageOutcome(kept, read.skipped, len(read.notes), older, end, rank_offset + len(read.notes), odd_ids)
+
+
+# A note id is 24 hex digits (docs/reference.md). Another form is kept (the note was paid for, and
+# docs/decisions.md accepts other forms) but counted, and one longer than NOTE_ID_MAX characters is
+# kept as its first characters, "~" and 16 hex digits of its SHA-256 (two long ids stay apart). An id
+# goes into the note's URL quoted, never as it is; no file name is made from one.
+NOTE_ID_MAX = 64
+_NOTE_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def _note_id(note: Mapping[str, Any]) -> str | None:
     note_id = note.get("id")
-    return note_id.strip() if isinstance(note_id, str) and note_id.strip() else None
+    note_id = note_id.strip() if isinstance(note_id, str) else None
+    if not note_id:
+        return None
+    if len(note_id) > NOTE_ID_MAX:
+        digest = hashlib.sha256(note_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        note_id = f"{note_id[: NOTE_ID_MAX - 17]}~{digest}"
+    return note_id
+
+
+def odd_note_id(note_id: str) -> bool:
+    """An id not of the API's form (24 lowercase hex digits)."""
+    return _NOTE_ID.fullmatch(note_id) is None
 
 
 _COUNT_UNITS = {"万": 10_000, "w": 10_000, "W": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000}
@@ -421,14 +599,37 @@ def epoch_seconds(value: Any) -> int | None:
     return seconds // 1000 if seconds > 10**11 else seconds
 
 
+def _clock(seconds: int) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS`` of epoch seconds read as UTC (``time.gmtime``: a few times faster than
+    ``datetime.strftime``, which cost JSON Lines 5% of its CPU per note for the three times of a note)."""
+    try:
+        t = time.gmtime(seconds)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if not 1 <= t.tm_year <= 9999:
+        return None
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
 def iso_utc(value: Any) -> str | None:
     seconds = epoch_seconds(value)
     if seconds is None:
         return None
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return None
+    clock = _clock(seconds)
+    return clock + "Z" if clock else None
+
+
+# China's time: UTC+8 all year (China has no daylight saving time), the dates the app shows.
+CHINA_OFFSET = 8 * 3600
+
+
+def china_time(value: Any) -> tuple[str, str] | tuple[None, None]:
+    """(ISO 8601 time with ``+08:00``, calendar date) in China's time zone, from epoch seconds or ms."""
+    seconds = epoch_seconds(value)
+    clock = _clock(seconds + CHINA_OFFSET) if seconds is not None else None
+    if clock is None:
+        return None, None
+    return clock + "+08:00", clock[:10]
 
 
 def _str(value: Any) -> str | None:
@@ -456,8 +657,9 @@ _NOT_A_TAG = ("\ufe0f", "\u20e3")  # "#️⃣" is the keycap emoji, not a tag
 
 
 def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit the API cuts previews in (an emoji outside the BMP counts 2)."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    """Length in UTF-16 code units, the unit the API cuts previews in (an emoji outside the BMP counts 2).
+    Encoded in C: counting the wide characters in Python cost 3 µs a text, 3 texts a note."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _complete_tags(text: str | None, preview_units: int) -> Iterator[str]:
@@ -483,10 +685,19 @@ def hashtags(title: str | None, desc: str | None) -> list[str]:
     return list(seen)
 
 
+# The shortest preview that may be cut: the API cuts at 60 units (59 when a 2-unit character would
+# cross the limit) and then trims the whitespace at the cut. Real notes separate tags with two spaces
+# ("#tag  #tag"), so a cut that lands after them leaves 58 units; so does a cut at 59 after one space.
+DESC_MAY_BE_CUT_UNITS = DESC_PREVIEW_UNITS - 2
+
+
 def desc_truncated(desc: str | None) -> bool:
-    """Whether ``desc`` may be a cut preview of a longer text: it is as long as the preview, or one
-    unit shorter (the 2-unit character that would have crossed the limit is left out whole)."""
-    return desc is not None and utf16_len(desc) >= DESC_PREVIEW_UNITS - 1
+    """Whether ``desc`` may be a cut preview of a longer text: 58 UTF-16 units or longer. A preview is
+    cut at 60 units (59 when a 2-unit emoji would cross the limit) and the whitespace at the cut is
+    trimmed, so a cut preview that lost the two spaces between tags is 58 units long. A whole text of
+    58 or 59 units is marked too ("may be cut"); a cut that lost three or more units of whitespace is
+    not seen."""
+    return desc is not None and utf16_len(desc) >= DESC_MAY_BE_CUT_UNITS
 
 
 def _images(note: Mapping[str, Any]) -> tuple[list[str], str | None]:
@@ -567,9 +778,15 @@ def note_item(
     user = note.get("user") if isinstance(note.get("user"), dict) else {}
     images, cover = _images(note)
     context = _widgets_context(note)
+    published = epoch_seconds(note.get("timestamp"))
+    published_china, published_date = china_time(published)
     item: NoteItem = {
         "note_id": note_id,
-        "url": EXPLORE_URL.format(note_id=note_id, xsec_token=quote(xsec_token, safe="")) if xsec_token else None,
+        "url": (
+            EXPLORE_URL.format(note_id=quote(note_id, safe=""), xsec_token=quote(xsec_token, safe=""))
+            if xsec_token
+            else None
+        ),
         "xsec_token": xsec_token,
         "type": _str(note.get("type")),
         "title": title,
@@ -581,7 +798,11 @@ def note_item(
         "collected_count": parse_count(note.get("collected_count")),
         "comments_count": parse_count(note.get("comments_count")),
         "shared_count": parse_count(note.get("shared_count")),
-        "published_at": iso_utc(note.get("timestamp")),
+        "published_at": iso_utc(published),
+        "published_at_china": published_china,
+        "published_date_china": published_date,
+        "edited_at": iso_utc(note.get("last_update_time")),  # 0 when never edited: None
+        "updated_at": iso_utc(note.get("update_time")),  # milliseconds
         "user": {
             "user_id": _str(user.get("userid")),
             "nickname": _str(user.get("nickname")),
@@ -594,7 +815,14 @@ def note_item(
         "brand_partnership": _brand_partnership(context),
         "sponsored": bool(note.get("_sponsored")),
         "keyword": query.keyword,
-        "search": {"sort": query.sort, "note_type": query.note_type, "note_time": note_time_sent},
+        "search": {
+            "sort": query.sort,
+            "sort_name": SORT_NAMES.get(query.sort, query.sort),
+            "note_type": query.note_type,
+            "note_type_name": NOTE_TYPE_NAMES.get(query.note_type, query.note_type),
+            "note_time": note_time_sent,
+            "note_time_name": query.note_time,
+        },
         "page": page,
         "rank": rank,
         "fetched_at": fetched_at,

@@ -26,6 +26,7 @@ class Stat:
     REQUESTS_NOT_DELIVERED = PREFIX + "requests/not_delivered"
 
     ANSWERS = PREFIX + "answers/"  # + the answer's label (api.Answer.label)
+    INVALID_UTF8_REPLACED = ANSWERS + "invalid_utf8_replaced"
 
     RETRY = PREFIX + "retry"  # Scrapy's get_retry_request adds /count, /reason_count/..., /max_reached
     RETRY_COUNT = RETRY + "/count"
@@ -44,6 +45,7 @@ class Stat:
     NOTES_EARLIER = PREFIX + "notes/found_by_an_earlier_crawl"
     NOTES_WRITTEN = PREFIX + "notes/written_by_an_earlier_run"
     NOTES_OLDER = PREFIX + "notes/older_than_since"
+    NOTES_ODD_ID = PREFIX + "notes/odd_id"  # ids not of the API's 24 hex digits (kept)
     ITEMS_SKIPPED = PREFIX + "items/skipped/"  # + the item's model_type
     NOTES_WITHOUT_ID = ITEMS_SKIPPED + "note_without_id"
     # Notes that do not validate against the output's JSON Schema: the monitors' hook for the

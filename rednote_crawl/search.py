@@ -8,6 +8,10 @@
   page's ``api.PageOutcome`` (decoded once, on the downloader side).
 - ``record_failed_page`` and ``stop_crawl``: how any component reports a page that will not be
   fetched, or stops the whole crawl.
+- ``Accounted``: the ``IgnoreRequest`` the project's components raise once they have said how a
+  request ended (a failed page, a rejected query, a stop, a call not sent). Any other end of a
+  search request (someone else's ``IgnoreRequest``, any error) is a failed page: the spider's
+  errback records it, so no page disappears.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import TextResponse
 from scrapy.utils.defer import deferred_from_coro
 
@@ -68,6 +73,10 @@ def call_of(request: Request | None) -> SearchCall | None:
     return request.meta.get(Meta.CALL) if request is not None else None
 
 
+class Accounted(IgnoreRequest):
+    """A request dropped by one of the project's components, which has already recorded why."""
+
+
 class ApiResponse(TextResponse):
     """A code-0 answer with its page read (``outcome``)."""
 
@@ -105,7 +114,7 @@ def stop_storage_failed(crawler: Crawler, message: str) -> None:
     if first:
         sent = stats.get_value(Stat.REQUESTS_SENT, 0)
         stats.set_value(Stat.STORAGE_CALLS_BEFORE_FAILURE, sent)
-        logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.STORAGE_FAILED.fix)
+        logger.error("Stopping the crawl after %d calls: %s; %s", sent, message, stops.storage_fix(message))
         stop_crawl(crawler, StopEvent(stops.STORAGE_FAILED.reason, message))
 
 

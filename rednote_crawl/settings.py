@@ -51,6 +51,9 @@ HTTPERROR_ALLOW_ALL = True
 # would carry the call (and its token) elsewhere. A 3xx is judged like any odd answer.
 REDIRECT_ENABLED = False
 METAREFRESH_ENABLED = False
+# A real page is about 70 kB: an answer (after decompression) over 64 MiB is no page, and fails
+# (Scrapy's default lets 1 GiB into memory). docs/reference.md, "Field sizes".
+DOWNLOAD_MAXSIZE = 64 * 2**20
 # A long keyword makes a long URL; the API, not a middleware, says whether it is too long.
 URLLENGTH_LIMIT = 0
 # The token is added by this handler at the last hop, never to a Request.
@@ -68,8 +71,13 @@ FEED_EXPORTERS = {
     "jsonlines": "rednote_crawl.items.export.OrjsonLinesItemExporter",
     "jsonl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
     "jl": "rednote_crawl.items.export.OrjsonLinesItemExporter",
+    # Flat rows for analysts (docs/output.md): -O notes.csv, -O notes.xlsx
+    "csv": "rednote_crawl.items.export.CsvFeedExporter",
+    "xlsx": "rednote_crawl.items.export.XlsxFeedExporter",
 }
 # Without -o/-O, notes go to output/<spider>-<UTC time>.jsonl (DEFAULT_FEEDS in state/local.py).
-FEED_EXPORT_ENCODING = "utf-8"
+# No encoding for every format: JSON Lines is UTF-8 (orjson), CSV is UTF-8 with a BOM (utf-8-sig, so
+# that Excel reads Chinese right) unless a feed names its own ("encoding" in FEEDS, or this setting).
+FEED_EXPORT_ENCODING = None
 
 LOG_LEVEL = "INFO"

@@ -101,6 +101,33 @@ STORAGE_FAILED = Stop(
     "free disk space (or fix the folder's permissions), then run the same command again: only the pages in "
     "flight are paid for twice",
 )
+# What to do about a failed write depends on what failed (the message names the file and the error).
+STORAGE_LOCKED_FIX = (
+    "another process holds the job database with a write transaction open (a sqlite3 shell, a backup or sync "
+    "tool, another program on the folder): end it, then run the same command again"
+)
+STORAGE_PERMISSION_FIX = (
+    "give the crawl's user write permission on the folder and its files (ls -l shows who owns them), then run "
+    "the same command again"
+)
+STORAGE_DAMAGED_FIX = (
+    "the job database is damaged: run the same command again; the next start checks it, sets it aside and "
+    "carries the crawl on from what still reads (docs/jobs.md)"
+)
+
+
+def storage_fix(message: str) -> str:
+    """The advice for a failed write or a job database that cannot be opened, from its error message."""
+    text = message.lower()
+    if "locked" in text or "busy" in text:
+        return STORAGE_LOCKED_FIX
+    if "permission" in text or "readonly" in text or "read-only" in text or "access" in text:
+        return STORAGE_PERMISSION_FIX
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return STORAGE_DAMAGED_FIX
+    return STORAGE_FAILED.fix
+
+
 REDIS_STATE_LOST = Stop(
     "justoneapi_redis_state_lost",
     10,

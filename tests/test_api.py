@@ -306,7 +306,9 @@ def test_mentions_come_from_at_user_list():
 @pytest.mark.parametrize(
     ("desc", "truncated"),
     [
-        ("一" * 58, False),
+        ("一" * 57, False),
+        ("一" * 58, True),  # a cut at 60 that lost the two spaces between tags (issue 22)
+        ("一" * 56 + "🙂", True),  # an emoji counts 2 UTF-16 units: 58
         ("一" * 58 + "🙂", True),  # an emoji outside the BMP counts 2 UTF-16 units: 60
         ("一" * 59, True),  # a cut that would split a 2-unit emoji stops at 59
         ("一" * 60, True),

@@ -48,7 +48,10 @@ def test_output_lines_have_the_documented_fields(sandbox, crawl):
         )
         assert item["published_at"].endswith("Z")
         assert item["keyword"] == "Nike"
-        assert item["search"] == {"sort": "general", "note_type": "_0", "note_time": None}
+        assert item["search"] == {
+            "sort": "general", "sort_name": "general", "note_type": "_0", "note_type_name": "all",
+            "note_time": None, "note_time_name": "any",
+        }
     ranks = [(item["page"], item["rank"]) for item in result.items]
     assert [r for _, r in sorted(ranks)][:3] == [1, 2, 3]
 

@@ -158,8 +158,8 @@ def test_trends_as_a_picture(tmp_path):
     crawls = job.crawls_since("")
     picture = trends.draw(job, crawls)
     assert picture.startswith(b"\x89PNG") and len(picture) > 5000
-    page = trends.page(job, crawls, "table of 海信")
-    assert "data:image/png;base64," in page and "table of 海信" in page
+    page = trends.page(job, crawls, [report.history_table(job, crawls)])
+    assert "data:image/png;base64," in page and "<th scope='row'>海信</th>" in page
     font = trends.missing_font(job, crawls)  # 海信 needs a CJK font: this machine may or may not have one
     assert font is None or "fonts-noto-cjk" in font
     assert math.isnan(trends.calls_per_new_note([])), "a crawl without new notes costs no 0 calls a note"
@@ -172,8 +172,8 @@ def test_the_html_report_without_matplotlib_still_has_its_tables(tmp_path, monke
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
     with pytest.raises(trends.PlotUnavailable, match="pip install"):
         trends.draw(job, job.crawls_since(""))
-    page = trends.page(job, job.crawls_since(""), "the table")
-    assert "No picture: the picture needs matplotlib" in page and "the table" in page and "<img" not in page
+    page = trends.page(job, job.crawls_since(""), [report.history_table(job, job.crawls_since(""))])
+    assert "No picture: the picture needs matplotlib" in page and "<table>" in page and "<img" not in page
 
 
 def test_the_end_of_run_report_and_scrapy_report_agree_after_a_kill(tmp_path):

@@ -3,23 +3,25 @@
 scrapy report DIR                     the last crawl, per keyword: pages, notes, new notes, failed pages, calls
 scrapy report DIR --days 30           new notes per keyword for each crawl of the last 30 days
 scrapy report DIR --plot report.png   new notes per keyword per crawl and calls per new note, as a picture
-                                      (--html report.html: the table with the picture; --days N: of N days)
-scrapy report DIR --export FILE.jsonl the notes of the last crawl (--crawl N: of crawl N; --crawl all: of every
-                                      crawl), each once, as JSON Lines
+                                      (--html report.html: every table with the picture; --days N: of N days)
+scrapy report DIR --export FILE       the notes of the last crawl (--crawl N: of crawl N; --crawl all: of every
+                                      crawl), each once: FILE.jsonl (JSON Lines), FILE.csv (CSV for Excel),
+                                      FILE.xlsx (an Excel workbook); - for JSON Lines on standard output
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl.commands import keep_description_lines
+from rednote_crawl.formats.writers import FORMATS, format_for, write_notes
 from rednote_crawl.run import report, trends
 from rednote_crawl.run.report import plural
 from rednote_crawl.state.jobfolder import JobFolder
@@ -34,7 +36,7 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "JOB_DIR [--days N] [--plot FILE.png] [--html FILE.html] | --export FILE.jsonl [--crawl N|all]"
+        return "JOB_DIR [--days N] [--plot FILE.png] [--html FILE.html] | --export FILE.jsonl|.csv|.xlsx [--crawl N|all]"
 
     def short_desc(self) -> str:
         return "Report pages, notes and failures per keyword from a job folder (JUSTONEAPI_JOB_DIR)"
@@ -46,7 +48,7 @@ class Command(ScrapyCommand):
         super().add_options(parser)
         keep_description_lines(parser)
         parser.add_argument("--days", type=_positive, help="new notes per keyword per crawl, for the last N days")
-        parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE (JSON Lines)")
+        parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE: .jsonl, .csv or .xlsx")
         parser.add_argument("--crawl", default="last", help="with --export: the crawl's number, last, or all")
         parser.add_argument("--plot", metavar="FILE.png", help="draw the trend of new notes and calls per new note")
         parser.add_argument("--html", metavar="FILE.html", help="the trend's table and picture in one page")
@@ -57,6 +59,12 @@ class Command(ScrapyCommand):
             sys.stdout.flush()
         except BrokenPipeError:  # `scrapy report DIR | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except sqlite3.DatabaseError as exc:  # a damaged or locked job database: say so, no traceback
+            print(
+                f"error: cannot read the job database in {args[0]}: {exc}; {report.database_advice(exc)}",
+                file=sys.stderr,
+            )
+            self.exitcode = 1
 
     def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -89,7 +97,8 @@ def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
     since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ") if opts.days else ""
     crawls = job.crawls_since(since)
     if opts.html:  # first: without matplotlib it still has the tables
-        page = trends.page(job, crawls, report.render_history(job, crawls))
+        tables = [report.crawl_report(job.crawl_figures(job.crawl)), report.history_table(job, crawls)]
+        page = trends.page(job, crawls, tables)
         print(f"wrote the report of {plural(len(crawls), 'crawl')} to {trends.write(opts.html, page)}")
     try:
         if opts.plot:
@@ -112,18 +121,34 @@ def _export(job: JobFolder, path: str, which: str) -> int:
     else:
         print(f"error: --crawl={which!r}: give a crawl's number (1 to {job.crawl}), last or all", file=sys.stderr)
         return 2
-    count = 0
-    try:
-        with Path(path).expanduser().open("wb") as file:
-            for line in job.export(crawl):
-                file.write(line + b"\n")
-                count += 1
-    except BrokenPipeError:
-        print(f"error: {path} was closed by its reader after {plural(count, 'note')}", file=sys.stderr)
-        return 1
+    if (fmt := format_for(path)) is None and path != "-":
+        print(f"error: --export {path}: name a file ending in {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
     what = "every crawl" if crawl is None else f"crawl {crawl}"
-    print(f"wrote {plural(count, 'note')} of {what} of job {job.folder} to {path}")
+    if path == "-":  # standard output: JSON Lines, for a pipe
+        count = 0
+        try:
+            for line in job.export(crawl):
+                sys.stdout.buffer.write(line + b"\n")
+                count += 1
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return 1
+        print(f"wrote {plural(count, 'note')} of {what} of job {job.folder}", file=sys.stderr)
+        return 0
+    try:
+        count = write_notes(path, job.export(crawl), fmt)
+    except BrokenPipeError:
+        print(f"error: {path} was closed by its reader before every note was written", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 8
+    print(f"wrote {plural(count, 'note')} of {what} of job {job.folder} to {path} ({FORMAT_NAMES[fmt]})")
     return 0
+
+
+FORMAT_NAMES = {"jsonlines": "JSON Lines", "csv": "CSV, UTF-8 with a BOM", "xlsx": "Excel workbook"}
 
 
 def _positive(text: str) -> int:

@@ -23,7 +23,7 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError, NoRou
 
 from rednote_crawl import api, signals, stops
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.search import ApiResponse, call_of, record_failed_page, stop_crawl, stopping
+from rednote_crawl.search import Accounted, ApiResponse, SearchCall, call_of, record_failed_page, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -77,10 +77,11 @@ class ApiPolicyMiddleware:
                 sort=call.query.sort,
                 keep_ads=self.config.keep_ads,
             )
+            self._count_repairs(call, answer, outcome)
             self.crawler.signals.send_catch_log(signals.page_paid, request=request)
             return response.replace(cls=ApiResponse, outcome=outcome)
         if answer.action is api.Action.RETRY:
-            return self._retry(request, answer.label, answer.message)
+            return self._retry(request, answer.label, answer.message, answer.retries)
         if answer.action is api.Action.SLOW_DOWN:
             return self._retry_rate_limited(request, response)
         if answer.action is api.Action.UNUSABLE:
@@ -89,7 +90,7 @@ class ApiPolicyMiddleware:
             self._reject(request, answer)
         else:
             self._stop(answer)
-        raise IgnoreRequest(f"{answer.label}: {answer.message}")
+        raise Accounted(f"{answer.label}: {answer.message}")
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if call_of(request) is None or isinstance(exception, IgnoreRequest):
@@ -110,13 +111,13 @@ class ApiPolicyMiddleware:
         now = time.monotonic()
         self.unreachable_since = self.unreachable_since or now
         if self.stopping.reason:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
+            raise Accounted(f"not retried: the crawl is stopping ({self.stopping.reason})")
         if now - self.unreachable_since >= UNREACHABLE_GRACE:
             host = urlsplit(self.config.base_url).netloc
             message = f"cannot reach the API at {host}: {type(exception).__name__}: {exception}"
             logger.error("Stopping the crawl: %s; %s", message, stops.API_UNREACHABLE.fix)
             stop_crawl(self.crawler, stops.StopEvent(stops.API_UNREACHABLE.reason, message))
-            raise IgnoreRequest(message)
+            raise Accounted(message)
         retry = request.copy()
         retry.dont_filter = True
         retry.meta[Meta.NOT_BEFORE] = time.time() + UNREACHABLE_RETRY
@@ -128,25 +129,43 @@ class ApiPolicyMiddleware:
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (retry_times - 1))
         return delay * random.uniform(0.5, 1.0)
 
-    def _retry(self, request: Request, label: str, message: str) -> Request:
+    def _count_repairs(self, call: SearchCall, answer: api.Answer, outcome: api.PageOutcome) -> None:
+        """A page that arrived whole but not as the contract says: read as far as it goes, and said."""
+        unparseable = outcome.skipped.get("unparseable", 0)
+        if outcome.odd_ids:
+            self.stats.inc_value(Stat.NOTES_ODD_ID, outcome.odd_ids)
+        if answer.replaced:
+            self.stats.inc_value(Stat.INVALID_UTF8_REPLACED, answer.replaced)
+        if answer.replaced or unparseable:
+            logger.warning(
+                "Page %d of %s arrived whole but broken: %d invalid UTF-8 sequences replaced with U+FFFD, "
+                "%d items nobody can read skipped; its other notes are kept and it is not asked for again",
+                call.page,
+                call.query.describe(),
+                answer.replaced,
+                unparseable,
+            )
+
+    def _retry(self, request: Request, label: str, message: str, retries: int | None = None) -> Request:
         if self.stopping.reason:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
+            raise Accounted(f"not retried: the crawl is stopping ({self.stopping.reason})")
+        retries = self.config.retry_times if retries is None else min(retries, self.config.retry_times)
         retry = get_retry_request(
             request,
             spider=self.crawler.spider,
             reason=label,
-            max_retry_times=self.config.retry_times,
+            max_retry_times=retries,
             stats_base_key=Stat.RETRY,
             give_up_log_level=logging.DEBUG,  # _fail() says it once, with the query
         )
         if retry is None:
-            self._fail(request, f"{label} ({message}), {self.config.retry_times} retries spent")
+            self._fail(request, f"{label} ({message}), {retries} retries spent")
         retry.meta[Meta.NOT_BEFORE] = time.time() + self.backoff(retry.meta["retry_times"])
         return retry
 
     def _retry_rate_limited(self, request: Request, response: Response) -> Request:
         if self.stopping.reason:
-            raise IgnoreRequest(f"not retried: the crawl is stopping ({self.stopping.reason})")
+            raise Accounted(f"not retried: the crawl is stopping ({self.stopping.reason})")
         retry_after = _retry_after(response, self.config.backoff_max)
         self.crawler.signals.send_catch_log(signals.rate_limited, retry_after=retry_after)
         times = request.meta.get(Meta.RATE_LIMITED, 0) + 1
@@ -162,7 +181,7 @@ class ApiPolicyMiddleware:
 
     def _fail(self, request: Request, reason: str) -> None:
         record_failed_page(self.crawler, request, reason)
-        raise IgnoreRequest(reason)
+        raise Accounted(reason)
 
     def _reject(self, request: Request, answer: api.Answer) -> None:
         call = call_of(request)

@@ -22,11 +22,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from scrapy.exceptions import IgnoreRequest
-
 from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.search import call_of, stop_crawl, stopping
+from rednote_crawl.search import Accounted, call_of, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -81,6 +79,7 @@ class TokenThrottleMiddleware:
         crawler.signals.connect(self._on_page_paid, signal=signals.page_paid)
         crawler.signals.connect(self._on_not_delivered, signal=signals.call_not_delivered)
         crawler.signals.connect(self._on_page_stored, signal=signals.page_stored)
+        crawler.signals.connect(self._on_page_failed, signal=signals.page_failed)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> TokenThrottleMiddleware:
@@ -150,7 +149,7 @@ class TokenThrottleMiddleware:
     def _check_open(self) -> None:
         if reason := self.stopping.now():
             self.stats.inc_value(Stat.REQUESTS_NOT_SENT)
-            raise IgnoreRequest(f"not sent: the crawl is stopping ({reason})")
+            raise Accounted(f"not sent: the crawl is stopping ({reason})")
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         before = self.limiter.limit
@@ -165,6 +164,11 @@ class TokenThrottleMiddleware:
         if request in self._unstored:
             self._unstored.discard(request)
             self._room.set()
+
+    def _on_page_failed(self, request: Request, reason: str) -> None:
+        """However it failed (dropped after its answer by any component, say), it is no longer at risk."""
+        self._answered(request)
+        self._on_page_stored(request)
 
     def _on_page_paid(self, request: Request) -> None:
         self._unstored.add(request)  # at risk until PageBookMiddleware has stored it

@@ -44,9 +44,9 @@ class NoteDedupePipeline:
         verdict = await self.pages.claim(note_id, item)
         self.stats.inc_value(STATS[verdict])
         if verdict is Verdict.REPEATED:
-            raise DropItem(f"duplicate note {note_id}", log_level="DEBUG")
+            raise DropItem(f"duplicate note {note_id!r}", log_level="DEBUG")
         if verdict is Verdict.EARLIER:
-            raise DropItem(f"note {note_id} was found by an earlier crawl", log_level="DEBUG")
+            raise DropItem(f"note {note_id!r} was found by an earlier crawl", log_level="DEBUG")
         if verdict is Verdict.WRITTEN:
-            raise DropItem(f"note {note_id} is in the output already (an earlier run)", log_level="DEBUG")
+            raise DropItem(f"note {note_id!r} is in the output already (an earlier run)", log_level="DEBUG")
         return item

@@ -32,6 +32,7 @@ from rednote_crawl.names import Stat
 from rednote_crawl.run.notify import Notifier
 from rednote_crawl.run.report import plural
 from rednote_crawl.run.summary import next_steps
+from rednote_crawl.search import stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -339,16 +340,20 @@ class CrawlMonitors:
         if self.reason is None:
             return  # the crawl never opened
         stats = self.crawler.stats.get_stats()
+        reason = str(stats.get("finish_reason") or self.reason)  # the end of the run may change it (exit 8)
         standing = self.state.standing()
         outputs = [str(uri) for uri in self.crawler.settings.getdict("FEEDS")]
         name = self.crawler.spidercls.name
-        run = RunFigures.from_stats(name, self.reason, stats, time.monotonic() - self.started, standing, outputs)
+        run = RunFigures.from_stats(name, reason, stats, time.monotonic() - self.started, standing, outputs)
         history = self.state.history(self.thresholds.history + 1) if run.exit_status == stops.EXIT_FINISHED else []
         self.figures, self.checks = run, run_monitors(run, history, self.thresholds)
         failed = any(c.ok is False for c in self.checks)
         # The summary has said the rest: the log names the monitors only when one failed.
         logger.log(logging.WARNING if failed else logging.DEBUG, "%s", render_checks(self.checks))
         if self.notifier.urls and should_notify(self.notify_on, self.checks):
-            steps = next_steps(standing, self.reason, unfinished=run.exit_status != stops.EXIT_FINISHED)
+            event = stopping(self.crawler).event
+            steps = next_steps(
+                standing, reason, unfinished=run.exit_status != stops.EXIT_FINISHED, message=event.message if event else ""
+            )
             title, body = render_message(run, self.checks, steps)
             await self.notifier.send(title, body, failure=failed)

@@ -7,10 +7,11 @@ taken, the outputs being writable) and nothing else: it creates no file or folde
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
-from rednote_crawl.config import ApiConfig, SearchArgs, fixed_output_file, refuse_token_on_the_command_line
-from rednote_crawl.run.report import plural
+from rednote_crawl.config import ApiConfig, ConfigError, SearchArgs, fixed_output_file, refuse_token_on_the_command_line
+from rednote_crawl.run.report import database_advice, plural
 from rednote_crawl.run.startup import check
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -40,24 +41,11 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
     most = queries * max_pages
     folder = config.job_dir
     if folder:
-        job = JobFolder.read(folder)  # reads, writes nothing
-        if job.resuming:
-            done = paid = 0
-            most = 0
-            for query in args.queries():
-                known = job.progress(query)
-                finished = known is not None and known.done(max_pages)
-                done += finished
-                paid += job.pages_paid(known) if known else 0
-                if not finished:
-                    most += max(0, max_pages - (known.last_page if known else 0))
-            lines.append(
-                f"  job {job.folder}: crawl {job.crawl} is open: {done} queries done, {paid} pages paid; "
-                "the next run carries on"
-            )
-        else:
-            lines.append(f"  job {job.folder}: the next run begins crawl {job.crawl + 1}")
-        job.close()
+        try:
+            most, line = _job_plan(JobFolder.read(folder), args, max_pages, most)  # reads, writes nothing
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot read the job database in {folder}: {exc}; {database_advice(exc)}") from None
+        lines.append(line)
     lines.append(
         f"  at most {most} paid pages (calls), plus retries of failed answers; "
         "most queries end sooner, at their first empty page"
@@ -69,3 +57,24 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
         if path is not None and not path.parent.exists():
             lines.append(f"  the output {path.name} goes into {path.parent}, a folder the real run creates")
     return "\n".join(lines)
+
+
+def _job_plan(job: JobFolder, args: SearchArgs, max_pages: int, most: int) -> tuple[int, str]:
+    """The most pages left to pay for, and the plan's line on the job folder."""
+    try:
+        if not job.resuming:
+            return most, f"  job {job.folder}: the next run begins crawl {job.crawl + 1}"
+        done = paid = most = 0
+        for query in args.queries():
+            known = job.progress(query)
+            finished = known is not None and known.done(max_pages)
+            done += finished
+            paid += job.pages_paid(known) if known else 0
+            if not finished:
+                most += max(0, max_pages - (known.last_page if known else 0))
+        return most, (
+            f"  job {job.folder}: crawl {job.crawl} is open: {done} queries done, {paid} pages paid; "
+            "the next run carries on"
+        )
+    finally:
+        job.close()

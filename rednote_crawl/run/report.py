@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from rednote_crawl import stops
+from rednote_crawl.state import jobcheck
 from rednote_crawl.state.figures import CrawlFigures, KeywordFigures
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -31,34 +35,124 @@ def _cell(text: str, width: int) -> str:
     return text + " " * max(0, width - _width(text))
 
 
+# --- the report's data: one model, written as text (the log, scrapy report), HTML (--html) and,
+# later, JSON (issue 24) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    header: str
+    meaning: str  # what it counts: the HTML's header tooltip and legend
+
+
+@dataclass
+class Table:
+    """A table of the report: a first column of names (keywords), numbers after it, a total row,
+    lines under it (the calls) and footnotes that say why a total is not the sum of its column."""
+
+    title: str
+    columns: list[Column]
+    rows: list[list[Any]]
+    total: list[Any] | None = None
+    after: list[str] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        heads = [c.key for c in self.columns]
+        return {
+            "title": self.title,
+            "columns": [{"key": c.key, "header": c.header, "meaning": c.meaning} for c in self.columns],
+            "rows": [dict(zip(heads, row, strict=True)) for row in self.rows],
+            "total": dict(zip(heads, self.total, strict=True)) if self.total else None,
+            "after": self.after,
+            "footnotes": self.footnotes,
+        }
+
+
+KEYWORD = Column("keyword", "keyword", "the seed keyword")
+CRAWL_COLUMNS = [
+    KEYWORD,
+    Column("pages", "pages", "pages paid for"),
+    Column("notes", "notes", "distinct notes its queries returned (a note found under two keywords counts under both)"),
+    Column("new", "new", "notes it was the first to find in the job: the notes written to the output"),
+    Column("failed", "failed", "pages that failed after every retry and were not paid for later"),
+]
+CALL_COLUMNS = [
+    Column("calls", "calls", "calls its pages took, retries and rate-limited tries included"),
+    Column("calls_per_new", "calls/new", "calls per new note"),
+]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def crawl_table(
+    title: str, rows: Iterable[KeywordFigures], calls: int | None, found: int, calls_exact: bool = True
+) -> Table:
+    """Pages, notes, new notes, failed pages (and calls) per keyword. ``found``: distinct notes over
+    all keywords (a note found under two keywords counts once)."""
+    rows = sorted(rows, key=lambda r: (-r.pages, r.keyword))
+    per_keyword = all(r.calls is not None for r in rows) and bool(rows)
+    columns = CRAWL_COLUMNS + (CALL_COLUMNS if per_keyword else [])
+
+    def cells(pages: int, notes: int, new: int, failed: int, keyword_calls: int | None) -> list[Any]:
+        values: list[Any] = [pages, notes, new, failed]
+        if per_keyword:
+            values += [keyword_calls or 0, (keyword_calls or 0) / new if new else None]
+        return values
+
+    body = [[r.keyword, *cells(r.pages, r.notes, r.new, r.failed, r.calls)] for r in rows]
+    pages, new = sum(r.pages for r in rows), sum(r.new for r in rows)
+    total = ["total", *cells(pages, found, new, sum(r.failed for r in rows), sum(r.calls or 0 for r in rows))]
+    after = []
+    if calls is not None:
+        per_note = f", {calls / new:.3f} per new note" if new else ""
+        after.append(f"calls: {'' if calls_exact else 'at least '}{calls} for {pages} paid pages{per_note}")
+    footnotes = []
+    summed = sum(r.notes for r in rows)
+    if summed != found:
+        footnotes.append(
+            f"notes: {summed} under the keywords, {found} distinct in the total: {summed - found} "
+            f"{'was' if summed - found == 1 else 'were'} found under more than one keyword and count once there. "
+            "The end-of-run summary's notes \"from the API\" count every copy the API sent (a note repeated on "
+            "consecutive pages, or under two keywords, each time)"
+        )
+    return Table(title, columns, body, total, after, footnotes)
+
+
+def render_text(table: Table) -> str:
+    """The table as the terminal and the log show it (columns aligned for wide characters)."""
+    name_width = max([_width(str(r[0])) for r in table.rows] + [7]) + 2
+    widths = [max(len(c.header) + 1, 6) for c in table.columns[1:]]
+    widths = [max(w, *(len(_fmt(r[i + 1])) + 1 for r in [*table.rows, *([table.total] if table.total else [])])) for i, w in enumerate(widths)]
+    widths = [max(w, d) for w, d in zip(widths, _DEFAULT_WIDTHS.get(len(widths), widths), strict=True)]
+
+    def line(name: str, values: list[Any]) -> str:
+        return f"  {_cell(name, name_width)}" + "".join(f"{_fmt(v):>{w}}" for v, w in zip(values, widths, strict=True))
+
+    lines = [table.title, line(table.columns[0].header, [c.header for c in table.columns[1:]])]
+    lines += [line(str(r[0]), r[1:]) for r in table.rows]
+    if table.total is not None:
+        lines.append(line(str(table.total[0]), table.total[1:]))
+    lines += [f"  {text}" for text in table.after]
+    lines += [f"  * {text}" for text in table.footnotes]
+    return "\n".join(lines)
+
+
+_DEFAULT_WIDTHS = {4: [6, 7, 7, 8], 6: [6, 7, 7, 8, 7, 11]}  # the report's columns, as they always were
+
+
 def render(
     title: str, rows: Iterable[KeywordFigures], calls: int | None, found: int, calls_exact: bool = True
 ) -> str:
     """``found``: distinct notes over all keywords (a note found under two keywords counts once)."""
-    rows = sorted(rows, key=lambda r: (-r.pages, r.keyword))
-    per_keyword = all(r.calls is not None for r in rows) and bool(rows)
-    name_width = max([_width(r.keyword) for r in rows] + [7]) + 2
-    head = f"  {_cell('keyword', name_width)}{'pages':>6}{'notes':>7}{'new':>7}{'failed':>8}"
-    lines = [title, head + (f"{'calls':>7}{'calls/new':>11}" if per_keyword else "")]
-
-    def cells(pages: int, notes: int, new: int, failed: int, calls: int | None) -> str:
-        text = f"{pages:>6}{notes:>7}{new:>7}{failed:>8}"
-        if per_keyword:
-            text += f"{calls or 0:>7}" + (f"{(calls or 0) / new:>11.2f}" if new else f"{'-':>11}")
-        return text
-
-    for row in rows:
-        lines.append(f"  {_cell(row.keyword, name_width)}" + cells(row.pages, row.notes, row.new, row.failed, row.calls))
-    pages = sum(r.pages for r in rows)
-    new = sum(r.new for r in rows)
-    failed = sum(r.failed for r in rows)
-    keyword_calls = sum(r.calls or 0 for r in rows)
-    lines.append(f"  {_cell('total', name_width)}" + cells(pages, found, new, failed, keyword_calls))
-    if calls is not None:
-        per_note = f", {calls / new:.3f} per new note" if new else ""
-        at_least = "" if calls_exact else "at least "
-        lines.append(f"  calls: {at_least}{calls} for {pages} paid pages{per_note}")
-    return "\n".join(lines)
+    return render_text(crawl_table(title, rows, calls, found, calls_exact))
 
 
 def render_rows(title: str, rows: Iterable[KeywordRow], calls: int | None) -> str:
@@ -68,7 +162,7 @@ def render_rows(title: str, rows: Iterable[KeywordRow], calls: int | None) -> st
     return render(title, [r.figures() for r in rows], calls, found)
 
 
-def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:
+def crawl_report(figures: CrawlFigures, this_run: bool = False) -> Table:
     """A crawl of a job, from its database (every run of it together): the end of a run and
     ``scrapy report`` print the same."""
     runs = figures.runs
@@ -83,31 +177,92 @@ def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:
     if this_run:
         title = f"Report of crawl {figures.crawl} of job {figures.folder} ({status}), per keyword:"
     exact = len(ended) == len(runs)  # this run has ended by now: a run that was killed makes it "at least"
-    return render(title, figures.keywords, calls, figures.notes, calls_exact=exact)
+    return crawl_table(title, figures.keywords, calls, figures.notes, calls_exact=exact)
 
 
-def render_history(job: JobFolder, crawls: list[tuple[int, str]]) -> str:
+def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:
+    return render_text(crawl_report(figures, this_run))
+
+
+def history_table(job: JobFolder, crawls: list[tuple[int, str]]) -> Table:
     """New notes per keyword per crawl: the trend of a daily monitoring job."""
     figures = job.keyword_figures([c for c, _ in crawls])
     by_keyword: dict[str, dict[int, int]] = {}
     for f in figures:
         by_keyword.setdefault(f.keyword, {})[f.crawl] = f.new
-    name_width = max([_width(k) for k in by_keyword] + [7]) + 2
-    heads = [f"#{crawl} {started[5:10]}" for crawl, started in crawls]
-    width = max([len(h) for h in heads] + [6]) + 2
-    lines = [
-        f"New notes per keyword, {plural(len(crawls), 'crawl')} of job {job.folder}",
-        f"  {_cell('keyword', name_width)}" + "".join(f"{h:>{width}}" for h in heads),
+    columns = [KEYWORD] + [
+        Column(f"crawl_{crawl}", f"#{crawl} {started[5:10]}", f"new notes of crawl {crawl}, begun {started}")
+        for crawl, started in crawls
     ]
-    for keyword in sorted(by_keyword, key=lambda k: (-sum(by_keyword[k].values()), k)):
-        counts = by_keyword[keyword]
-        lines.append(f"  {_cell(keyword, name_width)}" + "".join(f"{counts.get(c, 0):>{width}}" for c, _ in crawls))
-    totals = [sum(by_keyword[k].get(c, 0) for k in by_keyword) for c, _ in crawls]
-    lines.append(f"  {_cell('total', name_width)}" + "".join(f"{t:>{width}}" for t in totals))
+    order = sorted(by_keyword, key=lambda k: (-sum(by_keyword[k].values()), k))
+    rows = [[keyword, *(by_keyword[keyword].get(c, 0) for c, _ in crawls)] for keyword in order]
+    total = ["total", *(sum(by_keyword[k].get(c, 0) for k in by_keyword) for c, _ in crawls)]
+    return Table(f"New notes per keyword, {plural(len(crawls), 'crawl')} of job {job.folder}", columns, rows, total)
+
+
+def render_history(job: JobFolder, crawls: list[tuple[int, str]]) -> str:
+    table = history_table(job, crawls)
+    width = max([len(c.header) for c in table.columns[1:]] + [6]) + 2
+    name_width = max([_width(str(r[0])) for r in table.rows] + [7]) + 2
+
+    def line(name: str, values: list[Any]) -> str:
+        return f"  {_cell(name, name_width)}" + "".join(f"{_fmt(v):>{width}}" for v in values)
+
+    lines = [table.title, line("keyword", [c.header for c in table.columns[1:]])]
+    lines += [line(str(r[0]), r[1:]) for r in table.rows]
+    assert table.total is not None
+    lines.append(line("total", table.total[1:]))
     return "\n".join(lines)
+
+
+def render_html(table: Table) -> str:
+    """One table as HTML: a caption, headers that say what they count, numbers right-aligned in
+    tabular figures, the total in the footer, the lines and footnotes under it."""
+    esc = html.escape
+    head = "".join(
+        f"<th scope='col' title='{esc(c.meaning)}'{'' if n == 0 else ' class=num'}>{esc(c.header)}</th>"
+        for n, c in enumerate(table.columns)
+    )
+
+    def row(values: list[Any], tag: str = "td") -> str:
+        first = f"<th scope='row'>{esc(str(values[0]))}</th>"
+        return "<tr>" + first + "".join(f"<{tag} class=num>{esc(_fmt(v))}</{tag}>" for v in values[1:]) + "</tr>"
+
+    body = "".join(row(r) for r in table.rows)
+    foot = f"<tfoot>{row(table.total)}</tfoot>" if table.total is not None else ""
+    legend = "".join(f"<dt>{esc(c.header)}</dt><dd>{esc(c.meaning)}</dd>" for c in table.columns[1:])
+    notes = "".join(f"<p class=after>{esc(t)}</p>" for t in table.after)
+    notes += "".join(f"<p class=footnote>* {esc(t)}</p>" for t in table.footnotes)
+    return (
+        f"<section><table><caption>{esc(table.title)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody>{foot}</table>{notes}<dl class=legend>{legend}</dl></section>"
+    )
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,'Noto Sans CJK SC','Noto Sans SC','PingFang SC','Microsoft YaHei',sans-serif;"
+    "margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}caption{text-align:left;font-weight:600;padding:.4em 0}"
+    "th,td{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums}"
+    "tfoot th,tfoot td{font-weight:600;border-top:2px solid #888}"
+    ".footnote{color:#555;max-width:60em}.legend{color:#555;font-size:.9em}"
+    ".legend dt{font-weight:600;float:left;clear:left;margin-right:.5em}.legend dd{margin:0 0 .2em 6em}"
+)
 
 
 def plural(count: int, noun: str) -> str:
     if count == 1:
         return f"{count} {noun}"
     return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+DAMAGED = (
+    "it is damaged: run the job's crawl command once, whose start sets the damaged file aside and rebuilds the "
+    "database from what still reads (docs/jobs.md), then try again"
+)
+
+
+def database_advice(exc: BaseException) -> str:
+    """What to do about a job database that cannot be read: damaged, locked, not permitted, full."""
+    return DAMAGED if jobcheck.damaged_error(exc) else stops.storage_fix(str(exc))

@@ -118,8 +118,9 @@ def settle(settings: BaseSettings) -> ApiConfig:
 def check(config: ApiConfig, settings: BaseSettings) -> None:
     """What a crawl's start checks before it takes anything, touching nothing: a dry run runs only this."""
     state_class(settings).check(config, settings)
-    for uri in settings.getdict("FEEDS"):
+    for uri, options in settings.getdict("FEEDS").items():
         _check_writable(str(uri))
+        _check_appendable(str(uri), options, config)
 
 
 def start_sandbox(settings: BaseSettings) -> object:
@@ -146,6 +147,18 @@ def _check_writable(uri: str) -> None:
     existing = path if path.exists() else next((p for p in path.parents if p.exists()), None)
     if existing is None or not os.access(existing, os.W_OK) or (existing != path and not existing.is_dir()):
         raise ConfigError(f"{problem}: {existing or path} cannot be written; choose another path with -O FILE")
+
+
+def _check_appendable(uri: str, options: dict, config: ApiConfig) -> None:
+    """A workbook cannot be appended to (-o): without a job folder, one that has notes is refused."""
+    path = fixed_output_file(uri)
+    if options.get("format") != "xlsx" or options.get("overwrite") or config.job_dir is not None or path is None:
+        return
+    if path.is_file() and path.stat().st_size > 0:
+        raise ConfigError(
+            f"cannot append to the workbook {uri!r} (-o): write a new one with -O FILE.xlsx, or crawl with a job "
+            "folder (-s JUSTONEAPI_JOB_DIR=DIR), where -o FILE.xlsx holds every note of the job"
+        )
 
 
 def _create_folder(uri: str) -> None:

@@ -21,7 +21,7 @@ from rednote_crawl import signals, stops
 from rednote_crawl.names import Stat
 from rednote_crawl.run import report
 from rednote_crawl.run.report import KeywordRow, plural
-from rednote_crawl.search import call_of, calls_made
+from rednote_crawl.search import call_of, calls_made, stopping
 from rednote_crawl.state import Standing, crawl_state
 
 if TYPE_CHECKING:
@@ -286,7 +286,10 @@ class CrawlSummary:
         if losses:
             lost = " ".join(f"{k}={v}" for k, v in sorted(losses.items()))
             lines.append(f"  lost:     {lost} (notes may be missing: see the errors above)")
-        lines += next_steps(standing, reason, unfinished=bool(self.failed or unfinished > 0 or losses))
+        event = stopping(self.crawler).event
+        lines += next_steps(
+            standing, reason, unfinished=bool(self.failed or unfinished > 0 or losses), message=event.message if event else ""
+        )
         return "\n".join(lines)
 
 
@@ -307,14 +310,17 @@ def interrupt_line(standing: Standing, calls: int) -> str:
     return line + "Run the same command again to start over (with -s JUSTONEAPI_JOB_DIR=DIR it would carry on)"
 
 
-def next_steps(standing: Standing, reason: str, unfinished: bool) -> list[str]:
-    """The summary's last lines: where the crawl stands and what to do next."""
+def next_steps(standing: Standing, reason: str, unfinished: bool, message: str = "") -> list[str]:
+    """The summary's last lines: where the crawl stands and what to do next (``message``: the stop's)."""
     stop = stops.BY_REASON.get(reason)
     if standing.shared is None:
         if stop is None and not unfinished:
             return []
         how = RESUMES.format(folder=standing.job_folder) if standing.job_folder else NO_RESUME
-        return [f"  next: {stop.fix if stop else 'run the same command again'}; {how}"]
+        fix = stop.fix if stop else "run the same command again"
+        if stop is stops.STORAGE_FAILED and message:
+            fix = stops.storage_fix(message)  # a lock, a permission, a damaged file, a full disk
+        return [f"  next: {fix}; {how}"]
     figures = standing.shared
     if not figures:
         return ["  crawl:    Redis is unreachable; `scrapy redis status` shows the crawl once it is back"]

@@ -8,6 +8,7 @@ an optional extra (``pip install -e ".[report]"``); without it ``--plot`` says h
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -16,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from rednote_crawl.formats.files import whole_file
+from rednote_crawl.run.report import HTML_STYLE, Table, render_html
 from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.jobfolder import JobFolder
 
@@ -84,19 +87,41 @@ def _draw(plt: Any, job: JobFolder, crawls: list[tuple[int, str]]) -> bytes:
 
 
 def missing_font(job: JobFolder, crawls: list[tuple[int, str]]) -> str | None:
-    """What to install when keywords in Chinese (or Japanese, Korean) would be drawn as boxes."""
+    """What to do when keywords in Chinese (or Japanese, Korean) would be drawn as boxes.
+
+    matplotlib keeps the list of the system's fonts in a cache (``~/.cache/matplotlib``): a font
+    installed after it was written (``apt-get install fonts-noto-cjk``) is not in it. When the
+    cached list has no CJK font, the fonts are listed again; when a fresh list has one, it
+    replaces the cache and is used, so the labels are right without anything to clear."""
     keywords = {row.keyword for rows in figures(job, crawls).values() for row in rows}
     if not any(unicodedata.east_asian_width(c) in "WF" for k in keywords for c in k):
         return None
+    return ensure_cjk_font()
+
+
+def ensure_cjk_font() -> str | None:
+    import matplotlib
     from matplotlib import font_manager
 
+    wanted = font_manager.FontProperties(family=CJK_FONTS)
     try:
-        font_manager.findfont(font_manager.FontProperties(family=CJK_FONTS), fallback_to_default=False)
+        font_manager.fontManager.findfont(wanted, fallback_to_default=False)
+        return None
+    except ValueError:
+        pass
+    fresh = font_manager.FontManager()  # the fonts installed now (the cache may be older than a font)
+    try:
+        fresh.findfont(wanted, fallback_to_default=False)
     except ValueError:
         return (
             "no CJK font found: Chinese keywords are drawn as boxes in the picture (the tables are right); "
-            "install one, e.g. apt-get install fonts-noto-cjk, and draw again"
+            "install one, e.g. apt-get install fonts-noto-cjk, and draw again. If one is installed, clear "
+            f"matplotlib's font cache: rm {Path(matplotlib.get_cachedir()) / 'fontlist-*.json'}"
         )
+    font_manager.fontManager = fresh
+    cache = Path(matplotlib.get_cachedir()) / f"fontlist-v{font_manager.FontManager.__version__}.json"
+    with contextlib.suppress(OSError):
+        font_manager.json_dump(fresh, cache)  # the next draw reads the fresh list
     return None
 
 
@@ -107,28 +132,30 @@ def calls_per_new_note(rows: list[KeywordFigures]) -> float:
     return calls / new if new else math.nan
 
 
-def page(job: JobFolder, crawls: list[tuple[int, str]], table: str) -> str:
-    """One HTML page: the table of new notes per keyword per crawl, with the picture (or, without
-    matplotlib, a line that says how to get it)."""
+def page(job: JobFolder, crawls: list[tuple[int, str]], tables: list[Table]) -> str:
+    """One HTML page: every table of the report as an HTML table (headers that say what they
+    count, the totals, the footnotes), with the picture (or, without matplotlib, a line that says
+    how to get it)."""
     try:
         picture = base64.b64encode(draw(job, crawls)).decode()
+        missing = missing_font(job, crawls)
         figure = f"<img alt='new notes per keyword per crawl' src='data:image/png;base64,{picture}'>"
+        if missing:
+            figure += f"<p class=footnote>{html.escape(missing)}</p>"
     except PlotUnavailable as exc:
         figure = f"<p>No picture: {html.escape(str(exc))}</p>"
+    folder = html.escape(str(job.folder))
     return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>rednote_crawl report: {html.escape(str(job.folder))}</title>"
-        f"<h1>Job {html.escape(str(job.folder))}</h1>"
-        f"{figure}"
-        f"<pre>{html.escape(table)}</pre>"
+        "<!doctype html><html lang='zh-Hans'><head><meta charset='utf-8'>"
+        f"<title>rednote_crawl report: {folder}</title><style>{HTML_STYLE}</style></head><body>"
+        f"<h1>Job {folder}</h1>"
+        + "".join(render_html(t) for t in tables)
+        + f"{figure}</body></html>"
     )
 
 
 def write(path: str, data: bytes | str) -> Path:
     target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        target.write_text(data, encoding="utf-8")
-    else:
-        target.write_bytes(data)
+    with whole_file(target) as file:  # a kill leaves the old file or the new one
+        file.write(data.encode("utf-8") if isinstance(data, str) else data)
     return target

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import random
 import re
@@ -48,8 +49,13 @@ MAPPED_STATUS = {
     601: 403,
 }
 # A fault is a business code (any number: 301, 601, or one the vendor never documented like 602),
-# or one of these raw answers. "cut" and "slow" are paid pages that the client may not get whole.
-RAW_FAULTS = frozenset({"html502", "html200", "reset", "cut", "slow"})
+# or one of these raw answers. "cut" and "slow" are paid pages that the client may not get whole;
+# "gzipbomb", "badutf8" and "deepjson" are paid pages that arrive whole but that a client cannot
+# take as they are (docs/sandbox.md).
+PAID_FAULTS = frozenset({"cut", "slow", "gzipbomb", "badutf8", "deepjson"})
+RAW_FAULTS = frozenset({"html502", "html200", "reset"}) | PAID_FAULTS
+GZIP_BOMB_PADDING = 8 * 2**20  # bytes of JSON whitespace after the page: gzipped, some 8 kB
+DEEP_JSON_LEVELS = 2000  # orjson reads 1024 levels at most
 FAULT_KINDS = "a business code (301, 302, 303, 100, 400, 500, 503, 600, 601, ...) or " + ", ".join(sorted(RAW_FAULTS))
 INT32_MAX = 2**31 - 1
 VALID_NOTE_TIMES = {wire: name for style in api.NOTE_TIME_STYLES.values() for name, wire in style.items()}
@@ -150,6 +156,16 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def _damaged(data: bytes, fault: str | None) -> bytes:
+    """A page's ``data`` with the damage of a "badutf8" or "deepjson" fault, in its first note."""
+    at = data.find(b'"desc":"') + len(b'"desc":"') if fault == "badutf8" else data.find(b'"note":{') + len(b'"note":{')
+    if fault == "badutf8" and at >= len(b'"desc":"'):
+        return data[:at] + b"\xff\xfe bad bytes \xc3" + data[at:]  # not UTF-8, inside one note's desc
+    if fault == "deepjson" and at >= len(b'"note":{'):
+        return data[:at] + b'"deep":' + b"[" * DEEP_JSON_LEVELS + b"]" * DEEP_JSON_LEVELS + b"," + data[at:]
+    return data
+
+
 class SandboxServer:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
@@ -214,11 +230,15 @@ class SandboxServer:
             return web.Response(status=int(answer[4:]), body=HTML_502, content_type="text/html")
         if isinstance(answer, int):
             return self._envelope(answer, api.CODE_NAMES.get(answer, "undocumented error"))
-        body = self._envelope_bytes(0, "success", answer)
+        body = self._envelope_bytes(0, "success", _damaged(answer, entry.get("fault")))
         if entry.get("fault") == "slow":  # the work is done (and paid); the answer comes late
             await asyncio.sleep(self.config.slow_seconds)
         if entry.get("fault") == "cut":
             return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
+        if entry.get("fault") == "gzipbomb":  # a whole page that inflates to GZIP_BOMB_PADDING bytes and more
+            bomb = gzip.compress(body + b" " * GZIP_BOMB_PADDING, compresslevel=6)
+            headers = {"Content-Encoding": "gzip"}
+            return web.Response(status=200, body=bomb, content_type="application/json", headers=headers)
         return web.Response(status=200, body=body, content_type="application/json")
 
     def _answer(
@@ -262,7 +282,7 @@ class SandboxServer:
                     entry["fault"] = fault.kind
                     if fault.kind.isdigit():
                         code = int(fault.kind)
-                    elif fault.kind not in ("cut", "slow"):
+                    elif fault.kind not in PAID_FAULTS:
                         entry["code"] = None
                         return fault.kind
             if code is not None:

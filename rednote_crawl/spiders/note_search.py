@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from rednote_crawl import api
 from rednote_crawl.config import ApiConfig, SearchArgs
 from rednote_crawl.names import Meta
-from rednote_crawl.search import ApiResponse, SearchCall, record_failed_page
+from rednote_crawl.search import Accounted, ApiResponse, SearchCall, record_failed_page
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -121,8 +121,15 @@ class NoteSearchSpider(scrapy.Spider):
             yield self.page_request(call.next_page(outcome.next_rank))
 
     def page_error(self, failure: Failure) -> None:
-        """A page that ended in an error the middlewares did not already account for."""
+        """Every end of a request that is no page read comes here: the project's own components have
+        already recorded theirs (``Accounted``: a failed page, a rejected query, a stop, a call not
+        sent); any other (an ``IgnoreRequest`` from a component the project did not write, such as
+        Scrapy's HttpCompressionMiddleware dropping a body over DOWNLOAD_MAXSIZE, or any error) is
+        a failed page, so that no page disappears (and, distributed, its lease is acked)."""
+        if failure.check(Accounted):
+            return
+        name = failure.type.__name__ if failure.type else "error"
+        reason = f"{name}: {failure.getErrorMessage()}"
         if failure.check(IgnoreRequest):
-            return  # failed, rejected or not sent: the policy and throttle middlewares said so
-        reason = f"{failure.type.__name__ if failure.type else 'error'}: {failure.getErrorMessage()}"
+            reason = f"dropped by another component ({reason})"
         record_failed_page(self.crawler, failure.request, reason)  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -30,9 +31,11 @@ from typing import Any
 import orjson
 
 from rednote_crawl import api
-from rednote_crawl.state import StorageError
+from rednote_crawl.state import StorageError, jobcheck
 from rednote_crawl.state.figures import CrawlFigures, KeywordFigures, QueryProgress
 from rednote_crawl.state.journals import convert
+
+logger = logging.getLogger(__name__)
 
 DATABASE = "job.db"
 SCHEMA_VERSION = "1"
@@ -121,14 +124,50 @@ class JobFolder:
         except BlockingIOError:
             os.close(fd)
             return None
-        db = _connect(path / DATABASE)
-        # Not "the database is new": a conversion cut short by a kill leaves an empty database
-        # behind (the conversion is one transaction), and the next start must convert again.
-        if _unconverted(db):
-            convert(path, db)
-        job = cls(path, db, writable=True)
+        try:
+            job = cls._open(path)
+        except BaseException:
+            os.close(fd)
+            raise
         job._lock_fd = fd  # kept open: the lock lasts as long as the process
         return job
+
+    @classmethod
+    def _open(cls, path: Path) -> JobFolder:
+        """Open the database for writing; a damaged one (checked at start: jobcheck.py, or failing to
+        open) is set aside and a new one made from what still reads."""
+        database = path / DATABASE
+        problems = jobcheck.check_at_start(database)
+        for attempt in (1, 2):
+            damaged = None
+            if problems:
+                damaged = jobcheck.set_aside(database)
+                logger.error(
+                    "The job database %s is damaged (%s); set aside as %s, a new one is made from what still reads",
+                    database,
+                    "; ".join(problems[:3]),
+                    damaged.name,
+                )
+            db = None
+            try:
+                db = _connect(database)
+                if damaged is not None:
+                    recovered = jobcheck.recover(damaged, db, path)
+                    logger.warning(
+                        "Job %s repaired: %s; the same command carries the crawl on", path, recovered.describe()
+                    )
+                # Not "the database is new": a conversion cut short by a kill leaves an empty database
+                # behind (the conversion is one transaction), and the next start must convert again.
+                if _unconverted(db):
+                    convert(path, db)
+                return cls(path, db, writable=True)
+            except sqlite3.DatabaseError as exc:
+                if db is not None:
+                    db.close()
+                if attempt == 2 or not jobcheck.damaged_error(exc):
+                    raise
+                problems = [str(exc)]
+        raise AssertionError("not reached")
 
     @staticmethod
     def lock_is_free(folder: str | Path) -> bool:
@@ -394,10 +433,14 @@ class JobFolder:
         """(crawl, start time) of the crawls that began at ``started`` or later, oldest first."""
         return list(self.db.execute("SELECT crawl, started FROM crawls WHERE started >= ? ORDER BY crawl", (started,)))
 
-    def export(self, crawl: int | None) -> Iterator[bytes]:
-        """Each note of a crawl (or of every crawl) once, as an output line, in the order found."""
+    def export(self, crawl: int | None, first_found: bool = False) -> Iterator[bytes]:
+        """Each note of a crawl (or of every crawl) once, as an output line, in the order found.
+
+        ``first_found``: only the notes no earlier crawl found (what a crawl's output holds with
+        ``JUSTONEAPI_SEEN_NOTES=skip``)."""
         sql = (
             "SELECT n.note_id, n.item FROM notes n JOIN queries q ON q.id = n.query"
+            + (" JOIN seen s ON s.note_id = n.note_id AND s.crawl = q.crawl" if first_found else "")
             + (" WHERE q.crawl = ?" if crawl is not None else "")
             + " ORDER BY q.crawl, q.id, n.page, n.position"
         )
@@ -418,6 +461,8 @@ class _Transaction:
         try:
             self.job.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            if jobcheck.damaged_error(exc):
+                jobcheck.mark_for_check(self.job.folder)
             raise StorageError(f"cannot write the job database {self.job.path}: {exc}") from exc
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -431,6 +476,8 @@ class _Transaction:
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and jobcheck.damaged_error(exc):
+            jobcheck.mark_for_check(self.job.folder)
         if isinstance(exc, sqlite3.Error | OSError):
             raise StorageError(f"cannot write the job database {self.job.path}: {exc}") from exc
 

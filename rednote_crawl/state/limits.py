@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from rednote_crawl import api
+from rednote_crawl.formats.files import whole_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,8 @@ class LimitFile:
         data[token_key(token)] = {"limit": round(limit, 3), "at": api.now_iso()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            os.replace(temporary, self.path)
+            with whole_file(self.path) as file:
+                file.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             logger.warning(
                 "Cannot keep the token's rate limit in %s (%s): the next crawl finds it again; "

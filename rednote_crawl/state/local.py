@@ -17,9 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from rednote_crawl import api, stops
 from rednote_crawl.config import ApiConfig, ConfigError, local_path, queries_fingerprint
+from rednote_crawl.formats.writers import write_notes
 from rednote_crawl.names import Stat
 from rednote_crawl.search import stop_storage_failed
-from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, StorageError, Verdict
+from rednote_crawl.state import (
+    CallAccount,
+    CrawlState,
+    PageStore,
+    PaidPage,
+    Sleep,
+    Standing,
+    StorageError,
+    Verdict,
+    jobcheck,
+)
 from rednote_crawl.state.figures import CrawlFigures, KeywordFigures, QueryProgress
 from rednote_crawl.state.jobfolder import JobFolder, query_key
 from rednote_crawl.state.limits import LimitFile
@@ -140,6 +151,8 @@ class LocalPages(PageStore):
             try:
                 return call(*args)
             except sqlite3.Error as exc:  # a read failed; writes raise StorageError themselves
+                if self.job is not None and jobcheck.damaged_error(exc):
+                    jobcheck.mark_for_check(self.job.folder)  # the next start checks and repairs it
                 raise StorageError(f"cannot use the job database {self.job.path if self.job else ''}: {exc}") from exc
 
         return self.db_thread.submit(guarded)
@@ -161,6 +174,9 @@ class LocalState(CrawlState):
         self.fingerprint = ""
         self.figures: CrawlFigures | None = None  # the crawl per keyword, as the run ended
         self.past: list[list[KeywordFigures]] | None = None  # the job's last crawls, as the run ended
+        # With a job folder, the CSV and Excel outputs: written whole from the job's database at the
+        # end of every run (path -> format, exporter options, every crawl (-o) or this one (-O)).
+        self.whole_files: dict[Path, tuple[str, dict[str, Any], bool]] = {}
 
     @property
     def job(self) -> JobFolder | None:
@@ -184,10 +200,42 @@ class LocalState(CrawlState):
         feeds = feeds or {str(job.output): DEFAULT_FEED_OPTIONS}
         args = self.crawler.spider.args  # found while the start-up read the keyword file
         self.fingerprint = args.fingerprint or queries_fingerprint(query_key(q) for q in args.queries())
+        feeds = self._take_whole_files(feeds)
         if job.resuming:
             feeds = self._resume_feeds(feeds, job)
         self.pages.written = set(job.exported)  # read back from the outputs of the open crawl
         return feeds
+
+    def _take_whole_files(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """CSV and Excel outputs are not fed note by note with a job folder: a resumed run would give
+        them a second header and notes twice, and a workbook cut by a kill cannot be read. They are
+        written whole (atomically) from the database when the run ends: ``-O`` the crawl's notes
+        (every run of it), ``-o`` every note of the job."""
+        kept = {}
+        for uri, options in feeds.items():
+            path = local_path(str(uri))
+            fmt = options.get("format")
+            if path is None or "%(" in str(path) or fmt not in WHOLE_FILE_FORMATS:
+                kept[uri] = options
+                continue
+            exporter: dict[str, Any] = {"fields_to_export": options.get("fields")}
+            if fmt == "csv" and options.get("encoding"):
+                exporter["encoding"] = options["encoding"]
+            self.whole_files[path] = (fmt, exporter, not options.get("overwrite", False))
+            logger.info("%s is written from the job folder's database when the run ends", path)
+        return kept
+
+    def _write_whole_files(self, job: JobFolder) -> str | None:
+        """The CSV and Excel outputs, from the database (in its thread); the failure, if any."""
+        for path, (fmt, options, every) in self.whole_files.items():
+            crawl = None if every else job.crawl
+            try:
+                count = write_notes(path, job.export(crawl, first_found=self.pages.skip_earlier), fmt, **options)
+            except (OSError, sqlite3.Error) as exc:
+                return f"cannot write the output file {path}: {getattr(exc, 'strerror', None) or exc}"
+            what = "every crawl" if every else f"crawl {job.crawl}"
+            logger.info("Wrote %d notes of %s to %s", count, what, path)
+        return None
 
     def _resume_feeds(self, feeds: dict[str, Any], job: JobFolder) -> dict[str, Any]:
         """Resume only the same crawl; append to its outputs (even with -O), mended first.
@@ -243,9 +291,15 @@ class LocalState(CrawlState):
             logger.error("%s: notes may be missing from it; the next run carries this crawl on", failure)
             self.crawler.stats.inc_value(Stat.STORAGE_FAILED)
             stats = self.crawler.stats.get_stats()
+        in_db_thread = self.pages.in_db_thread
+        if self.whole_files and (failure := in_db_thread(self._write_whole_files, job).result()):
+            logger.error("%s; %s", failure, stops.STORAGE_FAILED.fix)
+            self.crawler.stats.inc_value(Stat.STORAGE_FAILED)
+            reason = stops.STORAGE_FAILED.reason  # exit status 8: the crawl stays open
+            self.crawler.stats.set_value("finish_reason", reason)
+            stats = self.crawler.stats.get_stats()
         calls = stats.get(Stat.REQUESTS_SENT, 0)
         status = stops.exit_status(reason, stats)
-        in_db_thread = self.pages.in_db_thread
         try:
             in_db_thread(job.end_run, reason, api.now_iso(), calls, status).result()
         except StorageError as exc:  # the run stays open: the next one carries the crawl on
@@ -287,6 +341,7 @@ class LocalState(CrawlState):
         return Standing(job_folder=str(self.job.folder) if self.job else None)
 
 
+WHOLE_FILE_FORMATS = ("csv", "xlsx")
 IN_USE = "JUSTONEAPI_JOB_DIR={folder!r} is in use by another crawl; wait for it, or name another folder"
 
 
@@ -308,7 +363,7 @@ def _take(folder: str) -> JobFolder:
     except (sqlite3.Error, StorageError) as exc:
         raise ConfigError(
             f"JUSTONEAPI_JOB_DIR={folder!r} cannot be used: its database {path / 'job.db'} fails ({exc}); "
-            "free disk space or fix the folder's permissions"
+            f"{stops.storage_fix(str(exc))}"
         ) from None
     if job is None:
         raise ConfigError(IN_USE.format(folder=folder))
