@@ -26,7 +26,11 @@ COMPONENTS = {
         "rednote_crawl.downloader.throttle.TokenThrottleMiddleware": 950,
     },
     "SPIDER_MIDDLEWARES": {"rednote_crawl.spidermw.pages.PageBookMiddleware": 950},
-    "ITEM_PIPELINES": {"rednote_crawl.items.dedupe.NoteDedupePipeline": 100},
+    # Each note once, then checked against the output's schema (counted, never dropped).
+    "ITEM_PIPELINES": {
+        "rednote_crawl.items.dedupe.NoteDedupePipeline": 100,
+        "rednote_crawl.items.validate.NoteSchemaPipeline": 150,
+    },
     # The start-up is built first (lowest order), before the feed exporter reads FEEDS.
     # At engine_stopped (in this order): the start-up ends the run in the state, the monitors judge
     # it, the summary says it last.

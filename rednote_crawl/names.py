@@ -48,9 +48,7 @@ class Stat:
     NOTES_ODD_ID = PREFIX + "notes/odd_id"  # ids not of the API's 24 hex digits (kept)
     ITEMS_SKIPPED = PREFIX + "items/skipped/"  # + the item's model_type
     NOTES_WITHOUT_ID = ITEMS_SKIPPED + "note_without_id"
-    # Notes that do not validate against the output's JSON Schema: the monitors' hook for the
-    # validation that comes with the schema (issue 22); nothing counts it yet.
-    ITEMS_INVALID = PREFIX + "items/invalid"
+    ITEMS_INVALID = PREFIX + "items/invalid"  # notes that do not match the output's schema (items/validate.py)
 
     RESUME_ITEMS_REPLAYED = PREFIX + "resume/items_replayed"
     RESUME_QUERIES_CONTINUED = PREFIX + "resume/queries_continued"

@@ -242,7 +242,9 @@ def test_a_component_turned_off_in_the_settings_stays_off():
     settings.setmodule("rednote_crawl.settings", priority="project")
     settings.set("ITEM_PIPELINES", {"rednote_crawl.items.dedupe.NoteDedupePipeline": None}, priority="cmdline")
     JustOneApiAddon(crawler=None).update_settings(settings)  # type: ignore[arg-type]
-    assert list(settings.getdict("ITEM_PIPELINES").values()) == [None]
+    pipelines = dict(zip(names(settings, "ITEM_PIPELINES"), settings.getdict("ITEM_PIPELINES").values(), strict=True))
+    assert pipelines["rednote_crawl.items.dedupe.NoteDedupePipeline"] is None
+    assert pipelines["rednote_crawl.items.validate.NoteSchemaPipeline"] == 150, "the others are registered"
 
 
 def test_one_table_of_stops():

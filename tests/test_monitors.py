@@ -51,7 +51,7 @@ def test_a_good_run_passes_every_monitor_and_its_figures_are_data():
     assert [c.name for c in checks] == [
         "exit_status", "failed_pages", "rate_limited", "calls_per_new_note", "silent_keywords", "invalid_items"
     ]
-    assert all(c.ok for c in checks[:-1]) and checks[-1].ok is None  # no schema validation yet (issue 22)
+    assert all(c.ok for c in checks[:-1]) and checks[-1].ok is None  # no validation ran in these figures
     assert json.loads(json.dumps([c.to_dict() for c in checks]))[0]["status"] == "passed"
     assert json.loads(json.dumps(run_figures().to_dict()))["exit_status"] == 0
 
@@ -107,9 +107,26 @@ def test_the_history_monitors_judge_only_a_complete_crawl():
     assert "distributed crawl keeps none" in checks["calls_per_new_note"].text
 
 
-def test_the_schema_validation_hook():
-    checks = by_name(run_monitors(run_figures(invalid_items=3), [], LIMITS))
-    assert checks["invalid_items"].ok is False and checks["invalid_items"].value == 3
+def test_notes_are_checked_against_the_output_schema_counted_and_never_dropped(caplog):
+    from scrapy.utils.test import get_crawler
+
+    from rednote_crawl.items.validate import NoteSchemaPipeline
+    from tests.test_real_notes import all_real_notes
+    from tests.test_real_notes import item as item_of
+
+    crawler = get_crawler(settings_dict={"JUSTONEAPI_TOKEN": TOKEN})
+    pipeline = NoteSchemaPipeline.from_crawler(crawler)
+    item = dict(item_of(all_real_notes()[0]))
+    assert pipeline.process_item(item) is item and crawler.stats.get_value(Stat.ITEMS_INVALID) == 0
+    broken = {**item, "liked_count": "1.2万"}
+    with caplog.at_level(logging.WARNING):
+        assert pipeline.process_item(broken) is broken, "written all the same"
+    assert crawler.stats.get_value(Stat.ITEMS_INVALID) == 1
+    assert f"Note {item['note_id']} does not match the output's schema at liked_count" in caplog.text
+    run = run_figures(invalid_items=crawler.stats.get_value(Stat.ITEMS_INVALID))
+    check = by_name(run_monitors(run, [], LIMITS))["invalid_items"]
+    assert check.ok is False and check.value == 1
+    assert by_name(run_monitors(run_figures(invalid_items=0), [], LIMITS))["invalid_items"].ok
 
 
 def test_the_job_folders_history_through_the_state_interface(tmp_path):
