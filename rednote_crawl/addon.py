@@ -26,9 +26,19 @@ COMPONENTS = {
         "rednote_crawl.downloader.throttle.TokenThrottleMiddleware": 950,
     },
     "SPIDER_MIDDLEWARES": {"rednote_crawl.spidermw.pages.PageBookMiddleware": 950},
-    "ITEM_PIPELINES": {"rednote_crawl.items.dedupe.NoteDedupePipeline": 100},
+    # Each note once, then checked against the output's schema (counted, never dropped).
+    "ITEM_PIPELINES": {
+        "rednote_crawl.items.dedupe.NoteDedupePipeline": 100,
+        "rednote_crawl.items.validate.NoteSchemaPipeline": 150,
+    },
     # The start-up is built first (lowest order), before the feed exporter reads FEEDS.
-    "EXTENSIONS": {"rednote_crawl.run.startup.CrawlStart": -1000, "rednote_crawl.run.summary.CrawlSummary": 500},
+    # At engine_stopped (in this order): the start-up ends the run in the state, the monitors judge
+    # it, the summary says it last.
+    "EXTENSIONS": {
+        "rednote_crawl.run.startup.CrawlStart": -1000,
+        "rednote_crawl.run.monitors.CrawlMonitors": 400,
+        "rednote_crawl.run.summary.CrawlSummary": 500,
+    },
 }
 # With REDIS_URL: the state in Redis, and what only it needs.
 REDIS_COMPONENTS = {

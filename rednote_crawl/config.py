@@ -14,6 +14,7 @@ import itertools
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +54,19 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_STATE_DIR": None,  # where learned rate limits are kept (default: .scrapy/, else the user's cache)
     # Where the crawl's state lives: set by the add-on (local, or Redis when REDIS_URL is set).
     "JUSTONEAPI_STATE_CLASS": None,
+    # Notifications (run/notify.py): Apprise URLs, when to send, how long to wait for them.
+    "JUSTONEAPI_NOTIFY": None,
+    "JUSTONEAPI_NOTIFY_ON": "failure",
+    "JUSTONEAPI_NOTIFY_TIMEOUT": 30,
+    # Monitors at the end of every run (run/monitors.py): their thresholds.
+    "JUSTONEAPI_MONITOR_FAILED_PAGES": 0,  # the most failed pages a run may have
+    "JUSTONEAPI_MONITOR_RATE_LIMITED": 0.05,  # the largest share of calls answered 302 / HTTP 429
+    "JUSTONEAPI_MONITOR_COST_FACTOR": 3.0,  # calls per new note above this times the job's median (0: off)
+    "JUSTONEAPI_MONITOR_HISTORY": 7,  # earlier crawls of the job the history monitors compare with
+    "JUSTONEAPI_MONITOR_SILENT_AFTER": 3,  # a keyword without new notes after this many crawls with some (0: off)
 }
 SEEN_NOTES = ("skip", "update")
+NOTIFY_ON = ("failure", "always")
 
 
 class ConfigError(ValueError):
@@ -137,6 +149,64 @@ def _check_names(settings: BaseSettings) -> None:
             raise ConfigError(f"unknown setting {name}{hint}")
 
 
+def apprise() -> Any:
+    """The Apprise module, its plugins loaded. Apprise 2.3 imports the standard library's ``imghdr``
+    (deprecated, removed in Python 3.13) when it loads its e-mail plugin: that one warning is ignored."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="'imghdr' is deprecated", category=DeprecationWarning)
+        import apprise as module
+
+        module.Apprise.instantiate("json://localhost")  # loads every plugin, here, with the warning ignored
+    return module
+
+
+def notify_urls(settings: BaseSettings, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """``JUSTONEAPI_NOTIFY`` (a setting, else the environment variable: the URLs hold secrets, as the token):
+    Apprise URLs, a list or one string (separated by spaces or commas), each one Apprise can send to
+    (checked here, so that a typo fails at start-up, not at 3 a.m. when the run fails)."""
+    raw = _get(settings, "JUSTONEAPI_NOTIFY") or environ.get("JUSTONEAPI_NOTIFY")
+    if not raw:
+        return ()
+    parts = raw if isinstance(raw, (list, tuple)) else re.split(r"[\s,]+", str(raw))
+    urls = tuple(str(part).strip() for part in parts if str(part).strip())
+    if not urls:
+        return ()
+    from rednote_crawl.redaction import mask_url
+
+    for url in urls:
+        if "://" not in url or apprise().Apprise.instantiate(url) is None:
+            raise ConfigError(
+                f"JUSTONEAPI_NOTIFY: {mask_url(url)} is not a notification URL Apprise can send to; write one like "
+                "json://HOST:PORT/PATH, mailtos://USER:PASSWORD@HOST, dingtalk://TOKEN, feishu://TOKEN, "
+                "wecombot://KEY or slack://... (https://github.com/caronc/apprise/wiki)"
+            )
+    return urls
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When the end-of-run monitors call a run a failure (``JUSTONEAPI_MONITOR_*``)."""
+
+    failed_pages: int = DEFAULTS["JUSTONEAPI_MONITOR_FAILED_PAGES"]
+    rate_limited: float = DEFAULTS["JUSTONEAPI_MONITOR_RATE_LIMITED"]
+    cost_factor: float = DEFAULTS["JUSTONEAPI_MONITOR_COST_FACTOR"]
+    history: int = DEFAULTS["JUSTONEAPI_MONITOR_HISTORY"]
+    silent_after: int = DEFAULTS["JUSTONEAPI_MONITOR_SILENT_AFTER"]
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Thresholds:
+        share = _number(settings, "JUSTONEAPI_MONITOR_RATE_LIMITED", float, 0)
+        if share > 1:
+            raise ConfigError(f"JUSTONEAPI_MONITOR_RATE_LIMITED={share!r} is a share of the calls; set 0 to 1 (0.05: 5%)")
+        return cls(
+            failed_pages=_number(settings, "JUSTONEAPI_MONITOR_FAILED_PAGES", int, 0),
+            rate_limited=share,
+            cost_factor=_number(settings, "JUSTONEAPI_MONITOR_COST_FACTOR", float, 0),
+            history=_number(settings, "JUSTONEAPI_MONITOR_HISTORY", int, 1),
+            silent_after=_number(settings, "JUSTONEAPI_MONITOR_SILENT_AFTER", int, 0),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     token: str = field(repr=False)
@@ -158,6 +228,10 @@ class ApiConfig:
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
     redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
     sandbox: bool = False  # the offline sandbox (it brings its own token)
+    notify: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs (they hold webhook keys, passwords)
+    notify_on: str = DEFAULTS["JUSTONEAPI_NOTIFY_ON"]
+    notify_timeout: float = DEFAULTS["JUSTONEAPI_NOTIFY_TIMEOUT"]
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
     def from_settings(
@@ -189,6 +263,9 @@ class ApiConfig:
                 f"JUSTONEAPI_BACKOFF_MAX={backoff_max} is below JUSTONEAPI_BACKOFF_BASE={backoff_base}; raise it"
             )
         _check_names(settings)
+        notify_on = str(_get(settings, "JUSTONEAPI_NOTIFY_ON"))
+        if notify_on not in NOTIFY_ON:
+            raise ConfigError(f"JUSTONEAPI_NOTIFY_ON={notify_on!r} is not valid; use one of: {', '.join(NOTIFY_ON)}")
         redis = redis_url(settings, environ)
         if redis and settings.get("JUSTONEAPI_JOB_DIR"):
             raise ConfigError(
@@ -220,6 +297,10 @@ class ApiConfig:
             redis_url=redis,
             redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
             sandbox=sandbox,
+            notify=notify_urls(settings, environ),
+            notify_on=notify_on,
+            notify_timeout=_number(settings, "JUSTONEAPI_NOTIFY_TIMEOUT", float, 1),
+            thresholds=Thresholds.from_settings(settings),
         )
 
 
@@ -291,9 +372,19 @@ class SearchArgs:
         # A mistyped argument would crawl, and pay for, the unfiltered defaults. Names starting
         # with "_" belong to the tools that run spiders (scrapyd's _job).
         if unknown := [name for name in others if not name.startswith("_")]:
-            raise ConfigError(f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}")
+            close = difflib.get_close_matches(unknown[0], ARGUMENTS, n=1)
+            raise ConfigError(
+                f"unknown spider argument -a {unknown[0]}=...; the arguments are: {', '.join(ARGUMENTS)}"
+                + (f"; did you mean -a {close[0]}=...?" if close else "")
+            )
         if keywords and keyword:
             raise ConfigError("pass -a keywords=FILE or -a keyword=WORD,WORD, not both")
+        if keyword and (files := [k for k in keyword.split(",") if k.strip() and Path(k.strip()).is_file()]):
+            # It would search the path's text, and pay for every page of it.
+            raise ConfigError(
+                f"-a keyword={files[0].strip()} names a file: keyword= takes the keywords themselves; "
+                f"for a keyword file, pass -a keywords={files[0].strip()}"
+            )
         return cls(
             keywords=Keywords.from_file(keywords) if keywords else Keywords.from_inline(keyword) if keyword else None,
             sorts=_choices("sort", sort, api.SORTS, api.DEFAULT_SORT),

@@ -36,7 +36,8 @@ class Stat:
     RATE_LIMIT_RETRIES = PREFIX + "ratelimit/retries"
     RATE = PREFIX + "ratelimit/rate"
     RATE_LIMIT = PREFIX + "ratelimit/limit"
-    RATE_HELD_SECONDS = PREFIX + "ratelimit/held_seconds"
+    RATE_HELD_SECONDS = PREFIX + "ratelimit/held_seconds"  # waiting for the token's rate, below the ceiling
+    RATE_HELD_BY_CEILING_SECONDS = PREFIX + "ratelimit/held_by_ceiling_seconds"  # at JUSTONEAPI_MAX_RPS
 
     NOTES_SEEN = PREFIX + "notes/seen"
     NOTES_NEW = PREFIX + "notes/unique"
@@ -47,6 +48,7 @@ class Stat:
     NOTES_ODD_ID = PREFIX + "notes/odd_id"  # ids not of the API's 24 hex digits (kept)
     ITEMS_SKIPPED = PREFIX + "items/skipped/"  # + the item's model_type
     NOTES_WITHOUT_ID = ITEMS_SKIPPED + "note_without_id"
+    ITEMS_INVALID = PREFIX + "items/invalid"  # notes that do not match the output's schema (items/validate.py)
 
     RESUME_ITEMS_REPLAYED = PREFIX + "resume/items_replayed"
     RESUME_QUERIES_CONTINUED = PREFIX + "resume/queries_continued"

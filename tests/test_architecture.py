@@ -44,7 +44,7 @@ LAYERS: dict[str, int] = {
 }
 # The components every crawl has: they get the state from crawl_state() and use only its interface.
 COMPONENT_PARTS = ("downloader", "spiders", "spidermw", "items")
-COMPONENT_MODULES = ("run/summary.py", "run/startup.py")
+COMPONENT_MODULES = ("run/summary.py", "run/startup.py", "run/monitors.py")
 STATE = PACKAGE / "state" / "__init__.py"
 # What a name bound from crawl_state() is: the home's interface, or one of its two parts.
 INTERFACES = {"": "CrawlState", "pages": "PageStore", "account": "CallAccount"}
@@ -242,7 +242,9 @@ def test_a_component_turned_off_in_the_settings_stays_off():
     settings.setmodule("rednote_crawl.settings", priority="project")
     settings.set("ITEM_PIPELINES", {"rednote_crawl.items.dedupe.NoteDedupePipeline": None}, priority="cmdline")
     JustOneApiAddon(crawler=None).update_settings(settings)  # type: ignore[arg-type]
-    assert list(settings.getdict("ITEM_PIPELINES").values()) == [None]
+    pipelines = dict(zip(names(settings, "ITEM_PIPELINES"), settings.getdict("ITEM_PIPELINES").values(), strict=True))
+    assert pipelines["rednote_crawl.items.dedupe.NoteDedupePipeline"] is None
+    assert pipelines["rednote_crawl.items.validate.NoteSchemaPipeline"] == 150, "the others are registered"
 
 
 def test_one_table_of_stops():

@@ -167,3 +167,17 @@ def test_scheduled_jobs_share_one_redis(deployed, sandbox, redis_server: RedisSe
     notes = [orjson.loads(n)["note_id"] for n in redis_server.client().lrange("note_search:items", 0, -1)]
     assert len(notes) == len(set(notes)) and set(notes) == expected_ids(seeds)
     assert paid_twice(sandbox) == {}
+
+
+def test_the_cron_line_for_scrapyd_schedules_a_daily_job(deployed, tmp_path):
+    """deploy/cron/rednote-crawl.cron's scrapyd line, as cron runs it (issue 24, point 3)."""
+    cron = (ROOT / "deploy" / "cron" / "rednote-crawl.cron").read_text(encoding="utf-8").splitlines()
+    line = next(x for x in cron if "schedule.json" in x and not x.startswith("#"))
+    command = line.split(None, 5)[5].replace("http://127.0.0.1:6800", deployed.url)
+    command = command.replace("/var/lib/scrapyd/jobs", str(tmp_path)) + " -d setting=JUSTONEAPI_MAX_PAGES=2"
+    done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    job = orjson.loads(done.stdout)["jobid"]
+    deployed.wait(job)
+    assert "Summary of note_search: finished, exit status 0" in deployed.log(job), deployed.log(job)[-3000:]
+    assert (tmp_path / "brands" / "job.db").exists(), "the job folder keeps the daily history"

@@ -17,6 +17,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from rednote_crawl.config import ConfigError, SearchArgs
+from rednote_crawl.run.monitors import notify_refusal
 from rednote_crawl.run.plan import render_plan
 from rednote_crawl.run.quiet import quiet_scrapy
 from rednote_crawl.seeds import SeedFileError
@@ -62,6 +63,8 @@ class Command(ScrapyCrawlCommand):
             started.addErrback(self._check_start_failure)
         self.crawler_process.start()
         self.exitcode = self._exit_status(crawler)
+        if self.bad_input is not None:  # the monitors never ran: the start-up refused the run
+            notify_refusal(crawler.settings, crawler.spidercls.name, self.bad_input)
 
     def _dry_run(self, name: str, spargs: dict[str, Any]) -> int:
         assert self.crawler_process is not None and self.settings is not None

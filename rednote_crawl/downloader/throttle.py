@@ -69,6 +69,7 @@ class TokenThrottleMiddleware:
         self.stopping = stopping(crawler)
         self._backoff = WallClock(self.stats, Stat.BACKOFF_SECONDS)
         self._held = WallClock(self.stats, Stat.RATE_HELD_SECONDS)
+        self._held_by_ceiling = WallClock(self.stats, Stat.RATE_HELD_BY_CEILING_SECONDS)
         self._storing = WallClock(self.stats, Stat.STORAGE_WAIT_SECONDS)
         self.window = crawler.settings.getint("CONCURRENT_REQUESTS")
         self._in_transit: set[Request] = set()  # sent, no answer yet
@@ -97,7 +98,8 @@ class TokenThrottleMiddleware:
             with self._storing:
                 await self._wait_for_room()
             self._check_open()
-        with self._held:
+        # At JUSTONEAPI_MAX_RPS the ceiling holds the calls, not the token's limit: the summary says which.
+        with self._held_by_ceiling if self.limiter.at_ceiling else self._held:
             event = await self.account.book_call(self._sleep)
         if event is None and self._stopping_now():
             self.account.refund_call()  # booked and counted, never sent: the budget gets it back

@@ -22,6 +22,7 @@ CHATTY = (
     "scrapy.extensions.logstats",  # "Crawled N pages": the progress line says it better
     "scrapy.extensions.telnet",
     "scrapy.statscollectors",  # the stats dump (the summary's figures come from it)
+    "apprise",  # "Notifying 1 service(s)": run/notify.py says where it sent, masked
 )
 
 

@@ -6,8 +6,11 @@ line every ``LOGSTATS_INTERVAL`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
+import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
@@ -71,6 +74,7 @@ class CrawlSummary:
         crawler.signals.connect(self.item_dropped, signal=scrapy_signals.item_dropped)
         self.keywords: dict[str, KeywordRow] = {}
         self.live = live_stream(crawler.settings)
+        self.log_file = bool(crawler.settings.get("LOG_FILE"))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
@@ -78,12 +82,46 @@ class CrawlSummary:
 
     def spider_opened(self) -> None:
         self.started = time.monotonic()
+        self._answer_ctrl_c()
         if self.live is not None:
             self.task = create_looping_call(self.show_progress)
             self.task.start(LIVE_EVERY, now=False)
         elif self.interval:
             self.task = create_looping_call(self.log_progress)
             self.task.start(self.interval, now=False)
+
+    def _answer_ctrl_c(self) -> None:
+        """Answer the first Ctrl-C at once. Scrapy's handler stops the crawl after the calls in flight
+        (up to JUSTONEAPI_TIMEOUT later) and says so only in a line of its own start-up's logger, which
+        quiet.py leaves out: this one runs it, then says what happens, and its next press is Scrapy's
+        (it drops the calls in flight). Only where Scrapy installed its handler (``scrapy crawl``)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        scrapys = signal.getsignal(signal.SIGINT)
+        if not callable(scrapys) or scrapys is signal.default_int_handler:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no asyncio loop runs the crawl: Scrapy's handler stays as it is
+            return
+
+        def first_press(signum: int, frame: Any) -> None:
+            scrapys(signum, frame)  # Scrapy stops gracefully, and installs its handler of a second press
+            loop.call_soon_threadsafe(self.interrupted)
+
+        signal.signal(signal.SIGINT, first_press)
+
+    def interrupted(self) -> None:
+        """The line a first Ctrl-C gets, on the terminal (and in the log)."""
+        downloader = self.crawler.engine.downloader if self.crawler.engine else None
+        calls = sum(len(slot.transferring) for slot in downloader.slots.values()) if downloader else 0
+        line = interrupt_line(self.state.standing(), calls)
+        if self.live is not None:
+            self.live.write("\r\x1b[K")
+            self.live.flush()
+        logger.warning("%s", line)
+        if self.log_file and sys.stderr.isatty():  # the log goes to a file: the terminal hears it too
+            print(line, file=sys.stderr, flush=True)
 
     def show_progress(self) -> None:
         """The live line: rewritten in place, never logged."""
@@ -148,6 +186,14 @@ class CrawlSummary:
             plural(self._get(Stat.RETRY_COUNT), "retry"),
             plural(self._get(Stat.RATE_LIMIT_RETRIES), "rate-limited try"),
         )
+
+    def _held_text(self) -> str:
+        """Which limit held the calls back: the token's (found by the crawl) or the ceiling, JUSTONEAPI_MAX_RPS."""
+        token, ceiling = self._get(Stat.RATE_HELD_SECONDS), self._get(Stat.RATE_HELD_BY_CEILING_SECONDS)
+        if ceiling < 0.05:
+            return f"held by the token's rate limit for {token:.1f} s"
+        text = f"held by the JUSTONEAPI_MAX_RPS ceiling ({self.state.config.max_rps:g} calls/s) for {ceiling:.1f} s"
+        return text + (f", by the token's rate limit for {token:.1f} s" if token >= 0.05 else "")
 
     def _notes_line(self, stats: dict[str, Any]) -> str:
         """Where every note the API returned went (and the notes a resumed run put back)."""
@@ -222,8 +268,7 @@ class CrawlSummary:
             self._notes_line(stats),
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get(Stat.RETRY_COUNT)}, {self._get(Stat.BACKOFF_SECONDS):.1f} s of backoff; "
-            f"{plural(rate_limited, 'rate-limit answer')}; "
-            f"held by the token's rate limit for {self._get(Stat.RATE_HELD_SECONDS):.1f} s",
+            f"{plural(rate_limited, 'rate-limit answer')}; " + self._held_text(),
         ]
         if (limit := self.state.account.rate.limit) is not None:
             learned = self._get(Stat.RATE_LIMIT)
@@ -250,6 +295,19 @@ class CrawlSummary:
 
 RESUMES = "it carries on where this run stopped (JUSTONEAPI_JOB_DIR={folder})"
 NO_RESUME = "without -s JUSTONEAPI_JOB_DIR=DIR, a new run asks for every page again"
+
+
+def interrupt_line(standing: Standing, calls: int) -> str:
+    """What a first Ctrl-C does: what is in flight, what a second press does, how to carry on."""
+    line = (
+        f"Ctrl-C: stopping after the {plural(calls, 'call')} in flight (their notes are kept); "
+        "press Ctrl-C again to stop at once and drop them. "
+    )
+    if standing.shared is not None:
+        return line + "The requests not sent go back to the shared queue: the same command carries the crawl on"
+    if standing.job_folder:
+        return line + f"Run the same command again to carry on (JUSTONEAPI_JOB_DIR={standing.job_folder})"
+    return line + "Run the same command again to start over (with -s JUSTONEAPI_JOB_DIR=DIR it would carry on)"
 
 
 def next_steps(standing: Standing, reason: str, unfinished: bool, message: str = "") -> list[str]:

@@ -33,6 +33,7 @@ from scrapy.utils.misc import load_object
 
 from rednote_crawl import api, signals
 from rednote_crawl.config import ApiConfig, redis_url
+from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.rate import AdaptiveRateLimiter
 from rednote_crawl.stops import StopEvent
 
@@ -174,6 +175,12 @@ class CrawlState(ABC):
     def crawl_figures(self) -> CrawlFigures | None:
         """The whole crawl per keyword, every run of it together (None: only this run is known)."""
         return None
+
+    def history(self, crawls: int) -> list[list[KeywordFigures]]:
+        """The last ``crawls`` crawls of the job, each as its figures per keyword, oldest first, this
+        crawl last (as the run left it). Empty where no history is kept: a run without a job folder,
+        and a distributed crawl (Redis keeps the crawl's counters, not per-crawl, per-keyword figures)."""
+        return []
 
     @abstractmethod
     def standing(self) -> Standing:

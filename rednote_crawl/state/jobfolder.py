@@ -397,6 +397,11 @@ class JobFolder:
             figures += [KeywordFigures(crawl, k, *v) for k, v in rows.items() if k is not None]
         return figures
 
+    def history(self, crawls: int) -> list[list[KeywordFigures]]:
+        """The per-keyword figures of the job's last ``crawls`` crawls (the open one included), oldest first."""
+        last = self.crawl
+        return [self.keyword_figures([crawl]) for crawl in range(max(1, last - crawls + 1), last + 1)]
+
     def query_counts(self, max_pages: int) -> tuple[int, int]:
         """(done, started) queries of the open crawl."""
         done, started = self.db.execute(

@@ -31,7 +31,7 @@ from rednote_crawl.state import (
     Verdict,
     jobcheck,
 )
-from rednote_crawl.state.figures import CrawlFigures, QueryProgress
+from rednote_crawl.state.figures import CrawlFigures, KeywordFigures, QueryProgress
 from rednote_crawl.state.jobfolder import JobFolder, query_key
 from rednote_crawl.state.limits import LimitFile
 from rednote_crawl.state.outputs import feed_offsets, local_feeds, note_ids, repair_jsonl, sync_files
@@ -173,6 +173,7 @@ class LocalState(CrawlState):
         self.account = LocalAccount(config)
         self.fingerprint = ""
         self.figures: CrawlFigures | None = None  # the crawl per keyword, as the run ended
+        self.past: list[list[KeywordFigures]] | None = None  # the job's last crawls, as the run ended
         # With a job folder, the CSV and Excel outputs: written whole from the job's database at the
         # end of every run (path -> format, exporter options, every crawl (-o) or this one (-O)).
         self.whole_files: dict[Path, tuple[str, dict[str, Any], bool]] = {}
@@ -304,6 +305,12 @@ class LocalState(CrawlState):
         except StorageError as exc:  # the run stays open: the next one carries the crawl on
             logger.error("%s; the next run carries this crawl on", exc)
         self.figures = in_db_thread(job.crawl_figures, job.crawl).result()  # for the summary, which follows
+        # for the monitors, which follow: the crawls they compare this one with, and this one
+        try:
+            self.past = in_db_thread(job.history, self.config.thresholds.history + 1).result()
+        except StorageError as exc:
+            logger.warning("%s: the monitors go without the job's history", exc)
+            self.past = []
         in_db_thread(job.close).result()
         self.pages.db_thread.shutdown()
 
@@ -313,6 +320,19 @@ class LocalState(CrawlState):
         if self.figures is None:
             self.figures = self.pages.in_db_thread(self.job.crawl_figures, self.job.crawl).result()
         return self.figures
+
+    def history(self, crawls: int) -> list[list[KeywordFigures]]:
+        if self.job is None:
+            return []
+        if self.past is not None:  # the run ended, and closed the database
+            if len(self.past) >= min(crawls, self.job.crawl):
+                return self.past[-crawls:]
+            reader = JobFolder.read(self.job.folder)
+            try:
+                return reader.history(crawls)
+            finally:
+                reader.close()
+        return self.pages.in_db_thread(self.job.history, crawls).result()
 
     def last_crawl_started(self) -> str | None:
         return self.job.previous_crawl_started if self.job else None

@@ -202,6 +202,12 @@ class AdaptiveRateLimiter:
         """The API's limit as last measured, or None."""
         return self.state.limit if math.isfinite(self.state.limit) else None
 
+    @property
+    def at_ceiling(self) -> bool:
+        """Whether ``JUSTONEAPI_MAX_RPS``, not the token's limit, paces the calls: the rate is the ceiling
+        and the API has not answered 302 (after a 302, a wait is the token's, even at the ceiling)."""
+        return math.isfinite(self.max_rate) and self.state.rate >= self.max_rate and not math.isfinite(self.state.last_302)
+
     def change(self, rule: Callable[[RateState, float], T]) -> T:
         """Apply a rule to the state at the current time."""
         return rule(self.state, self.clock())
