@@ -44,12 +44,18 @@ TOKEN = "tok-9f8e7d6c5b4a-SECRET"  # a fake token that is easy to grep for
 # first, the long tests end together and the short ones fill the gaps (at the end, one worker
 # would run a long test alone while the others wait).
 LONG_FIRST = (
+    "test_redis_edges.py",
     "test_distributed.py",
-    "test_storage.py",
-    "test_rate_and_reach.py",
     "test_resume.py",
-    "test_run_ux.py",
     "test_crawl.py",
+    "test_rate_and_reach.py",
+    "test_storage.py",
+    "test_interrupt.py",
+    "test_schedules.py",
+    "test_run_ux.py",
+    "test_broken_answers.py",
+    "test_analyst_output.py",
+    "test_damaged_files.py",
     "test_probe.py",
     "test_fuzz.py",
 )
