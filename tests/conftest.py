@@ -218,6 +218,35 @@ def run_crawler(crawler: Any, timeout: float = 30, **spider_args: Any) -> None:
         redaction.reset()
 
 
+def crawl_here(server: Any, tmp_path: Path, keywords: Iterable[str], **settings: Any) -> tuple[int, Any]:
+    """A crawl of ``keywords`` (``-a keyword=...``) against ``server`` on this process's reactor, with the
+    project's settings and ``FAST``, ``settings`` over them: (its exit status, its crawler), for a test that
+    reads the crawler's stats or components afterwards."""
+    from scrapy.crawler import Crawler
+
+    from rednote_crawl import stops
+    from rednote_crawl.spiders.note_search import NoteSearchSpider
+
+    crawl_settings = Settings()
+    crawl_settings.setmodule("rednote_crawl.settings", priority="project")
+    cmdline = {**FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), "JUSTONEAPI_BASE_URL": server.url}
+    crawl_settings.setdict({**cmdline, **settings}, priority="cmdline")
+    crawler = Crawler(NoteSearchSpider, crawl_settings)
+    run_crawler(crawler, timeout=60, keyword=",".join(keywords))
+    stats = crawler.stats.get_stats()
+    return stops.exit_status(stats.get("finish_reason"), stats), crawler
+
+
+@pytest.fixture
+def environment(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's environment for a crawl in this process: the token and the sandbox, no other setting."""
+    for name in list(os.environ):
+        if name.startswith(("JUSTONEAPI_", "REDIS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
+    monkeypatch.setenv("JUSTONEAPI_BASE_URL", sandbox.url)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop the reactor a crawl started: its thread pool's threads would keep the process alive."""
     if _reactor_started:

@@ -36,7 +36,7 @@ from rednote_crawl.run.redis_status import crawl_status
 from rednote_crawl.search import Accounted, SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.keys import Keys
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, run_crawler
+from tests.conftest import FAST, ROOT, TOKEN, crawl_here, expected_ids, paid_twice
 
 KEYWORDS = ["海信", "Nike"]
 
@@ -44,28 +44,13 @@ KEYWORDS = ["海信", "Nike"]
 # --- helpers: a crawl in this process -------------------------------------------------------
 
 
-@pytest.fixture
-def environment(sandbox, monkeypatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("JUSTONEAPI_") or name == "REDIS_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
-
-
-def crawl_here(server, tmp_path: Path, keywords: list[str] = KEYWORDS, **settings: Any) -> tuple[int, Crawler, list]:
+def crawl_to_file(server, tmp_path: Path, keywords: list[str] = KEYWORDS, **settings: Any) -> tuple[int, Crawler, list]:
     """``scrapy crawl note_search -a keyword=... -O FILE -s ...`` in this process: (exit status, crawler, notes)."""
-    crawl_settings = Settings()
-    crawl_settings.setmodule("rednote_crawl.settings", priority="project")
-    cmdline = {**FAST, "JUSTONEAPI_STATE_DIR": str(tmp_path / "state"), "JUSTONEAPI_BASE_URL": server.url}
-    crawl_settings.setdict({**cmdline, **settings}, priority="cmdline")
     out = tmp_path / "notes.jsonl"
-    feeds = feed_process_params_from_cli(crawl_settings, [], overwrite_output=[str(out)])
-    crawl_settings.set("FEEDS", feeds, priority="cmdline")
-    crawler = Crawler(NoteSearchSpider, crawl_settings)
-    run_crawler(crawler, timeout=60, keyword=",".join(keywords))
-    stats = crawler.stats.get_stats()
+    feeds = feed_process_params_from_cli(Settings(), [], overwrite_output=[str(out)])
+    status, crawler = crawl_here(server, tmp_path, keywords, FEEDS=feeds, **settings)
     notes = [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
-    return stops.exit_status(stats.get("finish_reason"), stats), crawler, notes
+    return status, crawler, notes
 
 
 def calls_of(server, keyword: str, page: int) -> int:
@@ -88,7 +73,7 @@ def test_a_page_dropped_by_scrapys_decompression_limit_fails_and_the_crawl_exits
     sandbox_factory, environment, tmp_path
 ):
     server = sandbox_factory(faults=["gzipbomb@Nike#2"])
-    status, crawler, notes = crawl_here(server, tmp_path, DOWNLOAD_MAXSIZE=str(2**20))
+    status, crawler, notes = crawl_to_file(server, tmp_path, DOWNLOAD_MAXSIZE=str(2**20))
     stats = crawler.stats.get_stats()
     assert status == stops.EXIT_INCOMPLETE
     assert stats["finish_reason"] == "finished"
@@ -101,7 +86,7 @@ def test_a_page_dropped_by_scrapys_decompression_limit_fails_and_the_crawl_exits
 
 def test_a_page_dropped_by_a_middleware_the_project_did_not_write_fails(sandbox, environment, tmp_path):
     middlewares = {f"{__name__}.DropOnePage": 600}
-    status, crawler, _ = crawl_here(sandbox, tmp_path, DOWNLOADER_MIDDLEWARES=middlewares)
+    status, crawler, _ = crawl_to_file(sandbox, tmp_path, DOWNLOADER_MIDDLEWARES=middlewares)
     assert status == stops.EXIT_INCOMPLETE
     assert crawler.stats.get_value("justoneapi/pages/failed") == 1
     assert calls_of(sandbox, "Nike", 2) == 0
@@ -132,7 +117,7 @@ def test_a_stop_keeps_its_own_exit_status_and_refused_calls_are_not_failed_pages
     sandbox_factory, environment, tmp_path
 ):
     server = sandbox_factory(faults=["601@Nike#2"])
-    status, crawler, _ = crawl_here(server, tmp_path)
+    status, crawler, _ = crawl_to_file(server, tmp_path)
     assert status == stops.INSUFFICIENT_BALANCE.exit_status
     assert crawler.stats.get_value("justoneapi/pages/failed") is None
 
@@ -194,7 +179,7 @@ def test_the_policy_keeps_a_broken_page_and_a_whole_unreadable_answer_costs_two_
 
 def test_broken_pages_in_a_crawl_are_paid_once_and_their_other_notes_delivered(sandbox_factory, environment, tmp_path):
     server = sandbox_factory(faults=["badutf8@Nike#1", "deepjson@海信#2"])
-    status, crawler, notes = crawl_here(server, tmp_path)
+    status, crawler, notes = crawl_to_file(server, tmp_path)
     stats = crawler.stats.get_stats()
     assert status == 0, stats
     assert calls_of(server, "Nike", 1) == 1 and calls_of(server, "海信", 2) == 1

@@ -23,40 +23,18 @@ from scrapy.settings import Settings
 
 from rednote_crawl import stops
 from rednote_crawl.config import ConfigError
-from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state import jobcheck
 from rednote_crawl.state.jobfolder import JobFolder
 from rednote_crawl.state.journals import convert
-from tests.conftest import FAST, ROOT, TOKEN, expected_ids, paid_twice, run_crawler
+from tests.conftest import FAST, ROOT, TOKEN, crawl_here, expected_ids, paid_twice
 
 KEYWORDS = ["海信", "Nike", "小米", "蔚来"]
 CONCURRENCY = 4
 
 
-@pytest.fixture
-def environment(sandbox, monkeypatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("JUSTONEAPI_") or name == "REDIS_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
-
-
 def crawl_job(server, job: Path, **settings: Any) -> tuple[int, Crawler]:
     """``scrapy crawl note_search -a keyword=... -s JUSTONEAPI_JOB_DIR=job`` in this process: (exit status, crawler)."""
-    crawl_settings = Settings()
-    crawl_settings.setmodule("rednote_crawl.settings", priority="project")
-    cmdline = {
-        **FAST,
-        "JUSTONEAPI_STATE_DIR": str(job.parent / "state"),
-        "JUSTONEAPI_BASE_URL": server.url,
-        "JUSTONEAPI_JOB_DIR": str(job),
-        "CONCURRENT_REQUESTS": str(CONCURRENCY),
-    }
-    crawl_settings.setdict({**cmdline, **settings}, priority="cmdline")
-    crawler = Crawler(NoteSearchSpider, crawl_settings)
-    run_crawler(crawler, timeout=60, keyword=",".join(KEYWORDS))
-    stats = crawler.stats.get_stats()
-    return stops.exit_status(stats.get("finish_reason"), stats), crawler
+    return crawl_here(server, job.parent, KEYWORDS, JUSTONEAPI_JOB_DIR=str(job), CONCURRENT_REQUESTS=str(CONCURRENCY), **settings)
 
 
 def delivered(job: Path) -> list[str]:
@@ -329,7 +307,6 @@ def test_a_report_of_a_damaged_job_says_how_to_repair_it_without_a_traceback(tmp
 
 
 def test_a_dry_run_of_a_damaged_job_says_how_to_repair_it_without_a_traceback(tmp_path):
-    from scrapy.settings import Settings
 
     from rednote_crawl.config import ConfigError, SearchArgs
     from rednote_crawl.run.plan import render_plan

@@ -49,16 +49,6 @@ def run_crawl(crawler: Crawler, **spider_args: str) -> None:
 
 
 @pytest.fixture
-def environment(sandbox, monkeypatch) -> None:
-    """The environment of the crawl tests' subprocesses: the token, the sandbox, no other setting."""
-    for name in list(os.environ):
-        if name.startswith("JUSTONEAPI_") or name == "REDIS_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("JUSTONEAPI_TOKEN", TOKEN)
-    monkeypatch.setenv("JUSTONEAPI_BASE_URL", sandbox.url)
-
-
-@pytest.fixture
 def start(sandbox, environment, tmp_path) -> Callable[..., Refusal]:
     """``scrapy crawl note_search -a NAME=VALUE -O FILE -s NAME=VALUE`` in this process, against the
     sandbox: returns the start-up's refusal, after checking that no call was sent."""
