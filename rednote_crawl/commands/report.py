@@ -91,14 +91,20 @@ class Command(ScrapyCommand):
             self.exitcode = 2
             return
         if opts.json and (opts.export or opts.plot or opts.html):
-            print("error: --json is the report itself: it goes with --crawl or --days, not --export, --plot or --html", file=sys.stderr)
+            print(
+                "error: --json is the report itself: it goes with --crawl or --days, not --export, --plot or --html",
+                file=sys.stderr,
+            )
             self.exitcode = 2
         elif opts.export:
             self.exitcode = _export(job, opts.export, opts.crawl)
         elif opts.plot or opts.html:
             self.exitcode = _trends(job, opts)
         elif opts.days and opts.crawl != "last":
-            print("error: --days reports the crawls of those days; --crawl N reports one crawl: name one of them", file=sys.stderr)
+            print(
+                "error: --days reports the crawls of those days; --crawl N reports one crawl: name one of them",
+                file=sys.stderr,
+            )
             self.exitcode = 2
         elif (crawl := _crawl_number(job, opts.crawl, allow_all=False)) is None:
             self.exitcode = 2
