@@ -1,6 +1,7 @@
 """``scrapy redis ACTION``: look at and act on a distributed crawl (REDIS_URL).
 
 status         queue depth, requests in flight, pages, notes, workers, the rate, a stop
+status --json  the same as JSON, for a dashboard (docs/distributed.md: its shape)
 drain FILE     move the notes from ``<spider>:items`` into a JSON Lines file (appends)
 resume         lift a crawl-wide stop (after fixing its cause) so workers run again
 reset          clear the crawl (queue, dupefilter, leases, counters, stop); keep the notes
@@ -58,7 +59,7 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "status | drain FILE | resume | reset [--notes] [--force]"
+        return "status [--json] | drain FILE | resume | reset [--notes] [--force]"
 
     def short_desc(self) -> str:
         return "Status, draining, resuming and resetting of a distributed crawl (REDIS_URL)"
@@ -72,6 +73,7 @@ class Command(ScrapyCommand):
         parser.add_argument("--spider", default="note_search", help="the spider whose crawl it is (note_search)")
         parser.add_argument("--notes", action="store_true", help="reset: forget the notes too")
         parser.add_argument("--force", action="store_true", help="reset: even with live workers or undrained notes")
+        parser.add_argument("--json", action="store_true", help="status: as JSON, for a dashboard")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if not args:
@@ -83,11 +85,13 @@ class Command(ScrapyCommand):
             raise UsageError(
                 "drain takes one file: scrapy redis drain FILE" if action == "drain" else "too many arguments"
             )
+        if opts.json and action != "status":
+            raise UsageError("--json goes with status: scrapy redis status --json")
         assert self.settings is not None
         # Imported here, not at the top: Scrapy imports every command's module for each `scrapy crawl`.
         import redis
 
-        from rednote_crawl.state.redis.client import connect, display_url
+        from rednote_crawl.state.redis.client import connect, display_url, mask
         from rednote_crawl.state.redis.keys import Keys
 
         try:
@@ -102,11 +106,24 @@ class Command(ScrapyCommand):
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 2
         except redis.RedisError as exc:
-            print(f"error: Redis at {display_url(url or '')}: {exc}", file=sys.stderr)
+            print(f"error: Redis at {display_url(url or '')}: {mask(str(exc), url or '')}", file=sys.stderr)
             self.exitcode = 1
 
     def _status(self, shared: RedisCrawl, opts: argparse.Namespace) -> int:
-        print(render_status(shared.keys.spider, shared.display_url, shared.status()))
+        if opts.json:
+            import orjson
+
+            from rednote_crawl.run.redis_status import status_document
+
+            doc = status_document(shared.keys.spider, shared.url, shared.status())
+            print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        from rednote_crawl.state.redis.client import mask
+
+        status = shared.status()
+        if status["stop"]:
+            status["stop"]["message"] = mask(status["stop"].get("message") or "", shared.url)
+        print(render_status(shared.keys.spider, shared.display_url, status))
         return 0
 
     def _drain(self, shared: RedisCrawl, opts: argparse.Namespace, path: str) -> int:

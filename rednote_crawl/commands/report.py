@@ -1,7 +1,9 @@
 """``scrapy report JOB_DIR``: what a job folder (JUSTONEAPI_JOB_DIR) holds, from its database.
 
 scrapy report DIR                     the last crawl, per keyword: pages, notes, new notes, failed pages, calls
+                                      (--crawl N: crawl N)
 scrapy report DIR --days 30           new notes per keyword for each crawl of the last 30 days
+scrapy report DIR --json              either of the two above as JSON, for a dashboard (docs/jobs.md: its shape)
 scrapy report DIR --plot report.png   new notes per keyword per crawl and calls per new note, as a picture
                                       (--html report.html: every table with the picture; --days N: of N days)
 scrapy report DIR --export FILE       the notes of the last crawl (--crawl N: of crawl N; --crawl all: of every
@@ -15,8 +17,9 @@ import os
 import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+import orjson
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
@@ -29,6 +32,8 @@ from rednote_crawl.state.jobfolder import JobFolder
 if TYPE_CHECKING:
     import argparse
 
+    from scrapy.settings import BaseSettings
+
 
 class Command(ScrapyCommand):
     requires_project = True
@@ -36,7 +41,10 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, object]] = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "JOB_DIR [--days N] [--plot FILE.png] [--html FILE.html] | --export FILE.jsonl|.csv|.xlsx [--crawl N|all]"
+        return (
+            "JOB_DIR [--crawl N | --days N] [--json] | [--days N] [--plot FILE.png] [--html FILE.html] | "
+            "--export FILE.jsonl|.csv|.xlsx [--crawl N|all]"
+        )
 
     def short_desc(self) -> str:
         return "Report pages, notes and failures per keyword from a job folder (JUSTONEAPI_JOB_DIR)"
@@ -49,9 +57,14 @@ class Command(ScrapyCommand):
         keep_description_lines(parser)
         parser.add_argument("--days", type=_positive, help="new notes per keyword per crawl, for the last N days")
         parser.add_argument("--export", metavar="FILE", help="write a crawl's notes to FILE: .jsonl, .csv or .xlsx")
-        parser.add_argument("--crawl", default="last", help="with --export: the crawl's number, last, or all")
+        parser.add_argument(
+            "--crawl", default="last", help="the crawl to report: its number or last; with --export also all"
+        )
         parser.add_argument("--plot", metavar="FILE.png", help="draw the trend of new notes and calls per new note")
         parser.add_argument("--html", metavar="FILE.html", help="the trend's table and picture in one page")
+        parser.add_argument(
+            "--json", action="store_true", help="the report (or with --days, the trend) as JSON on standard output"
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         try:
@@ -77,10 +90,26 @@ class Command(ScrapyCommand):
             )
             self.exitcode = 2
             return
-        if opts.export:
+        if opts.json and (opts.export or opts.plot or opts.html):
+            print(
+                "error: --json is the report itself: it goes with --crawl or --days, not --export, --plot or --html",
+                file=sys.stderr,
+            )
+            self.exitcode = 2
+        elif opts.export:
             self.exitcode = _export(job, opts.export, opts.crawl)
         elif opts.plot or opts.html:
             self.exitcode = _trends(job, opts)
+        elif opts.days and opts.crawl != "last":
+            print(
+                "error: --days reports the crawls of those days; --crawl N reports one crawl: name one of them",
+                file=sys.stderr,
+            )
+            self.exitcode = 2
+        elif (crawl := _crawl_number(job, opts.crawl, allow_all=False)) is None:
+            self.exitcode = 2
+        elif opts.json:
+            self.exitcode = _json(job, opts, crawl, self.settings)
         elif opts.days:
             since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
             crawls = job.crawls_since(since)
@@ -89,8 +118,44 @@ class Command(ScrapyCommand):
             else:
                 print(report.render_history(job, crawls))
         else:
-            print(report.render_crawl(job.crawl_figures(job.crawl)))
+            print(report.render_crawl(job.crawl_figures(crawl)))
         job.close()
+
+
+def _crawl_number(job: JobFolder, which: str, allow_all: bool) -> int | Literal["all"] | None:
+    """``--crawl``: a crawl's number, ``last`` or (with --export) ``all``; None, said on stderr: none of these."""
+    if which == "all" and allow_all:
+        return "all"
+    if which == "last":
+        return job.crawl
+    if which.isdigit() and 1 <= int(which) <= job.crawl:
+        return int(which)
+    also = ", last or all" if allow_all else " or last (all goes with --export)"
+    print(f"error: --crawl={which!r}: give a crawl's number (1 to {job.crawl}){also}", file=sys.stderr)
+    return None
+
+
+def _json(job: JobFolder, opts: argparse.Namespace, crawl: int, settings: BaseSettings | None) -> int:
+    """The report as JSON (docs/jobs.md, "The report as JSON"): the same tables as the text, from the
+    same model (``report.Table.as_dict``), and the job's history monitors on the crawl (``Check.to_dict``)."""
+    from rednote_crawl.config import ConfigError, Thresholds
+    from rednote_crawl.run import monitors
+
+    if opts.days:
+        since = (datetime.now(UTC) - timedelta(days=opts.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc = report.trend_document(job, job.crawls_since(since), opts.days)
+    else:
+        try:
+            limits = Thresholds.from_settings(settings) if settings is not None else Thresholds()
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        history = [job.keyword_figures([c]) for c in range(max(1, crawl - limits.history), crawl + 1)]
+        complete = any(run["complete"] for run in job.crawl_runs(crawl))
+        checks = [check.to_dict() for check in monitors.history_checks(history, complete, limits)]
+        doc = report.crawl_document(job, crawl, checks)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
@@ -112,15 +177,10 @@ def _trends(job: JobFolder, opts: argparse.Namespace) -> int:
 
 
 def _export(job: JobFolder, path: str, which: str) -> int:
-    if which == "all":
-        crawl = None
-    elif which == "last":
-        crawl = job.crawl
-    elif which.isdigit() and 1 <= int(which) <= job.crawl:
-        crawl = int(which)
-    else:
-        print(f"error: --crawl={which!r}: give a crawl's number (1 to {job.crawl}), last or all", file=sys.stderr)
+    chosen = _crawl_number(job, which, allow_all=True)
+    if chosen is None:
         return 2
+    crawl = None if chosen == "all" else chosen
     if (fmt := format_for(path)) is None and path != "-":
         print(f"error: --export {path}: name a file ending in {', '.join(FORMATS)}", file=sys.stderr)
         return 2

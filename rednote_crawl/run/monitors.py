@@ -204,10 +204,7 @@ def run_monitors(run: RunFigures, history: Sequence[Sequence[KeywordFigures]], l
     """Every monitor, in the order the log and the message list them. The history monitors judge a
     complete crawl only (a run that stopped early has keywords it never reached)."""
     checks = [exit_status(run), failed_pages(run, limits), rate_limited(run, limits)]
-    if run.exit_status != stops.EXIT_FINISHED:
-        why = "the crawl is not complete"
-        checks += [Check("calls_per_new_note", None, why), Check("silent_keywords", None, why)]
-    elif not history:
+    if run.exit_status == stops.EXIT_FINISHED and not history:
         why = "no history: " + (
             "a distributed crawl keeps none (Redis holds the crawl's counters only)"
             if run.items_key
@@ -215,9 +212,19 @@ def run_monitors(run: RunFigures, history: Sequence[Sequence[KeywordFigures]], l
         )
         checks += [Check("calls_per_new_note", None, why), Check("silent_keywords", None, why)]
     else:
-        checks += [cost_per_new_note(history, limits), silent_keywords(history, limits)]
+        checks += history_checks(history, run.exit_status == stops.EXIT_FINISHED, limits)
     checks.append(invalid_items(run))
     return checks
+
+
+def history_checks(history: Sequence[Sequence[KeywordFigures]], complete: bool, limits: Thresholds) -> list[Check]:
+    """The monitors on the job's history, the crawl judged last in ``history``: at the end of a run,
+    and in ``scrapy report DIR --json`` for the crawl it reports. A crawl that is not complete is not
+    judged (it has keywords it never reached)."""
+    if not complete:
+        why = "the crawl is not complete"
+        return [Check("calls_per_new_note", None, why), Check("silent_keywords", None, why)]
+    return [cost_per_new_note(history, limits), silent_keywords(history, limits)]
 
 
 # --- words ------------------------------------------------------------------------------------

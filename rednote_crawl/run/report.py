@@ -6,6 +6,7 @@ import html
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rednote_crawl import stops
@@ -35,8 +36,8 @@ def _cell(text: str, width: int) -> str:
     return text + " " * max(0, width - _width(text))
 
 
-# --- the report's data: one model, written as text (the log, scrapy report), HTML (--html) and,
-# later, JSON (issue 24) --------------------------------------------------------------------------
+# --- the report's data: one model, written as text (the log, scrapy report), HTML (--html) and
+# JSON (--json: ``crawl_document``, ``trend_document``) -----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,66 @@ HTML_STYLE = (
     ".footnote{color:#555;max-width:60em}.legend{color:#555;font-size:.9em}"
     ".legend dt{font-weight:600;float:left;clear:left;margin-right:.5em}.legend dd{margin:0 0 .2em 6em}"
 )
+
+
+# --- JSON (``scrapy report DIR --json``): the same tables, for dashboards ------------------------
+
+REPORT_FORMAT = "rednote_crawl/report"
+REPORT_VERSION = 1  # raised only when a key changes meaning or goes; new keys may appear within a version
+
+
+def _document(job: JobFolder, view: str, tables: list[Table]) -> dict[str, Any]:
+    """The shape every ``--json`` report has (docs/jobs.md, "The report as JSON"): every key always
+    present, ``null`` where it does not apply to the view."""
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "job": str(job.folder),
+        "crawls": job.crawl,  # the crawls the job has begun (the last one may be open)
+        "view": view,  # "crawl": one crawl per keyword; "trend": new notes per keyword per crawl (--days)
+        "crawl": None,
+        "days": None,
+        "trend": None,
+        "tables": [table.as_dict() for table in tables],
+        "monitors": [],
+    }
+
+
+def crawl_document(job: JobFolder, crawl: int, monitors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Crawl ``crawl`` of the job (``scrapy report DIR [--crawl N] --json``): the table ``scrapy report``
+    prints, the crawl's runs, and the job's history monitors judged on it (``Check.to_dict``)."""
+    figures = job.crawl_figures(crawl)
+    table = crawl_report(figures)
+    started = dict(job.crawls_since(""))
+    ended = [r for r in figures.runs if r["ended"] is not None]
+    doc = _document(job, "crawl", [table])
+    doc["crawl"] = {
+        "number": crawl,
+        "started": started.get(crawl),
+        "complete": any(r["complete"] for r in figures.runs),
+        "calls": max(sum(r["calls"] or 0 for r in ended), figures.calls),
+        "calls_exact": len(ended) == len(figures.runs),  # false: a run was killed, the calls are "at least"
+        "notes": figures.notes,  # distinct notes over every keyword
+        "runs": [{**run, "complete": bool(run["complete"])} for run in figures.runs],
+    }
+    doc["monitors"] = monitors
+    return doc
+
+
+def trend_document(job: JobFolder, crawls: list[tuple[int, str]], days: int) -> dict[str, Any]:
+    """New notes per keyword for each crawl of the last ``days`` days (``scrapy report DIR --days N --json``)."""
+    table = history_table(job, crawls)
+    doc = _document(job, "trend", [table] if crawls else [])
+    doc["days"] = days
+    # The same table in long form, one point per keyword and crawl: what a time-series panel plots.
+    points = [
+        {"crawl": crawl, "started": started, "keyword": row[0], "new": row[1 + n]}
+        for row in table.rows
+        for n, (crawl, started) in enumerate(crawls)
+    ]
+    doc["trend"] = {"crawls": [{"number": crawl, "started": started} for crawl, started in crawls], "points": points}
+    return doc
 
 
 def plural(count: int, noun: str) -> str:
