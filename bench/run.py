@@ -1,6 +1,6 @@
 """The benchmark suite (issue 7), in one command; not part of the test run.
 
-    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory,seeds,redis]
+    python -m bench.run [--quick] [--only rate,scale,cost,cpu,memory,seeds,redis,sharing]
 
 Everything runs against the sandbox and a redis-server on 127.0.0.1, each in its own process.
 Results go to bench/results.json and the plots to docs/benchmarks/*.png; docs/benchmarks.md
@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from bench import cost, memory, rate, redis_distance, seeds_scale
+from bench import cost, memory, rate, redis_distance, seeds_scale, sharing
 from bench.common import ROOT, machine
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -25,7 +25,7 @@ PLOTS = ROOT / "docs" / "benchmarks"
 def main() -> None:
     parser = argparse.ArgumentParser(description="rednote_crawl benchmarks")
     parser.add_argument("--quick", action="store_true", help="shorter runs, to check the suite")
-    parser.add_argument("--only", default="rate,scale,cost,cpu,memory,seeds,redis")
+    parser.add_argument("--only", default="rate,scale,cost,cpu,memory,seeds,redis,sharing")
     parser.add_argument("--crawlers", default=",".join(rate.CRAWLERS), help="rate: which crawlers to run again")
     parser.add_argument("--tables", action="store_true", help="print the last results as markdown tables; run nothing")
     args = parser.parse_args()
@@ -49,6 +49,7 @@ def main() -> None:
             (20_000,) if args.quick else seeds_scale.COUNTS, seconds=15 if args.quick else 60
         ),
         "redis": lambda: redis_distance.measure(keywords=20 if args.quick else redis_distance.KEYWORDS),
+        "sharing": lambda: sharing.measure(rounds=1 if args.quick else 2),
     }
     for name, step in steps.items():
         if name in only:
@@ -115,6 +116,8 @@ def tables(results: dict[str, Any]) -> str:
         out.append(seeds_scale.table(rows))
     if rows := results.get("redis"):
         out.append(redis_distance.table(rows))
+    if rows := results.get("sharing"):
+        out.append(sharing.table(rows))
     return "\n".join(out)
 
 
