@@ -1,0 +1,220 @@
+"""The opt-in note detail call (issue 23): which notes, one machine for both calls, paid once and
+lost never, the merged item, the cost said before and after, the sandbox against the real answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rednote_crawl import api
+from rednote_crawl.config import ConfigError, SearchArgs
+from rednote_crawl.sandbox.corpus import Corpus
+from rednote_crawl.state.jobfolder import JobFolder
+from tests.conftest import expected_ids
+
+REAL = Path(__file__).parent / "data" / "real"
+DETAIL_FIXTURES = sorted(REAL.glob("note-detail-*.json"))
+
+
+def real_detail(name: str) -> dict:
+    return json.loads((REAL / name).read_text(encoding="utf-8"))
+
+
+# --- 1. Which notes ----------------------------------------------------------------------------
+
+
+def test_the_details_argument_takes_a_mode_and_update():
+    assert (SearchArgs.parse(keyword="a").details, SearchArgs.parse(keyword="a").details_update) == ("none", False)
+    args = SearchArgs.parse(keyword="a", details="cut,update")
+    assert (args.details, args.details_update) == ("cut", True)
+    with pytest.raises(ConfigError, match="details=all"):
+        SearchArgs.parse(keyword="a", details="all")
+
+
+def test_which_new_notes_get_a_detail_call():
+    cut, brand = {"desc_truncated": True, "brand_partnership": False}, {"desc_truncated": False, "brand_partnership": True}
+    assert [api.wants_details(m, cut) for m in api.DETAILS_MODES] == [False, True, True, False]
+    assert [api.wants_details(m, brand) for m in api.DETAILS_MODES] == [False, True, False, True]
+
+
+# --- 2. One machine for both calls: the policy's table, one difference -------------------------
+
+
+def envelope(code: int, data: object = None) -> bytes:
+    return orjson.dumps({"code": code, "message": None, "data": data})
+
+
+@pytest.mark.parametrize("code", [101, 202, 300, 400, 404, 602])
+def test_codes_of_one_note_end_that_detail_call_not_the_crawl(code):
+    assert api.judge(200, envelope(code), api.DETAIL).action is api.Action.NOTE_GONE
+    assert api.judge(200, envelope(code), api.SEARCH).action is not api.Action.NOTE_GONE
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [(100, api.Action.STOP), (601, api.Action.STOP), (303, api.Action.STOP), (302, api.Action.SLOW_DOWN), (301, api.Action.RETRY), (500, api.Action.RETRY)],
+)
+def test_detail_answers_share_the_search_table(code, action):
+    assert api.judge(200, envelope(code), api.DETAIL).action is action
+
+
+def test_a_code_0_answer_without_the_note_is_a_note_gone():
+    assert api.judge(200, envelope(0, []), api.DETAIL).action is api.Action.NOTE_GONE
+    assert api.judge(200, envelope(0, [{"note_list": []}]), api.DETAIL).action is api.Action.NOTE_GONE
+
+
+# --- 4 and 6. The item, against every real answer found ----------------------------------------
+
+
+def test_there_are_real_detail_answers():
+    assert len(DETAIL_FIXTURES) >= 2
+
+
+@pytest.mark.parametrize("path", DETAIL_FIXTURES, ids=lambda p: p.name)
+def test_the_detail_mapping_reads_every_real_answer(path):
+    envelope_ = json.loads(path.read_text(encoding="utf-8"))
+    answer = api.judge(200, path.read_bytes(), api.DETAIL)
+    assert answer.action is api.Action.PARSE
+    note = api.detail_note(envelope_)
+    assert note is not None and api._NOTE_ID.fullmatch(note["id"])
+    fields = api.detail_fields(note)
+    assert fields["desc"] == note["desc"] and fields["desc_truncated"] is False
+    topics = [tag["name"] for tag in note["hash_tag"]]
+    assert topics and fields["hashtags"][: len(topics)] == topics  # every topic, in the answer's order
+    assert fields["ip_location"] == note["ip_location"]
+    assert fields["shared_count"] == note["shared_count"]
+    assert fields["images_original"] and all(
+        i["url"].startswith("http") and "sc=V_ORG" in i["url"] and i["width"] > 0 and i["height"] > 0
+        for i in fields["images_original"]
+    )
+
+
+def test_the_v1_answer_maps_to_the_documented_fields():
+    note = api.detail_note(real_detail("note-detail-v1-008e887e.json"))
+    assert note is not None
+    fields = api.detail_fields(note)
+    assert fields["ip_location"] == "中国香港"
+    assert "國際邁亞密對香港隊" in fields["hashtags"]  # written in the text, not in hash_tag
+    assert fields["hashtags"][:3] == ["唐诗咏", "美斯訪港", "美斯"]
+    assert fields["edited_at"] == "2024-02-09T02:58:20Z"
+    assert fields["images_original"][0]["width"] == 1080 and fields["images_original"][0]["height"] == 1440
+
+
+def test_the_sandbox_answers_in_the_shape_of_the_real_answer():
+    corpus = Corpus()
+    keys = corpus.result_keys("耳机", "general", "_0", "any")
+    search_note = corpus.note(keys[0])
+    sandbox = {"code": 0, "data": orjson.loads(corpus.detail_data(search_note["id"]))}
+    real = real_detail("note-detail-v1-008e887e.json")
+    wrapper, real_wrapper = sandbox["data"][0], real["data"][0]
+    assert set(wrapper) <= set(real_wrapper)
+    note, real_note = wrapper["note_list"][0], real_wrapper["note_list"][0]
+    assert set(note) <= set(real_note), set(note) - set(real_note)
+    assert set(note["images_list"][0]) <= set(real_note["images_list"][0])
+    assert set(note["hash_tag"][0]) <= set(real_note["hash_tag"][0]) if note["hash_tag"] else True
+    fields = api.detail_fields(api.detail_note(sandbox))
+    assert fields["desc"].startswith(search_note["desc"][:20].split("#")[0])
+    assert corpus.detail_data("0" * 24) is None
+
+
+# --- 3, 4, 5. Crawls ---------------------------------------------------------------------------
+
+
+def detail_log(sandbox):
+    return [e for e in sandbox.log if e.get("kind") == "detail"]
+
+
+def test_details_none_costs_what_it_cost(sandbox, crawl):
+    result = crawl(sandbox, keywords=["耳机"])
+    assert result.returncode == 0 and not detail_log(sandbox)
+    assert all("details" not in item for item in result.items)
+    assert "details:" not in result.log
+
+
+def test_details_new_merges_every_new_note_whole_once(sandbox, crawl):
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机", "咖啡"])
+    assert result.returncode == 0, result.log[-3000:]
+    ids = result.note_ids()
+    assert sorted(ids) == sorted(expected_ids(["耳机", "咖啡"]))  # each note once, none lost
+    assert sorted(sandbox.paid_details()) == sorted(ids)  # one paid detail call per new note, no more
+    for item in result.items:
+        assert item["details"] == "fetched" and item["desc_truncated"] is False
+        assert item["ip_location"] and item["images_original"]
+        assert item["keyword"] in ("耳机", "咖啡") and item["page"] >= 1 and item["rank"] >= 1
+    search_calls = len(sandbox.log) - len(detail_log(sandbox))
+    assert f"{len(ids)} detail calls of the {len(sandbox.log)} calls sent ({search_calls} for search pages)" in result.log
+    assert f"{len(sandbox.log) / len(ids):.2f} calls per new note" in result.log
+
+
+def test_details_cut_asks_only_for_cut_previews(sandbox, crawl):
+    result = crawl(sandbox, "-a", "details=cut", keywords=["耳机"])
+    assert result.returncode == 0
+    cut = {i["note_id"] for i in result.items if i["details"] == "fetched"}
+    assert cut and sorted(cut) == sorted(sandbox.paid_details())
+    not_asked = [i for i in result.items if i["details"] == "not_asked"]
+    assert not_asked and all(not i["desc_truncated"] and i["ip_location"] is None for i in not_asked)
+
+
+def test_a_detail_call_that_fails_never_loses_its_note(sandbox_factory, crawl):
+    sandbox = sandbox_factory(faults=["html502@detail"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_RETRY_TIMES": "1"})
+    assert result.returncode == 0, result.log[-2000:]
+    assert sorted(result.note_ids()) == sorted(expected_ids(["耳机"]))
+    assert {i["details"] for i in result.items} == {"failed"}
+    assert all(i["desc_truncated"] in (True, False) and i["images_original"] == [] for i in result.items)
+    assert len(detail_log(sandbox)) == 2 * len(result.items)  # one try and one retry each
+
+
+def test_a_gone_note_ends_its_call_not_the_crawl(sandbox_factory, crawl):
+    sandbox = sandbox_factory(faults=["404@detail:0.3"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"])
+    assert result.returncode == 0
+    statuses = [i["details"] for i in result.items]
+    assert "note_gone" in statuses and "fetched" in statuses
+    gone = [e for e in detail_log(sandbox) if e.get("code") == 404]
+    assert len(gone) == statuses.count("note_gone")  # not retried
+
+
+def test_a_fatal_code_on_a_detail_call_stops_the_crawl(sandbox_factory, crawl):
+    sandbox = sandbox_factory(faults=["601@detail"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机", "咖啡"])
+    assert result.returncode != 0 and "601" in result.log
+    assert len([e for e in detail_log(sandbox) if e.get("code") == 601]) <= 16  # at most those in flight
+
+
+def test_the_budget_covers_both_kinds(sandbox, crawl):
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_MAX_REQUESTS": "8"})
+    assert len(sandbox.log) <= 8 and detail_log(sandbox)
+    assert result.returncode != 0
+
+
+def test_the_token_is_in_no_detail_url_log_or_output(sandbox, crawl):
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"LOG_LEVEL": "DEBUG"})
+    assert "get-note-detail/v1?noteId=" in result.log
+    from tests.conftest import TOKEN
+
+    assert TOKEN not in result.log and TOKEN.encode() not in result.output
+
+
+def test_a_resumed_job_pays_each_detail_once_and_delivers_held_notes(sandbox, crawl, tmp_path):
+    job = tmp_path / "job"
+    settings = {"JUSTONEAPI_JOB_DIR": str(job), "JUSTONEAPI_MAX_REQUESTS": "6"}
+    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    assert first.returncode != 0  # the budget stopped it, with notes held for their details
+    paid_first = sandbox.paid_details()
+    del settings["JUSTONEAPI_MAX_REQUESTS"]
+    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    assert second.returncode == 0, second.log[-2000:]
+    written = first.note_ids() + second.note_ids()
+    assert sorted(written) == sorted(expected_ids(["耳机"]))  # every note once across the two runs
+    assert sorted(sandbox.paid_details()) == sorted(set(sandbox.paid_details()))  # no detail paid twice
+    assert len(sandbox.paid_details()) == len(written) >= len(paid_first)
+    assert all(i["details"] == "fetched" for i in first.items + second.items)
+    reader = JobFolder.read(job)
+    try:
+        assert reader.db.execute("SELECT COUNT(*) FROM details WHERE status = 'fetched'").fetchone()[0] == len(written)
+    finally:
+        reader.close()
