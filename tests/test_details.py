@@ -16,11 +16,11 @@ from rednote_crawl.state.jobfolder import JobFolder
 from tests.conftest import expected_ids
 
 REAL = Path(__file__).parent / "data" / "real"
-DETAIL_FIXTURES = sorted(REAL.glob("note-detail-*.json"))
+DETAIL_FIXTURES = sorted((REAL / "detail").glob("note-detail-*.json"))
 
 
 def real_detail(name: str) -> dict:
-    return json.loads((REAL / name).read_text(encoding="utf-8"))
+    return json.loads((REAL / "detail" / name).read_text(encoding="utf-8"))
 
 
 # --- 1. Which notes ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_a_detail_call_that_fails_never_loses_its_note(sandbox_factory, crawl):
 
 
 def test_a_gone_note_ends_its_call_not_the_crawl(sandbox_factory, crawl):
-    sandbox = sandbox_factory(faults=["404@detail:0.3"])
+    sandbox = sandbox_factory(faults=["404:0.3@detail"])
     result = crawl(sandbox, "-a", "details=new", keywords=["耳机"])
     assert result.returncode == 0
     statuses = [i["details"] for i in result.items]
@@ -202,17 +202,22 @@ def test_the_token_is_in_no_detail_url_log_or_output(sandbox, crawl):
 def test_a_resumed_job_pays_each_detail_once_and_delivers_held_notes(sandbox, crawl, tmp_path):
     job = tmp_path / "job"
     settings = {"JUSTONEAPI_JOB_DIR": str(job), "JUSTONEAPI_MAX_REQUESTS": "6"}
-    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings, output=False)
     assert first.returncode != 0  # the budget stopped it, with notes held for their details
+    assert "held for the next run" in first.log and " 0 held for the next run" not in first.log
+    output = job / "crawl-0001.jsonl"
+    after_first = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     paid_first = sandbox.paid_details()
+    assert len(after_first) == len(paid_first) > 0  # only the notes whose details came went out
     del settings["JUSTONEAPI_MAX_REQUESTS"]
-    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings, output=False)
     assert second.returncode == 0, second.log[-2000:]
-    written = first.note_ids() + second.note_ids()
+    items = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    written = [i["note_id"] for i in items]
     assert sorted(written) == sorted(expected_ids(["耳机"]))  # every note once across the two runs
     assert sorted(sandbox.paid_details()) == sorted(set(sandbox.paid_details()))  # no detail paid twice
-    assert len(sandbox.paid_details()) == len(written) >= len(paid_first)
-    assert all(i["details"] == "fetched" for i in first.items + second.items)
+    assert len(sandbox.paid_details()) == len(written)
+    assert all(i["details"] == "fetched" for i in items)
     reader = JobFolder.read(job)
     try:
         assert reader.db.execute("SELECT COUNT(*) FROM details WHERE status = 'fetched'").fetchone()[0] == len(written)

@@ -62,8 +62,8 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
         if not request.url.startswith(self._signed_prefixes):
             host = urlsplit(request.url).netloc
             raise UnsignedCall(
-                f"a call to {host}{urlsplit(request.url).path} is not to this worker's JUSTONEAPI_BASE_URL "
-                f"({urlsplit(self._signed_prefixes[0]).netloc}) search or note detail: not sent, never without the token"
+                f"a call to {host} is not to this worker's JUSTONEAPI_BASE_URL "
+                f"({urlsplit(self._signed_prefixes[0]).netloc}): not sent, never without the token"
             )
         signed = request.replace(url=api.add_token(request.url, self._token))
         try:
