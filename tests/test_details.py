@@ -223,3 +223,86 @@ def test_a_resumed_job_pays_each_detail_once_and_delivers_held_notes(sandbox, cr
         assert reader.db.execute("SELECT COUNT(*) FROM details WHERE status = 'fetched'").fetchone()[0] == len(written)
     finally:
         reader.close()
+
+
+# --- 2. The handler signs detail calls too, and only to the configured API -----------------------
+
+
+def test_the_handler_signs_detail_calls_to_the_configured_api_only():
+    import asyncio
+
+    from scrapy import Request
+
+    from rednote_crawl.downloader.handler import TokenAuthDownloadHandler, UnsignedCall
+    from rednote_crawl.names import Meta
+    from rednote_crawl.search import DetailCall
+    from tests.test_components import TOKEN, RecordingHandler, make_crawler
+
+    def detail(url: str) -> Request:
+        return Request(url, meta={Meta.CALL: DetailCall("65bf5360000000002c03f684")})
+
+    async def scenario():
+        inner = RecordingHandler()
+        handler = TokenAuthDownloadHandler(make_crawler(), inner)
+        await handler.download_request(detail(api.detail_url(api.DEFAULT_BASE_URL, "65bf5360000000002c03f684")))
+        with pytest.raises(UnsignedCall, match=r"elsewhere\.example"):
+            await handler.download_request(detail("https://elsewhere.example/api/xiaohongshu/get-note-detail/v1?noteId=1"))
+        with pytest.raises(UnsignedCall):  # another path of the API: not a call this crawl pays for
+            await handler.download_request(detail(api.DEFAULT_BASE_URL + "/api/xiaohongshu/get-note-detail/v7?noteId=1"))
+        return inner.urls
+
+    [url] = asyncio.run(scenario())
+    assert url == f"{api.DEFAULT_BASE_URL}/api/xiaohongshu/get-note-detail/v1?noteId=65bf5360000000002c03f684&token={TOKEN}"
+
+
+def test_a_detail_call_round_trips_as_json():
+    from rednote_crawl.search import DetailCall
+
+    call = DetailCall("65bf5360000000002c03f684")
+    assert DetailCall.from_json(json.loads(json.dumps(call.to_json()))) == call
+
+
+def test_details_are_refused_in_a_distributed_crawl_until_they_can_be_held():
+    from scrapy.settings import Settings
+
+    from rednote_crawl.config import ApiConfig
+
+    config = ApiConfig.from_settings(Settings({"JUSTONEAPI_TOKEN": "t", "REDIS_URL": "redis://localhost:1"}), environ={})
+    with pytest.raises(ConfigError, match="not available in a distributed crawl"):
+        SearchArgs.parse(keyword="a", details="new").check(config)
+    assert SearchArgs.parse(keyword="a").check(config) == 1
+
+
+# --- 5. Cost, said before and after ------------------------------------------------------------
+
+
+def test_the_dry_run_gives_the_worst_case_with_details(tmp_path):
+    from tests.conftest import scrapy_in_process
+
+    env = {"JUSTONEAPI_TOKEN": "t"}
+    base = ("crawl", "note_search", "-a", "keyword=a,b", "-a", "max_pages=3", "--dry-run", "-s", "JUSTONEAPI_MAX_REQUESTS=50")
+    plain = scrapy_in_process(*base, env=env)
+    assert plain.returncode == 0 and "detail" not in plain.stdout
+    result = scrapy_in_process(*base, "-a", "details=new", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "at most 6 paid pages" in result.stdout
+    assert "at most 120 detail calls more (one per new note at most" in result.stdout
+    assert "at most 126 calls in all" in result.stdout
+    assert "(search pages and detail calls together)" in result.stdout
+
+
+def test_the_report_counts_detail_calls_apart(sandbox, crawl, tmp_path):
+    from tests.conftest import scrapy_in_process
+
+    job = tmp_path / "job"
+    sandbox.config.faults.append(__import__("rednote_crawl.sandbox.server", fromlist=["Fault"]).Fault.parse("404:0.2@detail"))
+    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_JOB_DIR": str(job)}, output=False)
+    assert result.returncode == 0
+    gone = len([e for e in sandbox.log if e.get("kind") == "detail" and e.get("code") == 404])
+    fetched = len(sandbox.paid_details())
+    search = len([e for e in sandbox.log if e.get("kind") != "detail"])
+    report = scrapy_in_process("report", str(job), env={})
+    assert report.returncode == 0, report.stderr
+    text = report.stdout + report.stderr
+    assert f"detail calls: {fetched + gone} notes' detail calls ended ({fetched} fetched, {gone} note gone), {search} calls for search pages" in text
+    assert f"calls: {len(sandbox.log)} for {search} paid pages" in text  # calls per new note count both kinds

@@ -439,8 +439,9 @@ class JobFolder:
         return done, started
 
     def crawl_figures(self, crawl: int) -> CrawlFigures:
+        details = dict(self.db.execute("SELECT status, COUNT(*) FROM details WHERE crawl = ? GROUP BY status", (crawl,)))
         return CrawlFigures(
-            crawl, self.crawl_runs(crawl), self.keyword_figures([crawl]), self.distinct_notes(crawl), self.folder
+            crawl, self.crawl_runs(crawl), self.keyword_figures([crawl]), self.distinct_notes(crawl), self.folder, details
         )
 
     def distinct_notes(self, crawl: int) -> int:
