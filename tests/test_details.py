@@ -306,3 +306,31 @@ def test_the_report_counts_detail_calls_apart(sandbox, crawl, tmp_path):
     text = report.stdout + report.stderr
     assert f"detail calls: {fetched + gone} notes' detail calls ended ({fetched} fetched, {gone} note gone), {search} calls for search pages" in text
     assert f"calls: {len(sandbox.log)} for {search} paid pages" in text  # calls per new note count both kinds
+
+
+# --- 3. kill -9 pays again only the detail calls in flight; the resumed run completes them ------------
+
+
+def test_kill_9_with_details_then_resume(sandbox_factory, tmp_path):
+    import signal
+    from collections import Counter
+
+    from tests.test_resume import command, kill_when, output_ids, run
+
+    server = sandbox_factory(latency=0.03)
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("耳机\n咖啡\n", encoding="utf-8")
+    job, output = tmp_path / "job", tmp_path / "notes.jsonl"
+    cmd = command(seeds, job, output, "-a", "details=new")
+    ready = lambda: len(server.paid_details()) >= 40  # noqa: E731 - in the middle of the detail calls
+    assert kill_when(cmd, server, ready) == -signal.SIGKILL
+    server.config.latency = 0
+    result = run(cmd, server)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids = output_ids(output)
+    assert sorted(ids) == sorted(expected_ids(["耳机", "咖啡"]))  # each note once, none lost
+    items = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    assert all(item["details"] == "fetched" for item in items)
+    repaid = Counter(server.paid_details())
+    assert set(repaid) == set(ids)
+    assert sum(n - 1 for n in repaid.values()) <= 4, "only the detail calls in flight at the kill"  # CONCURRENCY
