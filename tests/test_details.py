@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 
 from rednote_crawl import api
 from rednote_crawl.config import ConfigError, SearchArgs
 from rednote_crawl.sandbox.corpus import Corpus
+from rednote_crawl.schema import note_schema
 from rednote_crawl.state.jobfolder import JobFolder
 from tests.conftest import expected_ids
 
@@ -92,6 +94,30 @@ def test_the_detail_mapping_reads_every_real_answer(path):
     )
 
 
+def test_a_search_item_merged_with_a_real_detail_keeps_its_search_fields_and_fits_the_schema():
+    page = json.loads((REAL / "search-note-v2-008e887e.json").read_text(encoding="utf-8"))
+    [(rank, note), *_] = api.page_outcome(page, page=1, rank_offset=0, max_pages=20, since=None, sort="general").notes
+    item = api.note_item(note, query=api.Query("k"), note_time_sent=None, page=1, rank=rank, fetched_at="t")
+    assert item["video_url"] is None or item["video_url"].startswith("http")
+    merged = api.merge_details(dict(item), api.detail_note(real_detail("note-detail-v1-008e887e.json")), "fetched")
+    jsonschema.Draft202012Validator(note_schema()).validate(merged)
+    assert (merged["keyword"], merged["page"], merged["rank"], merged["video_url"]) == ("k", 1, rank, item["video_url"])
+    without = api.merge_details(dict(item), None, api.Details.FAILED.value)
+    jsonschema.Draft202012Validator(note_schema()).validate(without)
+    assert without["details"] == "failed" and without["desc"] == item["desc"] and without["images_original"] == []
+
+
+def test_the_video_url_comes_from_the_search_answer():
+    page = json.loads((REAL / "search-note-v2-c964c310.json").read_text(encoding="utf-8"))
+    notes = [n for _, n in api.page_outcome(page, page=1, rank_offset=0, max_pages=20, since=None, sort="general").notes]
+    with_stream = [n for n in notes if (n.get("video_info_v2") or {}).get("media", {}).get("stream")]
+    assert with_stream
+    for note in with_stream:
+        url = api._video_url(note)
+        assert url and url.startswith("http") and ".mp4" in url
+    assert all(api._video_url(n) is None for n in notes if n.get("type") == "normal")
+
+
 def test_the_v1_answer_maps_to_the_documented_fields():
     note = api.detail_note(real_detail("note-detail-v1-008e887e.json"))
     assert note is not None
@@ -140,7 +166,9 @@ def test_details_new_merges_every_new_note_whole_once(sandbox, crawl):
     ids = result.note_ids()
     assert sorted(ids) == sorted(expected_ids(["耳机", "咖啡"]))  # each note once, none lost
     assert sorted(sandbox.paid_details()) == sorted(ids)  # one paid detail call per new note, no more
+    validator = jsonschema.Draft202012Validator(note_schema())
     for item in result.items:
+        validator.validate(item)  # the output's schema holds the detail fields
         assert item["details"] == "fetched" and item["desc_truncated"] is False
         assert item["ip_location"] and item["images_original"]
         assert item["keyword"] in ("耳机", "咖啡") and item["page"] >= 1 and item["rank"] >= 1
