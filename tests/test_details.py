@@ -4,6 +4,7 @@ lost never, the merged item, the cost said before and after, the sandbox against
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -211,6 +212,22 @@ def test_a_fatal_code_on_a_detail_call_stops_the_crawl(sandbox_factory, crawl):
     result = crawl(sandbox, "-a", "details=new", keywords=["耳机", "咖啡"])
     assert result.returncode != 0 and "601" in result.log
     assert len([e for e in detail_log(sandbox) if e.get("code") == 601]) <= 16  # at most those in flight
+    # Without a job folder nothing can hold a note for a later run: every new note still goes out, saying why
+    new = int(re.search(r"(\d+) new, ", result.log).group(1))
+    assert len(result.items) == new > 0
+    assert {i["details"] for i in result.items} <= {"not_sent", "failed"}
+
+
+def test_notes_earlier_crawls_found_get_details_only_when_asked(sandbox, crawl, tmp_path):
+    settings = {"JUSTONEAPI_JOB_DIR": str(tmp_path / "job"), "JUSTONEAPI_SEEN_NOTES": "update"}
+    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    paid = len(sandbox.paid_details())
+    assert first.returncode == 0 and paid == len(first.items)
+    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)  # the next day
+    assert second.returncode == 0 and len(second.items) == len(first.items)  # written again (update)
+    assert {i["details"] for i in second.items} == {"not_asked"} and len(sandbox.paid_details()) == paid
+    third = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={**settings, "JUSTONEAPI_DETAILS_UPDATE": "1"})
+    assert {i["details"] for i in third.items} == {"fetched"} and len(sandbox.paid_details()) == 2 * paid
 
 
 def test_the_budget_covers_both_kinds(sandbox, crawl):
