@@ -66,7 +66,9 @@ def measure(log: list[dict[str, Any]], rate: float | None) -> dict[str, float]:
     window = [e for e in log if begin <= e["time"] <= end]
     span = max(end - begin, 1e-9)
     paid = sum(1 for e in window if e.get("code") == 0) / span
+    details = sum(1 for e in window if e.get("kind") == "detail")
     return {
+        "detail_share": round(details / max(len(window), 1), 3),
         "paid_per_s": round(paid, 2),
         "efficiency": round(paid / rate, 3) if rate else None,
         "share_302": round(sum(1 for e in window if e.get("code") == 302) / max(len(window), 1), 4),
@@ -74,7 +76,9 @@ def measure(log: list[dict[str, Any]], rate: float | None) -> dict[str, float]:
     }
 
 
-def run_one(crawler: str, rate: float | None, workers: int, seconds: float, folder: Path) -> dict[str, Any]:
+def run_one(
+    crawler: str, rate: float | None, workers: int, seconds: float, folder: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     limit = ["--rate-limit", str(rate)] if rate else []
     with sandbox("--latency", str(LATENCY), *limit) as box:
         seeds = keywords_file(400 * workers, folder)
@@ -87,7 +91,7 @@ def run_one(crawler: str, rate: float | None, workers: int, seconds: float, fold
                 for run in range(runs):
                     began = time.time()
                     env = environ(box.url, REDIS_URL=url) if url else environ(box.url)
-                    first = crawl_command("-a", f"keywords={seeds}", settings=settings)
+                    first = crawl_command("-a", f"keywords={seeds}", *extra, settings=settings)
                     procs = [start(first, env, folder / f"r{run}-w0.log")]
                     for n in range(1, workers):
                         procs.append(start(crawl_command(settings=settings), env, folder / f"r{run}-w{n}.log"))
@@ -139,6 +143,23 @@ def efficiency(
                     result = run_one(crawler, rate, count, seconds, Path(folder))
                 print(f"  rate {rate}/s, {count} worker(s), {crawler}: {result}", flush=True)
                 results.append(result)
+    return results
+
+
+def with_details(
+    seconds: float, rates: tuple[float, ...] = (2, 8, 20), crawlers: tuple[str, ...] = ("rednote_crawl_adaptive",)
+) -> list[dict[str, Any]]:
+    """Issue 23, point 7: with ``-a details=new`` the token's rate is shared between search pages and
+    note detail calls (one worker: details are not distributed yet). Every code-0 answer counts, of
+    either kind; ``detail_share`` is the detail calls' part of the calls."""
+    results = []
+    for rate in rates:
+        for crawler in crawlers:
+            with tempfile.TemporaryDirectory() as folder:
+                result = run_one(crawler, rate, 1, seconds, Path(folder), ("-a", "details=new"))
+                result["details"] = "new"
+            print(f"  details=new, rate {rate}/s, {crawler}: {result}", flush=True)
+            results.append(result)
     return results
 
 

@@ -42,6 +42,7 @@ def main() -> None:
             results.get("rate", []), rate.efficiency(seconds, crawlers=tuple(args.crawlers.split(",")))
         ),
         "scale": lambda: rate.scale(seconds),
+        "details": lambda: rate.with_details(seconds),
         "cost": cost.calls_per_note,
         "cpu": lambda: cost.cpu_per_note(100 if args.quick else 600),
         "memory": lambda: memory.measure((100_000,) if args.quick else (1_000_000, 10_000_000)),

@@ -29,6 +29,7 @@ COMPONENTS = {
     # Each note once, then checked against the output's schema (counted, never dropped).
     "ITEM_PIPELINES": {
         "rednote_crawl.items.dedupe.NoteDedupePipeline": 100,
+        "rednote_crawl.items.details.NoteDetailPipeline": 120,  # -a details=: a new note held for its details
         "rednote_crawl.items.validate.NoteSchemaPipeline": 150,
     },
     # The start-up is built first (lowest order), before the feed exporter reads FEEDS.

@@ -35,6 +35,8 @@ from rednote_crawl import stops
 
 DEFAULT_BASE_URL = "https://api.justoneapi.com"
 SEARCH_PATH = "/api/xiaohongshu/search-note/v2"
+# Note detail, v1: the vendor's recommended version; why v1 and not v2-v7 is in docs/decisions.md.
+DETAIL_PATH = "/api/xiaohongshu/get-note-detail/v1"
 TOKEN_PARAM = "token"
 EXPLORE_URL = "https://www.xiaohongshu.com/explore/{note_id}?xsec_token={xsec_token}"
 
@@ -135,6 +137,11 @@ def search_url(base_url: str, params: Mapping[str, str]) -> str:
     return f"{base_url.rstrip('/')}{SEARCH_PATH}?{urlencode(params, quote_via=quote, safe='')}"
 
 
+def detail_url(base_url: str, note_id: str) -> str:
+    """The note detail call for one note: ``noteId`` (the token is added at the last hop)."""
+    return f"{base_url.rstrip('/')}{DETAIL_PATH}?{urlencode({'noteId': note_id})}"
+
+
 def add_token(url: str, token: str) -> str:
     """Append the token as the last query parameter (only done on the way out)."""
     sep = "&" if "?" in url else "?"
@@ -151,6 +158,7 @@ class Action(enum.StrEnum):
     DROP_QUERY = "drop_query"  # the parameters are wrong: never retried
     UNUSABLE = "unusable"  # paid for but unreadable (code 0 without items): the page fails, not retried
     STOP = "stop"  # nothing later can succeed: stop the whole crawl
+    NOTE_GONE = "note_gone"  # a detail call: the answer concerns this one note (deleted, hidden, refused)
 
 
 # The business codes of the vendor (its OpenAPI definition). Codes that stop the crawl are in stops.py.
@@ -332,7 +340,14 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def judge(status: int, body: bytes) -> Answer:
+# Codes that, answering a note detail call, concern that one note (the vendor's schema lists them
+# without a meaning; a deleted or hidden note, an id it refuses): they end that note's detail call,
+# never the crawl, and are not retried. A 400 on a detail call (its one parameter, the note id) too.
+NOTE_CODES = frozenset({101, 202, 300, 400, 404, 602})
+SEARCH, DETAIL = "search", "detail"  # the kinds of call
+
+
+def judge(status: int, body: bytes, kind: str = SEARCH) -> Answer:
     """Classify an HTTP answer by its business ``code``, not its HTTP status.
 
     HTTP 200 may carry an error code and HTTP 4xx/5xx may carry the envelope;
@@ -362,6 +377,12 @@ def judge(status: int, body: bytes) -> Answer:
         return Answer(Action.RETRY, f"http_{status}_no_code", message="answer without a business code", unexpected=True)
     message = str(envelope.get("message") or CODE_NAMES.get(code, "unknown code"))
     label = f"code_{code}"
+    if kind == DETAIL and code == 0:  # the one difference in the table: a note's own answers
+        if detail_note(envelope) is None:
+            return Answer(Action.NOTE_GONE, "code_0_no_note", code, "code 0 without the note (deleted or hidden)")
+        return Answer(Action.PARSE, label, code, message, envelope, replaced=decoded.replaced)
+    if kind == DETAIL and code in NOTE_CODES:
+        return Answer(Action.NOTE_GONE, label, code, message)
     if code == 0:
         data = envelope.get("data")
         if not (isinstance(data, dict) and isinstance(data.get("items"), list)):
@@ -402,6 +423,12 @@ class Mention(TypedDict):
     nickname: str | None
 
 
+class ImageInfo(TypedDict):
+    url: str | None
+    width: int | None
+    height: int | None
+
+
 class NoteItem(TypedDict):
     """One output line. Field order is the output order."""
 
@@ -427,6 +454,7 @@ class NoteItem(TypedDict):
     images: list[str]
     cover_url: str | None
     video_duration: int | None
+    video_url: str | None
     brand_partnership: bool
     sponsored: bool
     keyword: str
@@ -434,10 +462,17 @@ class NoteItem(TypedDict):
     page: int
     rank: int
     fetched_at: str
+    # With -a details=new|cut|brand (the note detail call, ``detail_fields``): why the note has no
+    # details when it has none, its IP location and its images at original size.
+    details: NotRequired[str]
+    ip_location: NotRequired[str | None]
+    images_original: NotRequired[list[ImageInfo]]
     raw: NotRequired[dict[str, Any]]
 
 
 NOTE_FIELDS: tuple[str, ...] = tuple(NoteItem.__annotations__)
+DETAIL_FIELDS: tuple[str, ...] = ("details", "ip_location", "images_original")  # only with -a details=
+SEARCH_FIELDS: tuple[str, ...] = tuple(f for f in NOTE_FIELDS if f not in (*DETAIL_FIELDS, "raw"))  # every item
 
 
 @dataclass(slots=True)
@@ -760,6 +795,22 @@ def _video_duration(note: Mapping[str, Any], context: Mapping[str, Any]) -> int 
     return None
 
 
+def _video_url(note: Mapping[str, Any]) -> str | None:
+    """The video's stream (``video_info_v2.media.stream``: the default h264 stream's ``master_url``,
+    else the first of any codec). Signed by the CDN: it expires."""
+    video = note.get("video_info_v2")
+    media = video.get("media") if isinstance(video, dict) else None
+    stream = media.get("stream") if isinstance(media, dict) else None
+    if not isinstance(stream, dict):
+        return None
+    found: list[tuple[int, str]] = []
+    for codec in ("h264", "h265", "av1", "h266"):
+        for entry in stream.get(codec) or ():
+            if isinstance(entry, dict) and (url := _str(entry.get("master_url"))):
+                found.append((0 if codec == "h264" and entry.get("default_stream") in (1, True) else 1, url))
+    return min(found, key=lambda pair: pair[0])[1] if found else None
+
+
 def note_item(
     note: Mapping[str, Any],
     *,
@@ -812,6 +863,7 @@ def note_item(
         "images": images,
         "cover_url": cover,
         "video_duration": _video_duration(note, context),
+        "video_url": _video_url(note),
         "brand_partnership": _brand_partnership(context),
         "sponsored": bool(note.get("_sponsored")),
         "keyword": query.keyword,
@@ -830,6 +882,91 @@ def note_item(
     if keep_raw:
         item["raw"] = {k: v for k, v in note.items() if k != "_sponsored"}
     return item
+
+
+# --- note detail -----------------------------------------------------------------
+
+DETAILS_MODES = ("none", "new", "cut", "brand")  # -a details=: which new notes get a detail call
+
+
+class Details(enum.StrEnum):
+    """The ``details`` field: whether the note's details came, and why not when they did not."""
+
+    FETCHED = "fetched"
+    NOT_ASKED = "not_asked"  # the note did not match -a details= (or was found by an earlier crawl)
+    FAILED = "failed"  # the detail call failed after its retries
+    NOTE_GONE = "note_gone"  # the API answered that the note is gone (deleted, hidden) or refused it
+    NOT_SENT = "not_sent"  # the crawl stopped before the call (no job folder to finish it later)
+
+
+def wants_details(mode: str, item: Mapping[str, Any]) -> bool:
+    """Whether a new note gets a detail call under ``-a details=mode``."""
+    if mode == "new":
+        return True
+    if mode == "cut":
+        return bool(item.get("desc_truncated"))
+    if mode == "brand":
+        return bool(item.get("brand_partnership"))
+    return False
+
+
+def detail_note(envelope: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The note of a detail answer: v1 puts it at ``data[0].note_list[0]``; v6's shape (the note
+    itself at ``data[0]``) is read too. None when the answer holds no note."""
+    data = envelope.get("data")
+    first = data[0] if isinstance(data, list) and data else data if isinstance(data, dict) else None
+    if not isinstance(first, dict):
+        return None
+    notes = first.get("note_list")
+    note = notes[0] if isinstance(notes, list) and notes else first if "note_list" not in first else None
+    return note if isinstance(note, dict) and _note_id(note) else None
+
+
+def _original_images(note: Mapping[str, Any]) -> list[ImageInfo]:
+    """Each image at original size (``original``, else ``url``) with its width and height."""
+    found: list[ImageInfo] = []
+    images = note.get("images_list")
+    for image in images if isinstance(images, list) else ():
+        if isinstance(image, dict):
+            url = _str(image.get("original")) or _str(image.get("url_size_large")) or _str(image.get("url"))
+            found.append({"url": url, "width": parse_count(image.get("width")), "height": parse_count(image.get("height"))})
+    return found
+
+
+def detail_fields(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """What a detail answer's note adds to (or corrects in) the search's item: the whole ``desc``,
+    every topic (``hash_tag``, then any other ``#tag`` of the whole text), the share count, the IP
+    location, the images at original size, the edit time. The search's own fields (keyword, page,
+    rank, counts it has, the video's stream) stay."""
+    desc, title = _str(detail.get("desc")), _str(detail.get("title"))
+    topics = [
+        name
+        for tag in (detail.get("hash_tag") if isinstance(detail.get("hash_tag"), list) else ())
+        if isinstance(tag, dict) and (name := _str(tag.get("name")))
+    ]
+    tags = list(dict.fromkeys([*topics, *_complete_tags(title, 10**9), *_complete_tags(desc, 10**9)]))
+    fields: dict[str, Any] = {
+        "desc": desc,
+        "desc_truncated": False,
+        "hashtags": tags,
+        "ip_location": _str(detail.get("ip_location")),
+        "images_original": _original_images(detail),
+        "details": Details.FETCHED.value,
+    }
+    if title:
+        fields["title"] = title
+    if (shared := parse_count(detail.get("shared_count"))) is not None:
+        fields["shared_count"] = shared
+    if edited := iso_utc(detail.get("last_update_time")):
+        fields["edited_at"] = edited
+    return fields
+
+
+def merge_details(item: dict[str, Any], detail: Mapping[str, Any] | None, status: str) -> dict[str, Any]:
+    """The item with its details, or without them and saying why (``status``)."""
+    if detail is None:
+        return {**item, "details": status, "ip_location": None, "images_original": []}
+    return {**item, **detail_fields(detail)}
 
 
 def now_iso() -> str:

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_SANDBOX": False,
     "JUSTONEAPI_JOB_DIR": None,  # a job state folder: makes the crawl resumable (jobstate.py)
     "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
+    "JUSTONEAPI_DETAILS_UPDATE": False,  # -a details=: fetch the details of notes earlier crawls found too
     "JUSTONEAPI_REDIS_LEASE": 60,  # distributed: seconds before a dead worker's requests go to another
     "JUSTONEAPI_STATE_DIR": None,  # where learned rate limits are kept (default: .scrapy/, else the user's cache)
     # Where the crawl's state lives: set by the add-on (local, or Redis when REDIS_URL is set).
@@ -223,6 +224,7 @@ class ApiConfig:
     keep_ads: bool
     keep_raw: bool
     seen_notes: str
+    details_update: bool = False
     job_dir: str | None = None
     state_dir: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
@@ -292,6 +294,7 @@ class ApiConfig:
             keep_ads=flag(settings, "JUSTONEAPI_KEEP_ADS"),
             keep_raw=flag(settings, "JUSTONEAPI_KEEP_RAW"),
             seen_notes=seen_notes,
+            details_update=flag(settings, "JUSTONEAPI_DETAILS_UPDATE"),
             job_dir=str(settings.get("JUSTONEAPI_JOB_DIR") or "").strip() or None,
             state_dir=str(settings.get("JUSTONEAPI_STATE_DIR") or "").strip() or None,
             redis_url=redis,
@@ -329,7 +332,7 @@ def queries_fingerprint(keys: Iterable[Iterable[str]]) -> str:
     return f"{sum(query_hash(key) for key in keys) % 2**128:032x}"
 
 
-ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since")
+ARGUMENTS = ("keywords", "keyword", "sort", "note_type", "note_time", "max_pages", "since", "details")
 NO_KEYWORDS = (
     "no keywords: pass -a keywords=PATH, a file with one keyword per line (see seeds/brands.txt), "
     "or -a keyword=海信,Nike; "
@@ -350,6 +353,8 @@ class SearchArgs:
     note_times: tuple[str, ...] = (api.DEFAULT_NOTE_TIME,)
     max_pages: int | None = None  # None: JUSTONEAPI_MAX_PAGES
     since: int | str | None = None  # epoch seconds, or "last"
+    details: str = "none"  # which new notes get a note detail call (api.DETAILS_MODES)
+    details_update: bool = False  # ",update": notes earlier crawls found too
     fingerprint: str | None = None  # which queries (queries_fingerprint), found by check() for a job folder
 
     @classmethod
@@ -362,6 +367,7 @@ class SearchArgs:
         note_time: str | None = None,
         max_pages: str | int | None = None,
         since: str | None = None,
+        details: str | None = None,
         **others: Any,
     ) -> SearchArgs:
         if secret := [name for name in others if "token" in name.lower()]:
@@ -392,6 +398,7 @@ class SearchArgs:
             note_times=_choices("note_time", note_time, api.NOTE_TIMES, api.DEFAULT_NOTE_TIME),
             max_pages=_max_pages(max_pages),
             since=_since(since),
+            **_details(details),
         )
 
     def check(self, config: ApiConfig) -> int:
@@ -401,6 +408,8 @@ class SearchArgs:
             raise ConfigError(NO_KEYWORDS)
         if self.since == "last" and not config.job_dir:
             raise ConfigError(SINCE_LAST_NEEDS_JOB)
+        if self.details != "none" and config.redis_url:
+            raise ConfigError(DETAILS_NOT_DISTRIBUTED)
         if self.keywords is None:
             return 0
         if not config.job_dir:
@@ -437,6 +446,25 @@ def _choices(option: str, raw: str | None, choices: dict[str, str], default: str
         return tuple(api.parse_choices(option, raw, choices, default))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+DETAILS_NOT_DISTRIBUTED = (
+    "-a details= is not available in a distributed crawl yet (Redis delivers a new note in the script that "
+    "claims it, so it cannot be held for its details); run it on one machine, with JUSTONEAPI_JOB_DIR to resume"
+)
+
+
+def _details(raw: str | None) -> dict[str, Any]:
+    """``-a details=none|new|cut|brand``, with ``,update`` for notes earlier crawls found."""
+    parts = [part.strip().lower() for part in str(raw or "none").split(",") if part.strip()]
+    update = "update" in parts
+    modes = [part for part in parts if part != "update"] or (["new"] if update else ["none"])
+    if len(modes) != 1 or modes[0] not in api.DETAILS_MODES:
+        raise ConfigError(
+            f"-a details={raw} is not valid; use one of: {', '.join(api.DETAILS_MODES)} "
+            "(add ,update to fetch the details of notes earlier crawls found too)"
+        )
+    return {"details": modes[0], "details_update": update}
 
 
 def _max_pages(raw: str | int | None) -> int | None:

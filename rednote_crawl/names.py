@@ -25,6 +25,15 @@ class Stat:
     REQUESTS_NOT_SENT = PREFIX + "requests/not_sent"
     REQUESTS_NOT_DELIVERED = PREFIX + "requests/not_delivered"
 
+    DETAILS = PREFIX + "details/"  # the note detail calls (-a details=), counted apart from pages
+    DETAIL_REQUESTS_SENT = DETAILS + "requests_sent"  # also in REQUESTS_SENT: the budget covers both
+    DETAILS_FETCHED = DETAILS + "fetched"
+    DETAILS_REUSED = DETAILS + "paid_by_an_earlier_run"  # stored in the job folder, not asked again
+    DETAILS_FAILED = DETAILS + "failed"
+    DETAILS_NOTE_GONE = DETAILS + "note_gone"
+    DETAILS_NOT_ASKED = DETAILS + "not_asked"
+    DETAILS_HELD = DETAILS + "held_for_the_next_run"  # the crawl stopped: a job folder's next run finishes them
+
     ANSWERS = PREFIX + "answers/"  # + the answer's label (api.Answer.label)
     INVALID_UTF8_REPLACED = ANSWERS + "invalid_utf8_replaced"
 
@@ -73,7 +82,7 @@ class Stat:
 class Meta:
     """Request meta keys of the project's own components."""
 
-    CALL = "justoneapi_call"  # the call a request makes (search.SearchCall)
+    CALL = "justoneapi_call"  # the call a request makes (search.SearchCall, search.DetailCall)
     NOT_BEFORE = "justoneapi_not_before"  # epoch seconds: a retry's backoff (policy -> throttle)
     RATE_LIMITED = "justoneapi_rate_limited"  # how often this call met a rate limit (policy)
     LEASE = "justoneapi_lease"  # the Redis lease of a request taken from the shared queue

@@ -64,13 +64,40 @@ class SearchCall:
         return cls(api.Query(*query), int(page), int(rank_offset), int(max_pages), since)
 
 
+@dataclass(frozen=True, slots=True)
+class DetailCall:
+    """A note detail call (``-a details=``): the note it asks for. Carried under ``Meta.CALL`` as a
+    ``SearchCall`` is, so the throttle, the policy and the handler treat both kinds alike."""
+
+    note_id: str
+
+    def describe(self) -> str:
+        return f"the details of note {self.note_id}"
+
+    def to_json(self) -> list[Any]:
+        return [self.note_id]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> DetailCall:
+        return cls(str(data[0]))
+
+
+Call = SearchCall | DetailCall
+
+
 def calls_made(request: Request) -> int:
     """The calls a page took: this one, its retries and its rate-limited tries."""
     return 1 + request.meta.get("retry_times", 0) + request.meta.get(Meta.RATE_LIMITED, 0)
 
 
-def call_of(request: Request | None) -> SearchCall | None:
+def call_of(request: Request | None) -> Call | None:
     return request.meta.get(Meta.CALL) if request is not None else None
+
+
+def search_call_of(request: Request | None) -> SearchCall | None:
+    """The request's search call; None for any other request (a detail call, a foreign one)."""
+    call = call_of(request)
+    return call if isinstance(call, SearchCall) else None
 
 
 class Accounted(IgnoreRequest):
@@ -88,14 +115,34 @@ class ApiResponse(TextResponse):
 
     @property
     def call(self) -> SearchCall:
-        call = call_of(self.request)
+        call = search_call_of(self.request)
         assert call is not None, "an ApiResponse answers a search call"
         return call
 
 
+class DetailResponse(TextResponse):
+    """A code-0 answer to a detail call, with its note (``detail``, the API's own)."""
+
+    attributes: tuple[str, ...] = (*TextResponse.attributes, "detail")
+
+    def __init__(self, *args: Any, detail: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.detail = detail
+
+
+class NoteGone(Accounted):
+    """A detail call's answer concerns its one note (deleted, hidden, refused): that call ends, not the crawl."""
+
+
 def record_failed_page(crawler: Crawler, request: Request, reason: str) -> None:
-    """Count and report a page that will not be fetched: its query is incomplete."""
+    """Count and report a page that will not be fetched: its query is incomplete. A detail call
+    that failed is counted apart: its note goes out without details, never lost."""
     call = call_of(request)
+    if isinstance(call, DetailCall):
+        crawler.stats.inc_value(Stat.DETAILS_FAILED)
+        logger.warning("The call for %s failed: %s; the note goes out without them", call.describe(), reason)
+        crawler.signals.send_catch_log(signals.page_failed, request=request, reason=reason)
+        return
     crawler.stats.inc_value(Stat.PAGES_FAILED)
     logger.error(
         "Page %s of %s failed: %s; its query is incomplete",

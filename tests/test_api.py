@@ -170,7 +170,7 @@ def test_the_user_sample_maps_to_the_documented_item():
     item = api.note_item(
         note, query=api.Query("海信"), note_time_sent=None, page=1, rank=1, fetched_at="2026-11-27T00:00:00Z"
     )
-    assert tuple(item) == tuple(f for f in api.NOTE_FIELDS if f != "raw")
+    assert tuple(item) == api.SEARCH_FIELDS
     assert item["note_id"] == "69abb712000000001600a32a"
     assert item["url"] == (
         "https://www.xiaohongshu.com/explore/69abb712000000001600a32a?xsec_token=YBtw6gvZIq7-ULy_Lt2R72ZheGwXy_ackAgZ_tUQf29go%3D"

@@ -39,7 +39,7 @@ def test_output_lines_have_the_documented_fields(sandbox, crawl):
     result = crawl(sandbox, keywords=["Nike"])
     assert result.returncode == 0, result.log
     assert all(line.startswith(b"{") and line.endswith(b"}") for line in result.lines)
-    required = set(api.NOTE_FIELDS) - {"raw"}
+    required = set(api.SEARCH_FIELDS)
     for item in result.items:
         assert required <= item.keys()
         assert "raw" not in item

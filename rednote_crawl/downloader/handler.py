@@ -40,7 +40,8 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
         config = crawl_state(crawler).config
         self._token = config.token
         redaction.install(self._token)
-        self._signed_prefix = api.search_url(config.base_url, {})  # ".../search-note/v2?"
+        # ".../search-note/v2?" and ".../get-note-detail/v1?": the two calls this crawl pays for
+        self._signed_prefixes = (api.search_url(config.base_url, {}), api.detail_url(config.base_url, "")[: -len("noteId=")])
         if inner is None:
             handler_cls = load_object(crawler.settings.getdict("DOWNLOAD_HANDLERS_BASE")["https"])
             inner = build_from_crawler(handler_cls, crawler)
@@ -58,11 +59,11 @@ class TokenAuthDownloadHandler(BaseDownloadHandler):
         # would only fetch an "invalid token" answer, which stops the whole crawl.
         if call_of(request) is None:
             return await self._inner.download_request(request)
-        if not request.url.startswith(self._signed_prefix):
+        if not request.url.startswith(self._signed_prefixes):
             host = urlsplit(request.url).netloc
             raise UnsignedCall(
-                f"a search call to {host} is not to this worker's JUSTONEAPI_BASE_URL "
-                f"({urlsplit(self._signed_prefix).netloc}): not sent, never without the token"
+                f"a call to {host} is not to this worker's JUSTONEAPI_BASE_URL "
+                f"({urlsplit(self._signed_prefixes[0]).netloc}): not sent, never without the token"
             )
         signed = request.replace(url=api.add_token(request.url, self._token))
         try:

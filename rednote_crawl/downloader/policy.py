@@ -23,7 +23,18 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError, NoRou
 
 from rednote_crawl import api, signals, stops
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.search import Accounted, ApiResponse, SearchCall, call_of, record_failed_page, stop_crawl, stopping
+from rednote_crawl.search import (
+    Accounted,
+    ApiResponse,
+    DetailCall,
+    DetailResponse,
+    NoteGone,
+    SearchCall,
+    call_of,
+    record_failed_page,
+    stop_crawl,
+    stopping,
+)
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -63,10 +74,22 @@ class ApiPolicyMiddleware:
         if call is None:
             return response
         self.answered = True
-        answer = api.judge(response.status, response.body)
+        detail = isinstance(call, DetailCall)
+        answer = api.judge(response.status, response.body, api.DETAIL if detail else api.SEARCH)
         self.stats.inc_value(Stat.ANSWERS + answer.label)
         self._count_unexpected(answer.unexpected, answer.label, answer.message)
+        if answer.action is api.Action.NOTE_GONE:
+            self.stats.inc_value(Stat.DETAILS_NOTE_GONE)
+            logger.info("No details of note %s: %s (%s)", call.note_id, answer.message, answer.label)
+            raise NoteGone(f"{answer.label}: {answer.message}")
+        if answer.action is api.Action.PARSE and isinstance(call, DetailCall):
+            assert answer.envelope is not None
+            note = api.detail_note(answer.envelope)
+            assert note is not None  # judge() says NOTE_GONE otherwise
+            self.crawler.signals.send_catch_log(signals.page_paid, request=request)
+            return response.replace(cls=DetailResponse, detail=note)
         if answer.action is api.Action.PARSE:
+            assert isinstance(call, SearchCall)
             assert answer.envelope is not None
             outcome = api.page_outcome(
                 answer.envelope,
@@ -185,7 +208,7 @@ class ApiPolicyMiddleware:
 
     def _reject(self, request: Request, answer: api.Answer) -> None:
         call = call_of(request)
-        assert call is not None
+        assert isinstance(call, SearchCall)  # a detail call's 400 concerns its note: NOTE_GONE
         self.stats.inc_value(Stat.QUERIES_REJECTED)
         logger.error(
             "The API rejected query %s as invalid (code %s: %s); dropped, not retried",

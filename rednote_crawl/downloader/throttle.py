@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta, Stat
-from rednote_crawl.search import Accounted, call_of, stop_crawl, stopping
+from rednote_crawl.search import Accounted, DetailCall, call_of, stop_crawl, stopping
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -110,6 +110,8 @@ class TokenThrottleMiddleware:
             stop_crawl(self.crawler, event)
             self._check_open()
         self.stats.inc_value(Stat.REQUESTS_SENT)
+        if isinstance(call_of(request), DetailCall):
+            self.stats.inc_value(Stat.DETAIL_REQUESTS_SENT)  # counted apart, and in REQUESTS_SENT
         self._in_transit.add(request)
 
     def process_response(self, request: Request, response: Response) -> Response:

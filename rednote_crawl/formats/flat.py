@@ -35,7 +35,19 @@ def _join_lines(values: Any) -> str | None:
     return "\n".join(str(v) for v in values) if values else None
 
 
-JOINS: dict[str, Callable[[Any], str | None]] = {"#tag": _join_tags, "mentions": _join_mentions, "lines": _join_lines}
+def _join_images(values: Any) -> str | None:
+    """Images with their size: ``URL (1080x1440)``, one a line."""
+    if not values:
+        return None
+    return "\n".join(f"{i.get('url') or ''} ({i.get('width') or '?'}x{i.get('height') or '?'})" for i in values)
+
+
+JOINS: dict[str, Callable[[Any], str | None]] = {
+    "#tag": _join_tags,
+    "mentions": _join_mentions,
+    "lines": _join_lines,
+    "images": _join_images,
+}
 
 
 @dataclass(frozen=True, slots=True)

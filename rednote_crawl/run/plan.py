@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 
+NOTES_PER_PAGE = 20  # the most notes a page has held (real pages: 10 or 20 items)
+
+
 def preflight(settings: BaseSettings) -> ApiConfig:
     """The checks of a real run's start (``startup.check``), without its side effects."""
     refuse_token_on_the_command_line(settings)
@@ -50,8 +53,20 @@ def render_plan(name: str, args: SearchArgs, settings: BaseSettings) -> str:
         f"  at most {most} paid pages (calls), plus retries of failed answers; "
         "most queries end sooner, at their first empty page"
     )
+    if args.details != "none":  # the worst case: every note of every page new, and asked for
+        notes = most * NOTES_PER_PAGE
+        which = {"new": "every new note", "cut": "new notes whose preview was cut", "brand": "new brand partnerships"}
+        lines.append(
+            f"  -a details={args.details}: at most {notes} detail calls more (one per new note at most, "
+            f"{NOTES_PER_PAGE} notes a page; asked for {which[args.details]}"
+            + ("" if args.details_update else ", not for notes earlier crawls of the job found")
+            + f"): at most {most + notes} calls in all"
+        )
     if config.max_requests:
-        lines.append(f"  JUSTONEAPI_MAX_REQUESTS={config.max_requests} stops the run after that many calls")
+        lines.append(
+            f"  JUSTONEAPI_MAX_REQUESTS={config.max_requests} stops the run after that many calls"
+            + (" (search pages and detail calls together)" if args.details != "none" else "")
+        )
     for uri in settings.getdict("FEEDS"):
         path = fixed_output_file(str(uri))
         if path is not None and not path.parent.exists():

@@ -178,7 +178,15 @@ def crawl_report(figures: CrawlFigures, this_run: bool = False) -> Table:
     if this_run:
         title = f"Report of crawl {figures.crawl} of job {figures.folder} ({status}), per keyword:"
     exact = len(ended) == len(runs)  # this run has ended by now: a run that was killed makes it "at least"
-    return crawl_table(title, figures.keywords, calls, figures.notes, calls_exact=exact)
+    table = crawl_table(title, figures.keywords, calls, figures.notes, calls_exact=exact)
+    if figures.details:  # -a details=: the note detail calls, apart from the search pages
+        ended_calls = sum(figures.details.values())
+        parts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(figures.details.items()))
+        table.after.append(
+            f"detail calls: {ended_calls} notes' detail calls ended ({parts}), {figures.calls} calls for search "
+            f"pages; the calls per new note above count both kinds"
+        )
+    return table
 
 
 def render_crawl(figures: CrawlFigures, this_run: bool = False) -> str:

@@ -21,7 +21,7 @@ from rednote_crawl import signals, stops
 from rednote_crawl.names import Stat
 from rednote_crawl.run import report
 from rednote_crawl.run.report import KeywordRow, plural
-from rednote_crawl.search import call_of, calls_made, stopping
+from rednote_crawl.search import DetailCall, call_of, calls_made, search_call_of, stopping
 from rednote_crawl.state import Standing, crawl_state
 
 if TYPE_CHECKING:
@@ -141,7 +141,9 @@ class CrawlSummary:
         self._charge(request)
 
     def page_failed(self, request: Request, reason: str) -> None:
-        call = call_of(request)
+        if isinstance(call_of(request), DetailCall):
+            return  # counted apart (Stat.DETAILS_FAILED): the note went out all the same
+        call = search_call_of(request)
         self.failed.append((call.query.describe() if call else request.url, call.page if call else 0, reason))
         if (row := self._charge(request)) is not None:
             row.failed += 1
@@ -152,7 +154,7 @@ class CrawlSummary:
 
     def _charge(self, request: Request) -> KeywordRow | None:
         """The keyword's row, charged with the calls the request took (None: not a search call)."""
-        if (call := call_of(request)) is None:
+        if (call := search_call_of(request)) is None:
             return None
         row = self._row(call.query.keyword)
         row.calls += calls_made(request)
@@ -236,6 +238,21 @@ class CrawlSummary:
             calls = self._get(Stat.REQUESTS_SENT)
             logger.info("%s", report.render_rows("Report of this run, per keyword:", self.keywords.values(), calls))
 
+    def _details_lines(self) -> list[str]:
+        """The note detail calls (-a details=), counted apart from the search pages; calls per new
+        note count both kinds."""
+        if not any(key.startswith(Stat.DETAILS) for key in self.stats.get_stats()):
+            return []
+        sent, calls, new = self._get(Stat.DETAIL_REQUESTS_SENT), self._get(Stat.REQUESTS_SENT), self._get(Stat.NOTES_NEW)
+        per_note = f"{calls / new:.2f} calls per new note, both kinds" if new else "no new note"
+        return [
+            f"  details:  {plural(sent, 'detail call')} of the {plural(calls, 'call')} sent "
+            f"({calls - sent} for search pages); {self._get(Stat.DETAILS_FETCHED)} fetched, "
+            f"{self._get(Stat.DETAILS_REUSED)} paid by an earlier run, {self._get(Stat.DETAILS_FAILED)} failed, "
+            f"{self._get(Stat.DETAILS_NOTE_GONE)} notes gone, {self._get(Stat.DETAILS_NOT_ASKED)} not asked, "
+            f"{self._get(Stat.DETAILS_HELD)} held for the next run; {per_note}"
+        ]
+
     def render(self, reason: str) -> str:
         stats = self.stats.get_stats()
         elapsed = int(time.monotonic() - self.started)
@@ -266,6 +283,7 @@ class CrawlSummary:
             f"{plural(self._get(Stat.REQUESTS_SENT), 'call')} sent"
             + (f" ({n} more never reached the API)" if (n := self._get(Stat.REQUESTS_NOT_DELIVERED)) else ""),
             self._notes_line(stats),
+            *self._details_lines(),
             "  answers:  " + (" ".join(f"{k}={v}" for k, v in sorted(answers.items())) or "none"),
             f"  retries:  {self._get(Stat.RETRY_COUNT)}, {self._get(Stat.BACKOFF_SECONDS):.1f} s of backoff; "
             f"{plural(rate_limited, 'rate-limit answer')}; " + self._held_text(),

@@ -77,6 +77,10 @@ _TAGS = (
 )
 _NICKNAMES = ("小红薯", "爱生活的猫", "Momo", "阿杰的日常", "橙子酱", "Luna", "数码小王", "今天吃什么", "满满的厨房")
 _SPACES = re.compile(r"\s+")
+# (seed, note id) -> (key, whole text) of every note made: pages are cached across equal corpora
+# (``_page_data``), so the note a detail call names may have been made by another Corpus of the seed.
+_TEXTS: dict[tuple[int, str], tuple[str, str]] = {}
+_TAG = re.compile(r"#([^#\s\[\]@]+)")
 
 
 def stable_hash(*parts: object) -> int:
@@ -167,7 +171,53 @@ class Corpus:
                 note["video_preview_type"] = "full_vertical_screen"
         flags = _flags(r, is_video)
         note["widgets_context"] = real.widgets_context(user_id, nickname, video=video, flags=flags, brand=brand)
+        _TEXTS[self.seed, note["id"]] = (key, text)
         return note
+
+    # --- note detail ---------------------------------------------------------
+    def detail_data(self, note_id: str) -> bytes | None:
+        """The ``data`` of the note detail answer of a note search returned (None: no such note)."""
+        found = _TEXTS.get((self.seed, note_id))
+        if found is None:
+            return None
+        key, text = found
+        search = self.note(key)
+        r = random.Random(stable_hash(self.seed, "detail", key))
+        tags = list(dict.fromkeys(_TAG.findall(text)))
+        expires = f"{self.now + 5 * DAY:08x}"
+        user = search.get("user", {})
+        user_info = {
+            "followed": False,
+            "fstatus": "none",
+            "id": user.get("userid"),
+            "image": user.get("images"),
+            "name": user.get("nickname"),
+            "nickname": user.get("nickname"),
+            "red_id": user.get("red_id"),
+            "userid": user.get("userid"),
+        }
+        liked = api.parse_count(search.get("liked_count")) or 0
+        note: dict[str, Any] = {
+            "ats": [{"nickname": m["nickname"], "userid": m["user_id"]} for m in search.get("at_user_list", [])],
+            "collected_count": api.parse_count(search.get("collected_count")),
+            "comments_count": search.get("comments_count"),
+            # the whole text, topics written as the real answer writes them: "#name[话题]#"
+            "desc": _TAG.sub(lambda m: f"#{m.group(1)}[话题]#", text),
+            "hash_tag": [real.topic_tag(r, tag) for tag in tags],
+            "id": note_id,
+            "images_list": real.detail_images(r, search.get("images_list", []), expires),
+            "ip_location": r.choice(real.IP_LOCATIONS),
+            "last_update_time": search.get("last_update_time", 0),
+            "liked_count": liked,
+            "model_type": "note",
+            "shared_count": search.get("shared_count", int(liked * r.uniform(0.02, 0.5))),
+            "time": search.get("timestamp"),
+            "title": search.get("title", ""),
+            "type": search.get("type"),
+            "user": user_info,
+            "widgets_context": search.get("widgets_context"),
+        }
+        return orjson.dumps(real.detail_data(note, user_info))
 
     # --- result lists --------------------------------------------------------
     def result_keys(self, keyword: str, sort: str, note_type: str, note_time: str) -> tuple[str, ...]:

@@ -380,3 +380,60 @@ def page_data(items: list[dict[str, Any]], r: random.Random) -> dict[str, Any]:
         strategy_info={"query_average_impression_count": 19, "query_can_guide_to_feed": True},
     )
     return data
+
+
+# --- note detail (get-note-detail/v1) ----------------------------------------------------------
+# The shape of the vendor's real published answer (tests/data/real/SOURCES.md, "Note detail"): the
+# envelope's ``data`` is a list of one wrapper, ``{comment_list, model_type, note_list: [note],
+# track_id, user}``; the note has the whole ``desc`` (topics inline as ``#name[话题]#``), ``hash_tag``
+# (every topic, ``type: "topic"``), ``ip_location``, ``images_list`` with ``original`` (sc=V_ORG,
+# ``imageView2/2/w/5000/h/5000``), ``url`` (a 576 px preview), ``width`` and ``height``, ``ats``,
+# ``shared_count``, ``time`` (publish, epoch seconds) and ``last_update_time``; ``user`` has
+# ``id``, ``userid``, ``name``, ``nickname``, ``red_id``, ``image``.
+IP_LOCATIONS = ("中国香港", "湖北", "广东", "上海", "北京", "浙江", "四川", "江苏", "美国", "日本")
+
+
+def topic_tag(r: random.Random, name: str) -> dict[str, Any]:
+    topic_id = _hex(r, 24)
+    return {
+        "bizId": "",
+        "current_score": 0,
+        "id": topic_id,
+        "link": f"xhsdiscover://rn/sns-discover/topic/normal?id={_hex(r, 24)}&page_source=note_feed.click_new_big",
+        "name": name,
+        "record_count": 0,
+        "record_emoji": "",
+        "record_unit": "",
+        "tag_hint": "",
+        "type": "topic",
+    }
+
+
+def detail_images(r: random.Random, search_images: list[dict[str, Any]], expires: str) -> list[dict[str, Any]]:
+    """``images_list`` of a detail answer: each image with ``original``, ``url`` and its size."""
+    out = []
+    for n, image in enumerate(search_images):
+        fileid = image.get("fileid") or base32(r, 40)
+        sign = _hex(r, 32)
+        base = f"http://sns-img-bd.xhscdn.com/{fileid}?imageView2/2/w/"
+        out.append(
+            {
+                "fileid": fileid,
+                "height": image.get("height", 1440),
+                "index": n,
+                "latitude": 0,
+                "longitude": 0,
+                "need_load_original_image": True,
+                "original": f"{base}5000/h/5000/format/webp/q/90&ap=1&sc=V_ORG&sign={sign}&t={expires}",
+                "scale_to_large": 4,
+                "trace_id": fileid,
+                "url": f"{base}576/format/webp/q/87%7CimageMogr2/strip&redImage/frame/0&ap=1&sc=V_PRV&sign={sign}&t={expires}",
+                "width": image.get("width", 1080),
+            }
+        )
+    return out
+
+
+def detail_data(note: dict[str, Any], user_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``data`` of a detail answer around its note."""
+    return [{"comment_list": [], "model_type": "note", "note_list": [note], "track_id": "", "user": user_info}]

@@ -110,6 +110,14 @@ class Fault:
             int(times) if times else None,
         )
 
+    def hits_detail(self, note_id: str, attempt: int, seed: int) -> bool:
+        """For a note detail call: a fault naming no keyword, the keyword ``detail`` or the note's id."""
+        if self.keyword not in (None, "detail", note_id) or self.page is not None:
+            return False
+        if self.times is not None and attempt >= self.times:
+            return False
+        return self.rate >= 1 or stable_hash(seed, self.kind, "detail", note_id, attempt) % 10_000 < self.rate * 10_000
+
     def hits(self, keyword: str, page: int, attempt: int, seed: int) -> bool:
         if self.keyword is not None and keyword != self.keyword:
             return False
@@ -188,6 +196,7 @@ class SandboxServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(api.SEARCH_PATH, self.search)
+        app.router.add_get(api.DETAIL_PATH, self.detail)
         app.router.add_get("/__sandbox__/log", self.show_log)
         app.router.add_get("/__sandbox__/health", self.health)
         return app
@@ -239,6 +248,68 @@ class SandboxServer:
             bomb = gzip.compress(body + b" " * GZIP_BOMB_PADDING, compresslevel=6)
             headers = {"Content-Encoding": "gzip"}
             return web.Response(status=200, body=bomb, content_type="application/json", headers=headers)
+        return web.Response(status=200, body=body, content_type="application/json")
+
+    async def detail(self, request: web.Request) -> web.StreamResponse:
+        """Note detail (v1): the note's whole text and more, for a note search returned; the same
+        token checks, rate limit, quota, faults and codes as search. A fault applies to detail calls
+        when it names no keyword, or the keyword ``detail``, or the note's id (``404@detail:0.1``: a
+        tenth of the notes are gone)."""
+        q = request.rel_url.query
+        token = q.get("token", "")
+        note_id = q.get("noteId", "")
+        entry: dict[str, Any] = {"time": time.time(), "token": token_fingerprint(token), "kind": "detail", "note_id": note_id}
+        if self.config.latency:
+            await asyncio.sleep(self.config.latency * self._random.uniform(0.8, 1.2))
+        config = self.config
+        answer: int | str | bytes
+        with self._lock:
+            code = self._check_token(token)
+            if code is None and not note_id.strip():
+                code = 400
+            if code is None and config.rate_limit:
+                bucket = self._buckets.setdefault(token, TokenBucket(config.rate_limit))
+                if not bucket.take():
+                    code = 302
+            if code is None and config.quota is not None and self._paid.get(token, 0) >= config.quota:
+                code = 303
+            fault = None
+            if code is None:
+                call = ("detail", note_id)
+                attempt = self._attempts.get(call, 0)
+                self._attempts[call] = attempt + 1
+                fault = next((f for f in config.faults if f.hits_detail(note_id, attempt, config.seed)), None)
+                if fault is not None:
+                    entry["fault"] = fault.kind
+                    if fault.kind.isdigit():
+                        code = int(fault.kind)
+            if code is not None:
+                entry["code"] = code
+                answer = code
+            elif fault is not None and fault.kind not in PAID_FAULTS:
+                entry["code"] = None
+                answer = fault.kind
+            else:
+                entry["code"] = 0
+                self._paid[token] = self._paid.get(token, 0) + 1
+                data = self.corpus.detail_data(note_id)
+                entry["found"] = data is not None
+                answer = data if data is not None else b"[]"
+            self.log.append(entry)
+        if answer == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
+        if answer in ("html502", "html200"):
+            return web.Response(status=int(answer[4:]), body=HTML_502, content_type="text/html")
+        if isinstance(answer, int):
+            return self._envelope(answer, api.CODE_NAMES.get(answer, "undocumented error"))
+        assert isinstance(answer, bytes)
+        body = self._envelope_bytes(0, "success", answer)
+        if entry.get("fault") == "slow":
+            await asyncio.sleep(self.config.slow_seconds)
+        if entry.get("fault") == "cut":
+            return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
         return web.Response(status=200, body=body, content_type="application/json")
 
     def _answer(
@@ -405,8 +476,14 @@ class SandboxServer:
         the client could read it.
         """
         return [
-            (e["keyword"], e["sort"], e["noteType"], e["noteTime"], e["page"]) for e in self.log if e.get("code") == 0
+            (e["keyword"], e["sort"], e["noteType"], e["noteTime"], e["page"])
+            for e in self.log
+            if e.get("code") == 0 and e.get("kind") != "detail"
         ]
+
+    def paid_details(self) -> list[str]:
+        """The note id of every code-0 answer to a note detail call, in order."""
+        return [e["note_id"] for e in self.log if e.get("code") == 0 and e.get("kind") == "detail"]
 
     # --- running -------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -23,7 +23,7 @@ from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from rednote_crawl import signals
 from rednote_crawl.names import Stat
-from rednote_crawl.search import ApiResponse, call_of, calls_made, stop_storage_failed
+from rednote_crawl.search import ApiResponse, calls_made, search_call_of, stop_storage_failed
 from rednote_crawl.state import PaidPage, StorageError, crawl_state
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class PageBookMiddleware(BaseSpiderMiddleware):
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in start:
-            call = call_of(request) if isinstance(request, Request) else None
+            call = search_call_of(request) if isinstance(request, Request) else None
             known = await self.pages.progress(call.query) if call is not None else None
             if call is None or known is None:
                 yield request
@@ -99,14 +99,14 @@ class PageBookMiddleware(BaseSpiderMiddleware):
         return outputs
 
     def query_rejected(self, request: Request, message: str) -> None:
-        if (call := call_of(request)) is not None:
+        if (call := search_call_of(request)) is not None:
             try:
                 self.pages.query_rejected(call.query, call.page)
             except StorageError as exc:
                 stop_storage_failed(self.crawler, str(exc))
 
     def page_failed(self, request: Request, reason: str) -> None:
-        if (call := call_of(request)) is not None:
+        if (call := search_call_of(request)) is not None:
             try:
                 self.pages.page_failed(call.query, call.page, reason, calls_made(request))
             except StorageError as exc:

@@ -100,6 +100,22 @@ class PageStore(ABC):
     async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
         """Whether the note is new; a new note is delivered (Redis: into the items list) at once."""
 
+    # The note detail calls (-a details=): a new note that needs details is held until its call ends.
+    keeps_held_notes = False  # whether a note held when the run stops is finished by the next run
+
+    async def detail_stored(self, note_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        """How this crawl's detail call of the note ended, if an earlier run paid for it: (status, the
+        API's note); None when it has to be made."""
+        return None
+
+    async def detail_read(self, note_id: str, status: str, detail: dict[str, Any] | None) -> None:  # noqa: B027
+        """A detail call ended (``detail``: the API's note when it came): stored before the note goes on
+        (``StorageError``: not stored)."""
+
+    async def found_earlier(self, note_id: str) -> bool:
+        """Whether an earlier crawl of the job found the note (its details are fetched again only when asked)."""
+        return False
+
 
 class CallAccount(ABC):
     """What the crawl spends: the token's rate (and its learned limit), the call budget, the stops."""

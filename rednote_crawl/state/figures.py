@@ -3,7 +3,7 @@ figures per keyword (the reports print them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class CrawlFigures:
     keywords: list[KeywordFigures]
     notes: int  # distinct notes over all keywords
     folder: Path
+    details: dict[str, int] = field(default_factory=dict)  # note detail calls that ended, per status (api.Details)
 
     @property
     def calls(self) -> int:

@@ -82,6 +82,12 @@ CREATE TABLE IF NOT EXISTS seen (
     note_id TEXT PRIMARY KEY, crawl INTEGER NOT NULL, keyword TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_crawl ON seen (crawl, keyword);
+CREATE TABLE IF NOT EXISTS details (        -- note detail answers (-a details=), stored before the note goes on
+    crawl INTEGER NOT NULL, note_id TEXT NOT NULL, run INTEGER NOT NULL,
+    status TEXT NOT NULL,                  -- api.Details: fetched, failed, note_gone
+    detail BLOB,                           -- the API's note (fetched only)
+    PRIMARY KEY (crawl, note_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failed (
     query INTEGER NOT NULL, page INTEGER NOT NULL, run INTEGER NOT NULL, reason TEXT NOT NULL,
     calls INTEGER NOT NULL DEFAULT 1
@@ -271,7 +277,28 @@ class JobFolder:
         )
         return {row[0] for row in rows}
 
+    def detail(self, note_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        """The detail call of a note this crawl already paid for: (status, the API's note), or None."""
+        row = self.db.execute(
+            "SELECT status, detail FROM details WHERE crawl = ? AND note_id = ?", (self.current, note_id)
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], orjson.loads(row[1]) if row[1] is not None else None
+
+    def _details_of(self, crawl: int | None) -> dict[str, tuple[str, bytes | None]]:
+        sql = "SELECT note_id, status, detail FROM details" + (" WHERE crawl = ?" if crawl is not None else "")
+        return {n: (status, d) for n, status, d in self.db.execute(sql, (crawl,) if crawl is not None else ())}
+
     # --- writing ------------------------------------------------------------------------------
+
+    def record_detail(self, note_id: str, status: str, detail: dict[str, Any] | None) -> None:
+        """A detail call's end (its answer, when it came), before the note goes on."""
+        with self._write():
+            self.db.execute(
+                "INSERT OR REPLACE INTO details (crawl, note_id, run, status, detail) VALUES (?, ?, ?, ?, ?)",
+                (self.crawl, note_id, self.run, status, orjson.dumps(detail) if detail is not None else None),
+            )
 
     def begin_run(self, at: str, fingerprint: str, outputs: dict[str, int]) -> int:
         """Begin a run: of a new crawl, unless the last one is open. Returns the run's number in its crawl."""
@@ -412,8 +439,9 @@ class JobFolder:
         return done, started
 
     def crawl_figures(self, crawl: int) -> CrawlFigures:
+        details = dict(self.db.execute("SELECT status, COUNT(*) FROM details WHERE crawl = ? GROUP BY status", (crawl,)))
         return CrawlFigures(
-            crawl, self.crawl_runs(crawl), self.keyword_figures([crawl]), self.distinct_notes(crawl), self.folder
+            crawl, self.crawl_runs(crawl), self.keyword_figures([crawl]), self.distinct_notes(crawl), self.folder, details
         )
 
     def distinct_notes(self, crawl: int) -> int:
@@ -445,10 +473,16 @@ class JobFolder:
             + " ORDER BY q.crawl, q.id, n.page, n.position"
         )
         given: set[str] = set()
+        details = self._details_of(crawl)
         for note_id, item in self.db.execute(sql, (crawl,) if crawl is not None else ()):
             if note_id not in given:
                 given.add(note_id)
-                yield bytes(item)
+                if note_id in details:  # the note as it went out: with its details, or why not
+                    status, detail = details[note_id]
+                    merged = api.merge_details(orjson.loads(item), orjson.loads(detail) if detail else None, status)
+                    yield orjson.dumps(merged)
+                else:
+                    yield bytes(item)
 
 
 class _Transaction:

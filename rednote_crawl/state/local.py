@@ -138,6 +138,24 @@ class LocalPages(PageStore):
             return Verdict.WRITTEN
         return Verdict.EARLIER if earlier else Verdict.NEW
 
+    @property
+    def keeps_held_notes(self) -> bool:  # type: ignore[override]
+        return self.job is not None
+
+    async def detail_stored(self, note_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        if self.job is None:
+            return None
+        return await asyncio.wrap_future(self.in_db_thread(self.job.detail, note_id))
+
+    async def detail_read(self, note_id: str, status: str, detail: dict[str, Any] | None) -> None:
+        if self.job is not None:
+            await asyncio.wrap_future(self.in_db_thread(self.job.record_detail, note_id, status, detail))
+
+    async def found_earlier(self, note_id: str) -> bool:
+        if self.job is None:
+            return False
+        return bool(await asyncio.wrap_future(self.in_db_thread(self.job.earlier, [note_id])))
+
     def _earlier_among(self, items: list[dict[str, Any]]) -> set[str]:
         """One query for a page's notes: which of them an earlier crawl found (in the database's thread)."""
         if self.job is None or not self.skip_earlier:
