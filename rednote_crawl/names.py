@@ -77,6 +77,7 @@ class Stat:
     REDIS_FILTERED = PREFIX + "redis/requests_filtered"
     REDIS_QUERIES_KNOWN = PREFIX + "redis/queries_known"
     REDIS_UNREADABLE = PREFIX + "redis/requests_unreadable"
+    REDIS_CRAWL_VERDICT = PREFIX + "redis/crawl_verdict"  # 1: this worker saw the crawl end and judged it
 
 
 class Meta:

@@ -154,7 +154,7 @@ class Command(ScrapyCommand):
         if not stop:
             print("the crawl is not stopped")
             return 0
-        shared.server.delete(shared.keys.stop)
+        shared.server.delete(shared.keys.stop, shared.keys.verdict)  # the crawl goes on: it will end again
         print(f"lifted the stop ({stop.get('reason')}: {stop.get('message')}); start workers to carry on")
         if stop.get("reason") == stops.BUDGET_SPENT.reason:
             calls = shared.server.hget(shared.keys.stats, "calls") or 0

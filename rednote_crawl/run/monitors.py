@@ -2,7 +2,8 @@
 
 A run ends with an exit status (``stops.exit_status``) that is known only once the feeds are
 stored (``engine_stopped``): the monitors run then, before the summary, on one machine and on each
-worker of a distributed crawl. Each monitor is a pure function of the run's figures
+worker of a distributed crawl; and once for the whole distributed crawl, by the one worker that saw
+it end and claimed its verdict in Redis (``Standing.crawl_ended``: ``RunFigures.for_crawl``). Each monitor is a pure function of the run's figures
 (``RunFigures``, from the stats) or of the job's history (``CrawlState.history``: per crawl, per
 keyword), and gives a ``Check``: passed, failed, or skipped (with why). Both are plain data
 (``to_dict``), so a JSON report can carry them as they are; the words are ``render_*``'s.
@@ -64,17 +65,18 @@ class RunFigures:
     spider: str
     reason: str  # the finish reason
     exit_status: int
-    seconds: int
+    seconds: int | None  # None: not known (the whole distributed crawl)
     calls: int
     pages_read: int
     pages_failed: int
     new_notes: int
-    rate_limited: int  # answers 302 and HTTP 429
+    rate_limited: int | None  # answers 302 and HTTP 429 (None: not counted crawl-wide)
     invalid_items: int | None = None  # None: no schema validation ran (Stat.ITEMS_INVALID)
     host: str = ""
     job_folder: str | None = None
     items_key: str | None = None  # a distributed crawl: where its notes wait
     outputs: tuple[str, ...] = ()
+    whole_crawl: bool = False  # the figures of a whole distributed crawl, every worker's together
 
     @classmethod
     def from_stats(
@@ -96,6 +98,29 @@ class RunFigures:
             job_folder=standing.job_folder,
             items_key=standing.items_key if standing.shared is not None else None,
             outputs=tuple(outputs),
+        )
+
+    @classmethod
+    def for_crawl(cls, spider: str, ended: Mapping[str, Any], standing: Standing) -> RunFigures:
+        """The whole distributed crawl, from the counters Redis keeps (``Standing.crawl_ended``): its
+        exit status is its stop's, else finished (3 when pages failed). Each worker counts its own
+        rate-limit answers and invalid notes: its own message says them."""
+        stop = ended.get("stop") or {}
+        reason = str(stop.get("reason") or stops.FINISHED)
+        failed = int(ended.get("pages_failed", 0))
+        return cls(
+            spider=spider,
+            reason=reason,
+            exit_status=stops.exit_status(reason, {Stat.PAGES_FAILED: failed}),
+            seconds=None,
+            calls=int(ended.get("calls", 0)),
+            pages_read=int(ended.get("pages_paid", 0)),
+            pages_failed=failed,
+            new_notes=int(ended.get("notes", 0)),
+            rate_limited=None,
+            host=socket.gethostname(),
+            items_key=standing.items_key,
+            whole_crawl=True,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +157,8 @@ def failed_pages(run: RunFigures, limits: Thresholds) -> Check:
 
 
 def rate_limited(run: RunFigures, limits: Thresholds) -> Check:
+    if run.rate_limited is None:
+        return Check("rate_limited", None, "counted by each worker (its own message says it)", None, limits.rate_limited)
     if not run.calls:
         return Check("rate_limited", None, "no calls were sent", None, limits.rate_limited)
     share = run.rate_limited / run.calls
@@ -194,6 +221,8 @@ def silent_keywords(history: Sequence[Sequence[KeywordFigures]], limits: Thresho
 def invalid_items(run: RunFigures) -> Check:
     """Notes that do not match the output's JSON Schema (counted by ``items/validate.py``)."""
     if run.invalid_items is None:
+        if run.whole_crawl:
+            return Check("invalid_items", None, "counted by each worker (its own message says it)")
         return Check("invalid_items", None, "no schema validation ran (NoteSchemaPipeline is off)")
     ok = run.invalid_items == 0
     text = f"{plural(run.invalid_items, 'note')} did not match the output's schema (the log names the first)"
@@ -246,19 +275,31 @@ def render_message(run: RunFigures, checks: Sequence[Check], steps: Sequence[str
     """The notification: (title, body). What a person needs to act, and nothing secret."""
     failed = [c for c in checks if c.ok is False]
     verdict = "OK" if not failed else "FAILED"
-    title = f"rednote_crawl {run.spider} on {run.host}: {verdict}, exit status {run.exit_status}"
-    where = (
-        f"job folder {run.job_folder}"
-        if run.job_folder
-        else f"distributed crawl (notes in {run.items_key})"
-        if run.items_key
-        else "no job folder"
-    )
+    if run.whole_crawl:
+        title = f"rednote_crawl {run.spider}, the whole distributed crawl: {verdict}, exit status {run.exit_status}"
+        crawl = (
+            f"Crawl: the whole distributed crawl {run.spider}, every worker together (judged by the worker "
+            f"on {run.host} that saw it end), notes in {run.items_key}"
+        )
+    else:
+        title = f"rednote_crawl {run.spider} on {run.host}: {verdict}, exit status {run.exit_status}"
+        where = (
+            f"job folder {run.job_folder}"
+            if run.job_folder
+            else f"distributed crawl (notes in {run.items_key})"
+            if run.items_key
+            else "no job folder"
+        )
+        crawl = f"Crawl: {run.spider} on {run.host}, {where}"
+    figures = f"New notes: {run.new_notes} · calls: {run.calls} · pages: {run.pages_read} read, {run.pages_failed} failed"
+    if run.rate_limited is not None:
+        figures += f" · rate-limit answers: {run.rate_limited}"
+    if run.seconds is not None:
+        figures += f" · time: {_clock(run.seconds)}"
     lines = [
-        f"Crawl: {run.spider} on {run.host}, {where}",
+        crawl,
         f"Exit status {run.exit_status}: {exit_words(run.reason, run.exit_status)} (finish reason {run.reason})",
-        f"New notes: {run.new_notes} · calls: {run.calls} · pages: {run.pages_read} read, {run.pages_failed} failed"
-        f" · rate-limit answers: {run.rate_limited} · time: {_clock(run.seconds)}",
+        figures,
     ]
     if failed:
         lines.append("Failed monitors:")
@@ -304,6 +345,17 @@ def notify_refusal(settings: Any, spider: str, error: str) -> None:
     asyncio.run(Notifier(urls, timeout).send(title, body))
 
 
+def render_crawl_line(run: RunFigures, checks: Sequence[Check]) -> str:
+    """The log's one line on the whole distributed crawl, by the worker that judged it."""
+    failed = [c for c in checks if c.ok is False]
+    line = (
+        f"The whole crawl: exit status {run.exit_status}, {exit_words(run.reason, run.exit_status)}; "
+        f"{plural(run.new_notes, 'new note')}, {plural(run.calls, 'call')}, {run.pages_read} pages paid, "
+        f"{run.pages_failed} failed (every worker together; this worker saw it end)"
+    )
+    return line + ("; failed monitors: " + ", ".join(c.name for c in failed) if failed else "")
+
+
 def should_notify(on: str, checks: Sequence[Check]) -> bool:
     return on == "always" or any(c.ok is False for c in checks)
 
@@ -329,6 +381,8 @@ class CrawlMonitors:
         self.started = time.monotonic()
         self.checks: list[Check] = []
         self.figures: RunFigures | None = None
+        self.crawl_checks: list[Check] = []  # the whole distributed crawl's, on the worker that judged it
+        self.crawl_figures: RunFigures | None = None
         crawler.signals.connect(self.spider_opened, signal=scrapy_signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=scrapy_signals.spider_closed)
         crawler.signals.connect(self.engine_stopped, signal=scrapy_signals.engine_stopped)
@@ -363,4 +417,19 @@ class CrawlMonitors:
                 standing, reason, unfinished=run.exit_status != stops.EXIT_FINISHED, message=event.message if event else ""
             )
             title, body = render_message(run, self.checks, steps)
+            await self.notifier.send(title, body, failure=failed)
+        if standing.crawl_ended is not None:
+            await self.judge_crawl(standing, standing.crawl_ended)
+
+    async def judge_crawl(self, standing: Standing, ended: Mapping[str, Any]) -> None:
+        """The whole distributed crawl, once: this worker saw it end and claimed its verdict in Redis."""
+        crawl = RunFigures.for_crawl(self.crawler.spidercls.name, ended, standing)
+        self.crawl_figures, self.crawl_checks = crawl, run_monitors(crawl, [], self.thresholds)
+        failed = any(c.ok is False for c in self.crawl_checks)
+        logger.log(logging.WARNING if failed else logging.INFO, "%s", render_crawl_line(crawl, self.crawl_checks))
+        if self.notifier.urls and should_notify(self.notify_on, self.crawl_checks):
+            stop = ended.get("stop") or {}
+            unfinished = crawl.exit_status != stops.EXIT_FINISHED
+            steps = next_steps(standing, crawl.reason, unfinished=unfinished, message=str(stop.get("message") or ""))
+            title, body = render_message(crawl, self.crawl_checks, steps)
             await self.notifier.send(title, body, failure=failed)

@@ -146,11 +146,17 @@ class Standing:
 
     ``shared`` is None when this process saw the whole crawl; for a worker of a shared crawl, the
     crawl's figures as last read (``queued``, ``in_flight``, ``items``, ``stopped``; empty: unreadable).
+
+    ``crawl_ended`` is set on the one worker that saw the shared crawl end and claimed its verdict
+    (once per crawl): the whole crawl's counters as Redis keeps them (``calls``, ``pages_paid``,
+    ``pages_failed``, ``notes``, ``queries``, ``queries_rejected``...) and ``stop`` (``reason``,
+    ``message``, ``worker``; None: the crawl ran out of work). None everywhere else.
     """
 
     job_folder: str | None = None  # the job folder that carries the crawl on (None: none)
     shared: dict[str, int] | None = None
     items_key: str = ""  # where the shared crawl's notes wait
+    crawl_ended: dict[str, Any] | None = None
 
 
 class CrawlState(ABC):

@@ -156,6 +156,7 @@ class RedisState(CrawlState):
         self.figures: dict[str, int] = {}  # the crawl's, as the last heartbeat read them
         self.remote = (0, 0)  # requests queued and leased in Redis, as last seen
         self.closing = False
+        self.crawl_ended: dict[str, Any] | None = None  # the whole crawl's, if this worker claimed its verdict
         self._codec: RequestCodec | None = None
 
     @property
@@ -206,7 +207,8 @@ class RedisState(CrawlState):
 
     async def leave(self) -> None:
         """The worker closes (the scheduler's close, before spider_closed: the summary reads the figures):
-        give back what it holds, send its writes, read the crawl's figures once more, leave."""
+        give back what it holds, send its writes, read the crawl's figures once more, claim the whole
+        crawl's verdict if the crawl has ended and no worker did (the monitors then judge the crawl), leave."""
         self.closing = True
         stats = self.crawler.stats
         if released := await self.leases.release_all(CLOSE_WAIT):
@@ -216,9 +218,13 @@ class RedisState(CrawlState):
         try:
             if not self.shared.lost:
                 await self.heartbeat()
+                if not self.shared.outbox:  # its writes are in: the crawl's figures count them
+                    self.crawl_ended = await self.shared.claim_verdict()
             await self.shared.leave()
         except REDIS_ERRORS as exc:
             self.shared.health.failed(exc)
+        if self.crawl_ended is not None:
+            stats.set_value(Stat.REDIS_CRAWL_VERDICT, 1)
         if self.shared.outbox:
             # Not a finished part: a seeder whose queries are not all in Redis must not exit 0 (stops.LOSS_STATS).
             stats.set_value(Stat.REDIS_WRITES_NOT_STORED, len(self.shared.outbox))
@@ -232,7 +238,7 @@ class RedisState(CrawlState):
         stats.set_value(Stat.REDIS_ROUND_TRIPS, self.shared.round_trips)
 
     def standing(self) -> Standing:
-        return Standing(shared=dict(self.figures), items_key=self.shared.keys.items)
+        return Standing(shared=dict(self.figures), items_key=self.shared.keys.items, crawl_ended=self.crawl_ended)
 
 
 def redis_state(crawler: Crawler) -> RedisState:

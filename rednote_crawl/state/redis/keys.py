@@ -17,6 +17,8 @@ requests:unreadable HASH    id -> requests no worker could read, set aside for a
 workers:<id>        STRING  one per live worker, expiring unless its heartbeat renews it
 workers             ZSET    the live workers, scored by when they expire (counted by the heartbeat)
 crawl               STRING  the crawl's id, written by its first worker (``JOIN``); ``2:`` begins it
+verdict             STRING  who judged the whole crawl as it ended: ``<crawl id> <stop or finished> <worker>``
+                            (``VERDICT``: set once; ``reset`` and ``resume`` clear it)
 applied:<op>        STRING  an operation's answer, for a worker that sends it again (10 minutes)
 ==================  ======  ==================================================================
 """
@@ -98,6 +100,10 @@ class Keys:
     def crawl(self) -> str:
         return self._key("crawl")
 
+    @property
+    def verdict(self) -> str:
+        return self._key("verdict")
+
     def applied(self, op: str) -> str:
         return self._key(f"applied:{op}")
 
@@ -118,6 +124,7 @@ class Keys:
             self.unreadable,
             self.crawl,
             self.workers,
+            self.verdict,
         ]
 
     def notes(self) -> list[str]:

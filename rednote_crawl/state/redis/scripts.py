@@ -334,6 +334,21 @@ return redis.call('HGET', KEYS[1], 'reason')
 """
 )
 
+# The whole crawl's verdict, claimed once by the worker that sees the crawl end as it leaves: nothing
+# queued, nothing in flight, or a crawl-wide stop. KEYS: verdict, stats, stop, requests, leases, crawl.
+# ARGV: crawl id, worker id. -> {the crawl's counters, its stop} (flat HGETALLs), or nil: not ended,
+# or already claimed (SET NX: one worker only; ``reset`` and ``resume`` clear it).
+VERDICT = (
+    SHEBANG
+    + GUARD
+    + """
+local stop = redis.call('HGET', KEYS[3], 'reason')
+if not stop and (redis.call('ZCARD', KEYS[4]) > 0 or redis.call('ZCARD', KEYS[5]) > 0) then return false end
+if not redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. (stop or 'finished') .. ' ' .. ARGV[2], 'NX') then return false end
+return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+"""
+)
+
 # KEYS: stats, applied, crawl. ARGV: crawl id. A call counted and never sent: the budget gets it back, once.
 REFUND = once(
     """
@@ -355,6 +370,7 @@ SCRIPTS = {
     "send": SEND,
     "stop": STOP,
     "refund": REFUND,
+    "verdict": VERDICT,
 }
 # The scripts run once per operation id (``once``): their key list ends with applied:<id>, crawl.
 IDEMPOTENT = frozenset({"pop", "push", "page", "ack", "release", "rate", "send", "refund"})

@@ -250,6 +250,18 @@ class SharedCrawl:
         """Stop every worker (an earlier stop wins); through the outbox: it waits out an outage."""
         self.write(("EVALSHA", scripts.SHA["stop"], 1, self.keys.stop, reason, message, self.worker_id), guarded=False)
 
+    async def claim_verdict(self) -> dict[str, Any] | None:
+        """The whole crawl's verdict, if the crawl has ended (nothing queued or in flight, or a
+        crawl-wide stop) and no worker claimed it yet (scripts.VERDICT): the crawl's counters
+        (the ``stats`` hash) and ``stop`` (its hash, or None). None: not ended, already claimed, or gone."""
+        k = self.keys
+        keys = [k.verdict, k.stats, k.stop, k.requests, k.leases]
+        answer = await self.call("verdict", keys, [self.worker_id])
+        if not answer:
+            return None
+        counters, stop = (dict(zip(flat[::2], flat[1::2], strict=True)) for flat in answer)
+        return {**{name: int(value) for name, value in counters.items()}, "stop": stop or None}
+
     async def leave(self) -> None:
         async with self.server.pipeline(transaction=False) as pipe:
             pipe.delete(self.keys.worker(self.worker_id)).zrem(self.keys.workers, self.worker_id)

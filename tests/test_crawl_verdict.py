@@ -1,0 +1,110 @@
+"""The whole distributed crawl judged once (issue 24, point 1): two workers on a real redis-server,
+the sandbox, and a real webhook on 127.0.0.1. Each worker tells its own run; the one that sees the
+crawl end claims its verdict in Redis and tells the crawl's, with the crawl's figures."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from rednote_crawl.state.redis.keys import Keys
+from tests import test_distributed, test_monitors
+from tests.conftest import expected_ids, wait_until
+
+workers = test_distributed.workers  # the fixtures (seeds is conftest.py's, from KEYWORDS)
+receiver = test_monitors.receiver
+
+pytestmark = pytest.mark.crawl
+
+KEYWORDS = ["海信", "Nike", "小米", "蔚来"]
+KEYS = Keys("note_search")
+WHOLE = "the whole distributed crawl"
+
+
+def split(posts: list[tuple[str, dict]]) -> tuple[list[dict], list[dict]]:
+    """(the crawl's messages, the workers' own)."""
+    messages = [body for _, body in posts]
+    return [m for m in messages if WHOLE in m["title"]], [m for m in messages if WHOLE not in m["title"]]
+
+
+def figure(body: str, name: str) -> int:
+    found = re.search(rf"{name}: (\d+)", body)
+    assert found, (name, body)
+    return int(found.group(1))
+
+
+def test_the_worker_that_sees_the_crawl_end_tells_the_whole_crawl_once(
+    sandbox_factory, workers, seeds, redis_server, receiver
+):
+    sandbox = sandbox_factory(latency=0.05)
+    notify = {"JUSTONEAPI_NOTIFY": receiver.url, "JUSTONEAPI_NOTIFY_ON": "always", "JUSTONEAPI_MAX_RPS": "20"}
+    first = workers(sandbox, seeds, **notify)
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, **notify)
+    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+
+    crawl, own = split(receiver.posts)
+    assert len(own) == 2, "each worker tells its own run"
+    assert len(crawl) == 1, [m["title"] for m in crawl]
+    (message,) = crawl
+    assert message["title"] == f"rednote_crawl note_search, {WHOLE}: OK, exit status 0"
+    body = message["message"]
+    stats = redis_server.client().hgetall(KEYS.stats)
+    notes = len(expected_ids(KEYWORDS))
+    assert figure(body, "New notes") == int(stats["notes"]) == notes
+    assert figure(body, "calls") == int(stats["calls"]) == len(sandbox.log)
+    assert f"pages: {stats['pages_paid']} read, 0 failed" in body
+    assert "Exit status 0: finished" in body
+    # The workers' own figures are parts of the crawl's: none of them alone is the whole.
+    assert sum(figure(m["message"], "New notes") for m in own) == notes
+    judged = [w for w in (first, second) if "The whole crawl: exit status 0, finished" in w.log]
+    assert len(judged) == 1, "one worker judges the crawl"
+    verdict = redis_server.client().get(KEYS.verdict)
+    assert verdict.startswith(redis_server.client().get(KEYS.crawl) + " finished ")
+
+
+def test_a_failed_crawl_gives_one_crawl_wide_failure_message(sandbox_factory, workers, seeds, redis_server, receiver):
+    broke = "tok-with-no-balance"
+    sandbox = sandbox_factory(latency=0.1, token_codes={broke: 601})
+    notify = {"JUSTONEAPI_NOTIFY": receiver.url}  # on failure, the default
+    env = {"JUSTONEAPI_TOKEN": broke}
+    first = workers(sandbox, seeds, env=env, **notify)
+    second = workers(sandbox, None, env=env, **notify)
+    assert [first.wait(), second.wait()] == [5, 5], first.log[-3000:]
+
+    crawl, own = split(receiver.posts)
+    assert len(own) == 2 and all("FAILED, exit status 5" in m["title"] for m in own)
+    assert len(crawl) == 1, [m["title"] for m in crawl]
+    (message,) = crawl
+    assert message["title"] == f"rednote_crawl note_search, {WHOLE}: FAILED, exit status 5"
+    body = message["message"]
+    assert "balance" in body and "finish reason justoneapi_insufficient_balance" in body
+    assert figure(body, "calls") == int(redis_server.client().hget(KEYS.stats, "calls")) == len(sandbox.log)
+    assert "scrapy redis resume" in body, "the next step is the crawl's"
+    assert redis_server.client().get(KEYS.verdict).split()[1] == "justoneapi_insufficient_balance"
+
+
+def test_the_verdict_is_claimed_once_when_the_crawl_has_ended_and_reset_and_resume_clear_it(redis_server):
+    client = redis_server.client()
+    one, two = test_distributed.shared_crawl(redis_server), test_distributed.shared_crawl(redis_server)
+
+    async def scenario() -> list[dict | None]:
+        answers = []
+        client.zadd(KEYS.requests, {"r1": 0})
+        answers.append(await one.claim_verdict())  # a request is queued: the crawl goes on
+        client.delete(KEYS.requests)
+        client.hset(KEYS.stats, mapping={"calls": 7, "notes": 40})
+        answers += [await one.claim_verdict(), await two.claim_verdict()]
+        await one.aclose()
+        await two.aclose()
+        return answers
+
+    assert asyncio.run(scenario()) == [None, {"calls": 7, "notes": 40, "stop": None}, None], "claimed once, at the end"
+    assert test_distributed.redis_command(redis_server, "reset").returncode == 0
+    assert client.get(KEYS.verdict) is None
+    client.set(KEYS.verdict, "x finished w")
+    client.hset(KEYS.stop, mapping={"reason": "justoneapi_insufficient_balance", "message": "m", "worker": "w"})
+    assert test_distributed.redis_command(redis_server, "resume").returncode == 0
+    assert client.get(KEYS.verdict) is None, "a resumed crawl will end again"
