@@ -231,6 +231,13 @@ class SandboxServer:
             return self._replay(entry, token, recording)
         answer = self._answer(entry, token, keyword, page_text, sort, note_type, note_time)
         self.log.append(entry)
+        if isinstance(answer, bytes):
+            answer = _damaged(answer, entry.get("fault"))
+        return await self._respond(request, entry, answer)
+
+    async def _respond(self, request: web.Request, entry: dict[str, Any], answer: int | str | bytes) -> web.StreamResponse:
+        """The HTTP answer to one call: a fault of the connection or the gateway, a code's envelope, or
+        ``data`` in a code-0 envelope (late, cut or a gzip bomb, as the call's fault says)."""
         if answer == "reset":
             assert request.transport is not None
             request.transport.abort()
@@ -239,7 +246,8 @@ class SandboxServer:
             return web.Response(status=int(answer[4:]), body=HTML_502, content_type="text/html")
         if isinstance(answer, int):
             return self._envelope(answer, api.CODE_NAMES.get(answer, "undocumented error"))
-        body = self._envelope_bytes(0, "success", _damaged(answer, entry.get("fault")))
+        assert isinstance(answer, bytes)
+        body = self._envelope_bytes(0, "success", answer)
         if entry.get("fault") == "slow":  # the work is done (and paid); the answer comes late
             await asyncio.sleep(self.config.slow_seconds)
         if entry.get("fault") == "cut":
@@ -296,21 +304,7 @@ class SandboxServer:
                 entry["found"] = data is not None
                 answer = data if data is not None else b"[]"
             self.log.append(entry)
-        if answer == "reset":
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response(status=500)
-        if answer in ("html502", "html200"):
-            return web.Response(status=int(answer[4:]), body=HTML_502, content_type="text/html")
-        if isinstance(answer, int):
-            return self._envelope(answer, api.CODE_NAMES.get(answer, "undocumented error"))
-        assert isinstance(answer, bytes)
-        body = self._envelope_bytes(0, "success", answer)
-        if entry.get("fault") == "slow":
-            await asyncio.sleep(self.config.slow_seconds)
-        if entry.get("fault") == "cut":
-            return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
-        return web.Response(status=200, body=body, content_type="application/json")
+        return await self._respond(request, entry, answer)
 
     def _answer(
         self,
