@@ -269,6 +269,15 @@ def test_a_preview_that_lost_the_spaces_at_its_cut_may_be_cut(units, cut):
     assert item_of({"desc": desc})["desc_truncated"] is cut
 
 
+def test_a_real_preview_of_58_units_is_plainly_cut_and_marked_cut():
+    # A real note whose preview stops inside an emoji code ("[害羞R"): 58 UTF-16 units, cut.
+    source = json.loads((EXCERPTS.parent / "short-cut-preview.json").read_text(encoding="utf-8"))
+    note = source["notes"][0]
+    assert "34ab79e57930da2e3555231fa562c57f92d326bb" in source["_source"]
+    assert api.utf16_len(note["desc"]) == 58 and note["desc"].endswith("[害羞R")
+    assert item_of(note)["desc_truncated"] is True
+
+
 # --- 5. Reports as tables --------------------------------------------------------------------------
 
 
