@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import orjson
 import pytest
 
 from rednote_crawl.state.redis.keys import Keys
@@ -108,3 +109,25 @@ def test_the_verdict_is_claimed_once_when_the_crawl_has_ended_and_reset_and_resu
     client.hset(KEYS.stop, mapping={"reason": "justoneapi_insufficient_balance", "message": "m", "worker": "w"})
     assert test_distributed.redis_command(redis_server, "resume").returncode == 0
     assert client.get(KEYS.verdict) is None, "a resumed crawl will end again"
+
+
+def test_the_crawl_wide_verdict_judges_the_history_redis_keeps(sandbox_factory, workers, seeds, redis_server, receiver):
+    """Each ended crawl's figures go into a history list in Redis; the next crawl's verdict compares
+    with them: a crawl with no new note after crawls with some is a silent crawl."""
+    sandbox = sandbox_factory(latency=0.02)
+    monitor = {"JUSTONEAPI_NOTIFY": receiver.url, "JUSTONEAPI_MONITOR_SILENT_AFTER": "1", "JUSTONEAPI_MAX_RPS": "0"}
+    assert workers(sandbox, seeds, **monitor).wait() == 0
+    client = redis_server.client()
+    (first,) = [orjson.loads(entry) for entry in client.lrange(KEYS.history, 0, -1)]
+    notes = len(expected_ids(KEYWORDS))
+    assert (first["new"], first["calls"], first["pages"], first["stop"]) == (notes, len(sandbox.log), len(sandbox.log), None)
+    assert receiver.posts == [], "nothing failed: no message (on failure, the default)"
+
+    assert test_distributed.redis_command(redis_server, "reset").returncode == 0  # a new crawl, the same seen notes
+    again = workers(sandbox, seeds, **monitor)
+    assert again.wait() == 0, again.log[-3000:]
+    assert [orjson.loads(e)["new"] for e in client.lrange(KEYS.history, 0, -1)] == [notes, 0]
+    crawl, _ = split(receiver.posts)
+    assert len(crawl) == 1, [m["title"] for m in receiver.posts]
+    assert "no new note for (all keywords) after 1 crawl with some" in crawl[0]["message"]
+    assert "The whole crawl: exit status 0, finished; 0 new notes" in again.log and "failed monitors: silent_keywords" in again.log

@@ -104,7 +104,7 @@ def test_the_history_monitors_judge_only_a_complete_crawl():
     checks = by_name(run_monitors(run_figures(reason="justoneapi_budget_spent", exit_status=6), history, LIMITS))
     assert checks["silent_keywords"].ok is None and "not complete" in checks["silent_keywords"].text
     checks = by_name(run_monitors(run_figures(job_folder=None, items_key="note_search:items"), [], LIMITS))
-    assert "distributed crawl keeps none" in checks["calls_per_new_note"].text
+    assert "a worker judges its own part" in checks["calls_per_new_note"].text
 
 
 def test_notes_are_checked_against_the_output_schema_counted_and_never_dropped(caplog):

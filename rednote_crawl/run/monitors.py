@@ -235,7 +235,9 @@ def run_monitors(run: RunFigures, history: Sequence[Sequence[KeywordFigures]], l
     checks = [exit_status(run), failed_pages(run, limits), rate_limited(run, limits)]
     if run.exit_status == stops.EXIT_FINISHED and not history:
         why = "no history: " + (
-            "a distributed crawl keeps none (Redis holds the crawl's counters only)"
+            "a worker judges its own part; the worker that sees the crawl end judges the crawl's history"
+            if run.items_key and not run.whole_crawl
+            else "this is the first crawl on this Redis"
             if run.items_key
             else "the run has no job folder (JUSTONEAPI_JOB_DIR)"
         )
@@ -406,7 +408,9 @@ class CrawlMonitors:
         outputs = [str(uri) for uri in self.crawler.settings.getdict("FEEDS")]
         name = self.crawler.spidercls.name
         run = RunFigures.from_stats(name, reason, stats, time.monotonic() - self.started, standing, outputs)
-        history = self.state.history(self.thresholds.history + 1) if run.exit_status == stops.EXIT_FINISHED else []
+        # A worker of a shared crawl judges its own part: the crawl's history is the whole crawl's verdict's.
+        judged_whole = standing.shared is None and run.exit_status == stops.EXIT_FINISHED
+        history = self.state.history(self.thresholds.history + 1) if judged_whole else []
         self.figures, self.checks = run, run_monitors(run, history, self.thresholds)
         failed = any(c.ok is False for c in self.checks)
         # The summary has said the rest: the log names the monitors only when one failed.
@@ -424,7 +428,8 @@ class CrawlMonitors:
     async def judge_crawl(self, standing: Standing, ended: Mapping[str, Any]) -> None:
         """The whole distributed crawl, once: this worker saw it end and claimed its verdict in Redis."""
         crawl = RunFigures.for_crawl(self.crawler.spidercls.name, ended, standing)
-        self.crawl_figures, self.crawl_checks = crawl, run_monitors(crawl, [], self.thresholds)
+        history = self.state.history(self.thresholds.history + 1) if crawl.exit_status == stops.EXIT_FINISHED else []
+        self.crawl_figures, self.crawl_checks = crawl, run_monitors(crawl, history, self.thresholds)
         failed = any(c.ok is False for c in self.crawl_checks)
         logger.log(logging.WARNING if failed else logging.INFO, "%s", render_crawl_line(crawl, self.crawl_checks))
         if self.notifier.urls and should_notify(self.notify_on, self.crawl_checks):

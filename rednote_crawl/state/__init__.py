@@ -200,8 +200,8 @@ class CrawlState(ABC):
 
     def history(self, crawls: int) -> list[list[KeywordFigures]]:
         """The last ``crawls`` crawls of the job, each as its figures per keyword, oldest first, this
-        crawl last (as the run left it). Empty where no history is kept: a run without a job folder,
-        and a distributed crawl (Redis keeps the crawl's counters, not per-crawl, per-keyword figures)."""
+        crawl last (as the run left it). Empty where no history is kept (a run without a job folder); in
+        Redis the crawls that ended, the whole crawl each (no per-keyword figures are kept there)."""
         return []
 
     @abstractmethod

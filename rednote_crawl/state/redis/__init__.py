@@ -36,6 +36,7 @@ from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.names import Meta, Stat
 from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, Verdict, crawl_state
+from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
 from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS, check_reachable, connect, display_url
@@ -220,6 +221,8 @@ class RedisState(CrawlState):
                 await self.heartbeat()
                 if not self.shared.outbox:  # its writes are in: the crawl's figures count them
                     self.crawl_ended = await self.shared.claim_verdict()
+                    if self.crawl_ended is not None:
+                        await self.shared.record_crawl(_history_entry(self.shared.crawl_id, self.crawl_ended))
             await self.shared.leave()
         except REDIS_ERRORS as exc:
             self.shared.health.failed(exc)
@@ -239,6 +242,38 @@ class RedisState(CrawlState):
 
     def standing(self) -> Standing:
         return Standing(shared=dict(self.figures), items_key=self.shared.keys.items, crawl_ended=self.crawl_ended)
+
+    def history(self, crawls: int) -> list[list[KeywordFigures]]:
+        """The last ended crawls of this Redis, the whole crawl each (Redis keeps no per-keyword figures):
+        one row a crawl, under ``ALL_KEYWORDS``."""
+        try:
+            entries = self.shared.crawl_history(crawls)
+        except redis.RedisError:
+            return []
+        return [
+            [
+                KeywordFigures(
+                    n, ALL_KEYWORDS, e.get("pages", 0), e.get("new", 0), e.get("new", 0), e.get("failed", 0), e.get("calls")
+                )
+            ]
+            for n, e in enumerate(entries, 1)
+        ]
+
+
+ALL_KEYWORDS = "(all keywords)"  # a distributed crawl's history row: the whole crawl
+
+
+def _history_entry(crawl_id: str | None, ended: dict[str, Any]) -> dict[str, Any]:
+    stop = ended.get("stop") or {}
+    return {
+        "crawl": crawl_id,
+        "ended": now_iso(),
+        "calls": int(ended.get("calls", 0)),
+        "new": int(ended.get("notes", 0)),
+        "pages": int(ended.get("pages_paid", 0)),
+        "failed": int(ended.get("pages_failed", 0)),
+        "stop": stop.get("reason"),
+    }
 
 
 def redis_state(crawler: Crawler) -> RedisState:

@@ -104,6 +104,11 @@ class Keys:
     def verdict(self) -> str:
         return self._key("verdict")
 
+    @property
+    def history(self) -> str:
+        """Each ended crawl's figures, one JSON a crawl, the last ``HISTORY_KEPT`` (the monitors compare)."""
+        return self._key("history")
+
     def applied(self, op: str) -> str:
         return self._key(f"applied:{op}")
 
@@ -129,7 +134,7 @@ class Keys:
 
     def notes(self) -> list[str]:
         """What ``scrapy redis reset --notes`` clears as well."""
-        return [self.items, self.drain]  # and every seen_notes:* key
+        return [self.items, self.drain, self.history]  # and every seen_notes:* key
 
 
 def seen_record(note_id: str) -> bytes:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis
 
 from rednote_crawl.names import Stat
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+HISTORY_KEPT = 100  # ended crawls kept in the history list
 REQUEUE_SCORE = -1e9  # a request given back (expired or released lease) goes before all others
 
 
@@ -261,6 +263,16 @@ class SharedCrawl:
             return None
         counters, stop = (dict(zip(flat[::2], flat[1::2], strict=True)) for flat in answer)
         return {**{name: int(value) for name, value in counters.items()}, "stop": stop or None}
+
+    async def record_crawl(self, entry: dict[str, Any]) -> None:
+        """Keep an ended crawl's figures in the history (the worker that claimed its verdict, once)."""
+        async with self.server.pipeline(transaction=False) as pipe:
+            pipe.rpush(self.keys.history, orjson.dumps(entry).decode()).ltrim(self.keys.history, -HISTORY_KEPT, -1)
+            await pipe.execute()
+
+    def crawl_history(self, crawls: int) -> list[dict[str, Any]]:
+        """The last ``crawls`` ended crawls' figures, oldest first (blocking: at the end of a run)."""
+        return [orjson.loads(entry) for entry in self.sync.lrange(self.keys.history, -crawls, -1)]
 
     async def leave(self) -> None:
         async with self.server.pipeline(transaction=False) as pipe:
