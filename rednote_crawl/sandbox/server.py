@@ -275,12 +275,8 @@ class SandboxServer:
             code = self._check_token(token)
             if code is None and not note_id.strip():
                 code = 400
-            if code is None and config.rate_limit:
-                bucket = self._buckets.setdefault(token, TokenBucket(config.rate_limit))
-                if not bucket.take():
-                    code = 302
-            if code is None and config.quota is not None and self._paid.get(token, 0) >= config.quota:
-                code = 303
+            if code is None:
+                code = self._account(token)
             fault = None
             if code is None:
                 call = ("detail", note_id)
@@ -305,6 +301,17 @@ class SandboxServer:
                 answer = data if data is not None else b"[]"
             self.log.append(entry)
         return await self._respond(request, entry, answer)
+
+    def _account(self, token: str) -> int | None:
+        """The token's rate limit and daily quota, for any paid call (under the lock): 302, 303 or None."""
+        config = self.config
+        if config.rate_limit:
+            bucket = self._buckets.setdefault(token, TokenBucket(config.rate_limit))
+            if not bucket.take():
+                return 302
+        if config.quota is not None and self._paid.get(token, 0) >= config.quota:
+            return 303
+        return None
 
     def _answer(
         self,
@@ -332,12 +339,8 @@ class SandboxServer:
                     or note_time_name is None
                 ):
                     code = 400
-            if code is None and config.rate_limit:
-                bucket = self._buckets.setdefault(token, TokenBucket(config.rate_limit))
-                if not bucket.take():
-                    code = 302
-            if code is None and config.quota is not None and self._paid.get(token, 0) >= config.quota:
-                code = 303
+            if code is None:
+                code = self._account(token)
             if code is None:
                 call = (keyword, sort, note_type, note_time, page)
                 attempt = self._attempts.get(call, 0)
