@@ -105,3 +105,28 @@ def test_a_failed_detail_call_delivers_its_note_without_details_and_unasked_note
     detail_calls = [e["note_id"] for e in sandbox.log if e.get("kind") == "detail"]
     assert sorted(detail_calls) == sorted([*cut, *cut]), "one try and one retry each, for the cut previews only"
     assert redis_server.client().hlen(KEYS.held) == 0
+
+
+def test_a_detail_call_goes_to_redis_as_its_note_and_comes_before_any_page():
+    from scrapy.utils.test import get_crawler
+
+    from rednote_crawl.api import Query
+    from rednote_crawl.names import Meta
+    from rednote_crawl.search import DetailCall, SearchCall
+    from rednote_crawl.spiders.note_search import NoteSearchSpider
+    from rednote_crawl.state.redis.requests import RequestCodec
+
+    crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
+    spider = NoteSearchSpider.from_crawler(crawler, keyword="a")
+    codec = RequestCodec(spider, KEYS.dupefilter)
+    request = spider.detail_request(DetailCall("65bf5360000000002c03f684"))
+    request.meta[Meta.HELD_NOTE] = {"note_id": "65bf5360000000002c03f684", "title": "t"}
+    _, encoded, score, fingerprint, starts_query = codec.push(request)
+    assert orjson.loads(encoded)["kind"] == "detail" and "token" not in encoded and not starts_query
+    back = codec.decode(encoded)
+    assert back.meta[Meta.CALL] == DetailCall("65bf5360000000002c03f684") and back.callback == spider.parse_detail
+    assert back.meta[Meta.HELD_NOTE]["title"] == "t", "the call carries the note it delivers"
+    assert fingerprint and fingerprint == codec.fingerprint(spider.detail_request(DetailCall("65bf5360000000002c03f684")))
+    assert fingerprint != codec.fingerprint(spider.detail_request(DetailCall("65bf5360000000002c03f685")))
+    page = spider.page_request(SearchCall(Query("a", "general", "_0", "any"), 1000, 0, 1000))
+    assert score < codec.push(page)[2], "a held note's call is taken before any page"

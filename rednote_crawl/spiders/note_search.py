@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 START_WINDOW = 256
 START_POLL = 0.05  # seconds
 START_YIELD = 100  # start requests between two turns of the reactor
+DETAIL_PRIORITY = 1_000_000  # a page's priority is its number: a held note's detail call comes first
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -118,9 +119,8 @@ class NoteSearchSpider(scrapy.Spider):
             callback=self.parse_detail,
             errback=self.detail_error,
             meta={Meta.CALL: call},
-            priority=0,  # before the next pages: a held note goes out soon
-            dont_filter=True,
-        )
+            priority=DETAIL_PRIORITY,  # before any page: a held note goes out soon, and Redis holds few
+        )  # filtered by its note: one detail call per note and crawl (its retries are not)
 
     async def parse_detail(self, response: DetailResponse) -> AsyncIterator[Any]:
         if (item := await self.deliver_held(response.request, response=response)) is not None:
