@@ -408,8 +408,6 @@ class SearchArgs:
             raise ConfigError(NO_KEYWORDS)
         if self.since == "last" and not config.job_dir:
             raise ConfigError(SINCE_LAST_NEEDS_JOB)
-        if self.details != "none" and config.redis_url:
-            raise ConfigError(DETAILS_NOT_DISTRIBUTED)
         if self.keywords is None:
             return 0
         if not config.job_dir:
@@ -446,12 +444,6 @@ def _choices(option: str, raw: str | None, choices: dict[str, str], default: str
         return tuple(api.parse_choices(option, raw, choices, default))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-DETAILS_NOT_DISTRIBUTED = (
-    "-a details= is not available in a distributed crawl yet (Redis delivers a new note in the script that "
-    "claims it, so it cannot be held for its details); run it on one machine, with JUSTONEAPI_JOB_DIR to resume"
-)
 
 
 def _details(raw: str | None) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class Meta:
     CALL = "justoneapi_call"  # the call a request makes (search.SearchCall, search.DetailCall)
     NOT_BEFORE = "justoneapi_not_before"  # epoch seconds: a retry's backoff (policy -> throttle)
     RATE_LIMITED = "justoneapi_rate_limited"  # how often this call met a rate limit (policy)
+    HELD_NOTE = "justoneapi_held_note"  # a distributed detail call's note, as its page found it (delivered whole by it)
     LEASE = "justoneapi_lease"  # the Redis lease of a request taken from the shared queue
     STORED = "justoneapi_in_redis"  # a request already pushed with its page (scripts.PAGE): not again
     HANDOFF = "justoneapi_handoff"  # a leased request on its way to an idle engine (engine.crawl)

@@ -46,6 +46,7 @@ class SearchCall:
     rank_offset: int  # notes on the query's earlier pages: this page's ranks go on from there
     max_pages: int
     since: int | None = None  # epoch seconds: only notes published since then
+    details: str = "none"  # -a details=: which new notes a distributed crawl holds for a detail call
 
     def next_page(self, rank_offset: int) -> SearchCall:
         return dataclasses.replace(self, page=self.page + 1, rank_offset=rank_offset)
@@ -56,12 +57,13 @@ class SearchCall:
     def to_json(self) -> list[Any]:
         """For a request stored in Redis (JSON, never pickle)."""
         q = self.query
-        return [[q.keyword, q.sort, q.note_type, q.note_time], self.page, self.rank_offset, self.max_pages, self.since]
+        call = [[q.keyword, q.sort, q.note_type, q.note_time], self.page, self.rank_offset, self.max_pages, self.since]
+        return call if self.details == "none" else [*call, self.details]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> SearchCall:
-        query, page, rank_offset, max_pages, since = data
-        return cls(api.Query(*query), int(page), int(rank_offset), int(max_pages), since)
+        query, page, rank_offset, max_pages, since, *details = data
+        return cls(api.Query(*query), int(page), int(rank_offset), int(max_pages), since, *map(str, details[:1]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -307,15 +307,18 @@ def test_a_detail_call_round_trips_as_json():
     assert DetailCall.from_json(json.loads(json.dumps(call.to_json()))) == call
 
 
-def test_details_are_refused_in_a_distributed_crawl_until_they_can_be_held():
+def test_details_are_taken_in_a_distributed_crawl_and_travel_with_the_search_call():
     from scrapy.settings import Settings
 
     from rednote_crawl.config import ApiConfig
+    from rednote_crawl.search import SearchCall
 
     config = ApiConfig.from_settings(Settings({"JUSTONEAPI_TOKEN": "t", "REDIS_URL": "redis://localhost:1"}), environ={})
-    with pytest.raises(ConfigError, match="not available in a distributed crawl"):
-        SearchArgs.parse(keyword="a", details="new").check(config)
-    assert SearchArgs.parse(keyword="a").check(config) == 1
+    assert SearchArgs.parse(keyword="a", details="new").check(config) == 1
+    call = SearchCall(api.Query("a", "general", "_0", "any"), 2, 20, 5, None, "cut")
+    assert SearchCall.from_json(json.loads(json.dumps(call.to_json()))) == call  # a worker without -a details= holds
+    plain = SearchCall(api.Query("a", "general", "_0", "any"), 1, 0, 5)
+    assert len(plain.to_json()) == 5 and SearchCall.from_json(plain.to_json()).details == "none"  # earlier requests
 
 
 # --- 5. Cost, said before and after ------------------------------------------------------------

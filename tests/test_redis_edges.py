@@ -211,13 +211,14 @@ def test_every_script_sent_twice_changes_nothing_the_second_time(redis_server):
     shared = joined(redis_server.url)
     k = shared.keys
 
-    async def twice(script: str, keys: list[str], args: list[object]) -> None:
-        op = "op-" + script
+    async def twice(script: str, keys: list[str], args: list[object], op: str = "") -> object:
+        op = op or "op-" + script
         first = await shared.call(script, keys, args, op)
         before = sorted(everything_in(redis_server).splitlines())
         second = await shared.call(script, keys, args, op)
         assert second == first, script
         assert sorted(everything_in(redis_server).splitlines()) == before, f"{script} sent again changed Redis"
+        return first
 
     async def scenario() -> None:
         push = [k.requests, k.data, k.dupefilter, k.leases, k.stats]
@@ -226,11 +227,19 @@ def test_every_script_sent_twice_changes_nothing_the_second_time(redis_server):
         lease = pop[2]
         await twice("pop", [k.requests, k.leases, k.data, k.stop, k.stats], [shared.lease_ms, -1e9, 1])
         note = "65f0a1b2c3d4e5f6a7b8c9d0"
-        page = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases, k.seen_bucket(note)]
-        args = [lease, 1, 1, bytes.fromhex(note[:20]), note[20], note, b"{}", "r3", "{}", 0, "", ""]
+        page = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases, k.held, k.seen_bucket(note)]
+        args = [lease, 1, 1, bytes.fromhex(note[:20]), note[20], note, b"{}", "", "", "", "", "r3", "{}", 0, "", ""]
         await twice("page", page, args)
         assert await shared.call("page", page, args, "op-page") == [1], "the note is still new, as the first time"
         await twice("ack", [k.leases, k.requests, k.data, k.stats], ["pages_failed", "r2"])
+        # A note held for its details (-a details=): its detail call queued, then the note delivered whole.
+        held = "65f0a1b2c3d4e5f6a7b8c9d1"
+        page = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases, k.held, k.seen_bucket(held)]
+        args = ["", 1, 0, bytes.fromhex(held[:20]), held[20], held, b"{}", "d1", "{}", 0, "fp-d1"]
+        assert await twice("page", page, args, "op-held") == [2], "held, not delivered"
+        detail = [k.items, k.held, k.leases, k.requests, k.data, k.stats]
+        assert await twice("detail", detail, ["d1", held, b'{"details":"fetched"}', "fetched"]) == 1
+        assert await shared.call("detail", detail, ["d1", held, b"{}", "fetched"], "op-other") == 0, "delivered once"
         await twice("release", [k.leases, k.requests], [-1e9, "r3"])
         await twice("rate", [k.ratelimit, k.stats, k.stop], ["0", b'{"epoch": 0}', 100, "budget", "w"])
         await twice("send", [k.ratelimit, k.stats, k.stop], ["0", 100, "budget", "w"])
@@ -239,7 +248,9 @@ def test_every_script_sent_twice_changes_nothing_the_second_time(redis_server):
 
     asyncio.run(scenario())
     stats = redis_server.client().hgetall(KEYS.stats)
-    assert stats["pages_paid"] == "1" and stats["notes"] == "1" and stats["pages_failed"] == "1"
+    assert stats["pages_paid"] == "1" and stats["notes"] == "2" and stats["pages_failed"] == "1"
+    assert stats["details_held"] == stats["details_fetched"] == "1"
+    assert redis_server.client().lrange(KEYS.items, 0, -1) == ["{}", '{"details":"fetched"}']
     assert stats["calls"] == "1", "two calls spent (rate, send), one refunded: each once"
 
 

@@ -21,7 +21,7 @@ from scrapy.exceptions import DontCloseSpider
 
 from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta
-from rednote_crawl.search import close_spider, stop_crawl, stopping
+from rednote_crawl.search import DetailCall, call_of, close_spider, stop_crawl, stopping
 from rednote_crawl.state.redis import HEARTBEAT, redis_state
 from rednote_crawl.state.redis.client import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
@@ -148,11 +148,17 @@ class DistributedWorker:
     # --- requests done without a page to store: their leases end here -------------------------
 
     def spider_error(self, failure: Any, response: Any, **kwargs: Any) -> None:
-        """The callback failed: the page is lost (Scrapy's spider_exceptions stats), not paid for again."""
-        if (lease := lease_of(getattr(response, "request", None))) is not None:
+        """The callback failed: the page is lost (Scrapy's spider_exceptions stats), not paid for again.
+        Not a detail call's: its held note is delivered with its ack, or its call goes back at the close."""
+        request = getattr(response, "request", None)
+        if isinstance(call_of(request), DetailCall):
+            return
+        if (lease := lease_of(request)) is not None:
             self.book.finished(lease)
 
     def page_failed(self, request: Request, reason: str) -> None:
+        if isinstance(call_of(request), DetailCall):
+            return  # acked with its held note's delivery (scripts.DETAIL): an ack before it would lose the note
         if (lease := lease_of(request)) is not None:
             self.book.finished(lease, "pages_failed")
 

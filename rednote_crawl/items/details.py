@@ -11,6 +11,12 @@ policy (``api.judge``, with a note's own codes ending only that call) and the sa
 token at the last hop). Its answer is stored in the page store before the note goes on
 (``detail_read``: with a job folder, in its database, so a resumed run pays for it once and
 finishes the notes a stop or a kill held); the throttle hears ``page_stored`` then.
+
+Distributed (Redis), a note is not held here: the page script holds it in Redis and queues its
+detail call, leased like a page (``RedisPages``); the worker that takes the call ends it in the
+spider's ``parse_detail``/``detail_error`` (``NoteSearchSpider.deliver_held``) deliver the note, whole, in the
+script that acks the call's lease. A worker killed meanwhile loses nothing: its lease runs out and
+another worker makes the call.
 """
 
 from __future__ import annotations
@@ -74,6 +80,10 @@ class NoteDetailPipeline:
         return bool(getattr(args, "details_update", False)) or self.config.details_update
 
     async def process_item(self, item: Any) -> Any:
+        if self.pages.leases_details:  # distributed: already whole (delivered by its detail call), or not asked
+            if item.get("details") == api.Details.NOT_ASKED:
+                self.stats.inc_value(STATS[api.Details.NOT_ASKED])
+            return item
         mode = self.mode
         if mode == "none":
             return item  # today's cost: no detail call, the item as search gave it
@@ -130,3 +140,4 @@ class NoteDetailPipeline:
         finally:  # stored, or never will be: the throttle may send the next call
             self.crawler.signals.send_catch_log(signals.page_stored, request=answered)
         return status, detail
+

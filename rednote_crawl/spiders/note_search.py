@@ -13,10 +13,19 @@ import scrapy
 from scrapy.exceptions import IgnoreRequest
 from twisted.python.failure import Failure
 
-from rednote_crawl import api
+from rednote_crawl import api, signals
 from rednote_crawl.config import ApiConfig, SearchArgs
-from rednote_crawl.names import Meta
-from rednote_crawl.search import Accounted, ApiResponse, SearchCall, record_failed_page
+from rednote_crawl.names import Meta, Stat
+from rednote_crawl.search import (
+    Accounted,
+    ApiResponse,
+    DetailCall,
+    DetailResponse,
+    NoteGone,
+    SearchCall,
+    record_failed_page,
+    stopping,
+)
 from rednote_crawl.state import crawl_state
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ logger = logging.getLogger(__name__)
 START_WINDOW = 256
 START_POLL = 0.05  # seconds
 START_YIELD = 100  # start requests between two turns of the reactor
+DETAIL_PRIORITY = 1_000_000  # a page's priority is its number: a held note's detail call comes first
 
 
 class NoteSearchSpider(scrapy.Spider):
@@ -90,7 +100,7 @@ class NoteSearchSpider(scrapy.Spider):
                 await asyncio.sleep(START_POLL)
             if n % START_YIELD == START_YIELD - 1:
                 await asyncio.sleep(0)  # let answers in, and a Ctrl-C, between batches of pushes
-            yield self.page_request(SearchCall(query, 1, 0, self.max_pages, self.since))
+            yield self.page_request(SearchCall(query, 1, 0, self.max_pages, self.since, self.args.details))
 
     def page_request(self, call: SearchCall) -> scrapy.Request:
         url = api.search_url(self.config.base_url, call.query.params(call.page, self.config.note_time_style))
@@ -101,6 +111,53 @@ class NoteSearchSpider(scrapy.Spider):
             meta={Meta.CALL: call},
             priority=call.page,  # finish started queries before opening new ones
         )
+
+    def detail_request(self, call: DetailCall) -> scrapy.Request:
+        """A held note's detail call (distributed: the page script queues it, any worker makes it)."""
+        return scrapy.Request(
+            api.detail_url(self.config.base_url, call.note_id),
+            callback=self.parse_detail,
+            errback=self.detail_error,
+            meta={Meta.CALL: call},
+            priority=DETAIL_PRIORITY,  # before any page: a held note goes out soon, and Redis holds few
+        )  # filtered by its note: one detail call per note and crawl (its retries are not)
+
+    async def parse_detail(self, response: DetailResponse) -> AsyncIterator[Any]:
+        if (item := await self.deliver_held(response.request, response=response)) is not None:
+            yield item
+
+    async def detail_error(self, failure: Failure) -> AsyncIterator[Any]:
+        if (item := await self.deliver_held(failure.request, failure=failure)) is not None:  # type: ignore[attr-defined]
+            yield item
+
+    async def deliver_held(self, request: scrapy.Request, response: Any = None, failure: Any = None) -> Any:
+        """Distributed: a held note's detail call ended (its answer, or the failure its errback got): the
+        note goes out whole, once, with the call's ack (``PageStore.deliver_held``); None when not delivered
+        here (delivered before by another worker, or the crawl stopped before the call: the note stays
+        held and its call goes back to the queue when this worker closes)."""
+        crawler = self.crawler
+        detail: dict[str, Any] | None = None
+        if failure is None:
+            if isinstance(response, DetailResponse):
+                status, detail = api.Details.FETCHED, response.detail
+            else:  # an answer the policy did not read (another component's): no details
+                record_failed_page(crawler, request, f"HTTP {response.status}, not an answer of the API")
+                status = api.Details.FAILED
+        elif failure.check(NoteGone):
+            status = api.Details.NOTE_GONE
+        elif stopping(crawler).now():
+            return None
+        else:
+            if not failure.check(Accounted):
+                record_failed_page(crawler, request, f"{failure.type.__name__}: {failure.getErrorMessage()}")
+            status = api.Details.FAILED
+        try:
+            item = await self.state.pages.deliver_held(request, status.value, detail)
+        finally:  # stored: the throttle may send the next call
+            crawler.signals.send_catch_log(signals.page_stored, request=request)
+        if item is not None and status is api.Details.FETCHED:
+            crawler.stats.inc_value(Stat.DETAILS_FETCHED)
+        return item
 
     def parse(self, response: ApiResponse) -> Iterator[Any]:
         """The page's notes as items, then the next page while the query goes on."""

@@ -112,6 +112,14 @@ class PageStore(ABC):
         """A detail call ended (``detail``: the API's note when it came): stored before the note goes on
         (``StorageError``: not stored)."""
 
+    # Distributed (Redis): a note is held in the shared state, and its detail call is leased like a page.
+    leases_details = False  # whether the page store holds notes for detail calls in its queue (deliver_held)
+
+    async def deliver_held(self, request: Request, status: str, detail: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A held note's detail call ended: the note, whole, delivered with the call's ack; None when it was
+        delivered before (or the crawl is gone)."""
+        raise NotImplementedError("only a page store that holds notes in its queue delivers them (Redis)")
+
     async def found_earlier(self, note_id: str) -> bool:
         """Whether an earlier crawl of the job found the note (its details are fetched again only when asked)."""
         return False

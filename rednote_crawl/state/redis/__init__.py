@@ -31,10 +31,11 @@ import redis
 from itemadapter import ItemAdapter
 from scrapy.exceptions import DropItem
 
-from rednote_crawl import redaction, stops
+from rednote_crawl import api, redaction, stops
 from rednote_crawl.api import as_dict, dumps, now_iso
 from rednote_crawl.config import ApiConfig, ConfigError
 from rednote_crawl.names import Meta, Stat
+from rednote_crawl.search import DetailCall, search_call_of
 from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sleep, Standing, Verdict, crawl_state
 from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.limits import token_key
@@ -89,18 +90,35 @@ class RedisAccount(CallAccount):
 
 
 class RedisPages(PageStore):
-    """A paid page stored whole in one script (its notes, its next page, its lease's ack)."""
+    """A paid page stored whole in one script (its notes, its next page, its lease's ack).
+
+    With ``-a details=`` (the mode travels with the page's call), a new note that wants its details is
+    held in Redis by that script and its detail call queued there, leased like a page: whichever worker
+    takes the call delivers the note, whole, in the script that acks it (``deliver_held``)."""
+
+    leases_details = True
 
     def __init__(self, state: RedisState) -> None:
         self.state = state
         self.shared = state.shared
-        # Note id -> whether it was new, as the page script found, until the dedupe pipeline asks.
-        self.verdicts: dict[str, list[bool]] = {}
+        # Note id -> what the page script found of it (1 new, 2 new and held, 0 not new), until the dedupe pipeline asks.
+        self.verdicts: dict[str, list[int]] = {}
+        self.delivered: set[str] = set()  # held notes this worker delivered whole, on their way to the pipelines
 
     async def page_read(self, page: PaidPage) -> None:
-        notes = [
-            (note_id, dumps(as_dict(item))) for item in page.items if (note_id := ItemAdapter(item).get("note_id"))
-        ]
+        call = search_call_of(page.request)
+        mode = call.details if call is not None else "none"
+        notes = []
+        for item in page.items:
+            if not (note_id := ItemAdapter(item).get("note_id")):
+                continue
+            detail = None
+            if mode != "none":
+                if api.wants_details(mode, item):
+                    detail = self._detail_push(note_id, item)
+                else:  # the line in Redis and the item in the pipelines alike
+                    item.update(api.merge_details(item, None, api.Details.NOT_ASKED.value))
+            notes.append((note_id, dumps(as_dict(item)), detail))
         pushes = []
         for request in page.follow_ups:
             pushes.append(self.state.codec.push(request))
@@ -111,8 +129,28 @@ class RedisPages(PageStore):
         op = new_op()  # the same id on every try: a store whose answer was lost is not applied twice
         new = await self._until_stored(lambda: self.shared.page(lease, notes, pushes, op))
         leases.done(lease)
-        for (note_id, _), is_new in zip(notes, new or [], strict=False):
+        for (note_id, _, _), is_new in zip(notes, new or [], strict=False):
             self.verdicts.setdefault(note_id, []).append(is_new)
+
+    def _detail_push(self, note_id: str, item: dict[str, Any]) -> Any:
+        """The note's detail call, as the page script pushes it: it carries the note it delivers."""
+        request = self.state.crawler.spider.detail_request(DetailCall(note_id))
+        request.meta[Meta.HELD_NOTE] = as_dict(item)
+        return self.state.codec.push(request)
+
+    async def deliver_held(self, request: Request, status: str, detail: dict[str, Any] | None) -> dict[str, Any] | None:
+        call = request.meta[Meta.CALL]
+        item = api.merge_details(request.meta.get(Meta.HELD_NOTE) or {"note_id": call.note_id}, detail, status)
+        lease = request.meta.get(Meta.LEASE, "")
+        leases = self.state.leases
+        leases.storing.add(lease)
+        op = new_op()
+        delivered = await self._until_stored(lambda: self.shared.detail(lease, call.note_id, dumps(item), status, op))
+        leases.done(lease)
+        if not delivered or self.shared.lost:
+            return None
+        self.delivered.add(call.note_id)
+        return item
 
     async def _until_stored(self, call: Any) -> Any:
         """A paid page's write waits out an outage: the throttle sends no more calls meanwhile."""
@@ -126,10 +164,14 @@ class RedisPages(PageStore):
             return answer
 
     async def claim(self, note_id: str, note: dict[str, Any]) -> Verdict:
-        """Said by the page script; a note that came another way is checked and delivered on its own."""
+        """Said by the page script (or by the detail script, for a held note delivered whole); a note that
+        came another way is checked and delivered on its own."""
         verdicts = self.verdicts.get(note_id)
-        if verdicts:
-            new: bool | None = verdicts.pop(0)
+        if note_id in self.delivered and "details" in note:
+            self.delivered.discard(note_id)
+            new: int | None = 1
+        elif verdicts:
+            new = verdicts.pop(0)
             if not verdicts:
                 del self.verdicts[note_id]
         else:
@@ -138,7 +180,12 @@ class RedisPages(PageStore):
             new = None if answer is None else answer[0]
         if self.shared.lost:  # the worker is stopping (state_lost): nothing more is delivered
             raise DropItem(f"note {note_id} not delivered: {self.shared.lost}", log_level="DEBUG")
+        if new == HELD:
+            raise DropItem(f"note {note_id} is held for its details: its detail call delivers it", log_level="DEBUG")
         return Verdict.NEW if new else Verdict.REPEATED
+
+
+HELD = 2  # scripts.PAGE's answer for a new note held for its detail call
 
 
 class RedisState(CrawlState):

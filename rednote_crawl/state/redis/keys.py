@@ -7,6 +7,7 @@ dupefilter          SET     fingerprints of the calls (kind, query, page: reques
 items               LIST    the notes, one JSON object each (same fields as the JSON Lines output)
 requests:data       HASH    id -> the request as JSON: its call's kind and parameters (no URL, no token)
 leases              ZSET    ids of the requests workers have taken, scored by their deadline
+held                HASH    note id -> a new note waiting for its detail call (``-a details=``), as JSON
 seen_notes:XXX      HASH    ids of the notes already delivered: 16 fields, 10 bytes an id (``seen_record``)
 seen_notes:other    SET     ids of another form than the API's 24 hex digits
 seen_notes:count    STRING  how many notes were delivered
@@ -82,6 +83,11 @@ class Keys:
         return self._key("stats")
 
     @property
+    def held(self) -> str:
+        """New notes waiting for their detail calls; each call delivers its note whole (scripts.DETAIL)."""
+        return self._key("held")
+
+    @property
     def stop(self) -> str:
         return self._key("stop")
 
@@ -122,6 +128,7 @@ class Keys:
             self.requests,
             self.data,
             self.leases,
+            self.held,
             self.dupefilter,
             self.stats,
             self.stop,

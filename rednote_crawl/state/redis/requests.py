@@ -1,12 +1,12 @@
 """Requests as they are kept in Redis: the call, not a URL.
 
-What Redis holds for a request is its kind (``search``: a page of note search; issue 23 adds a
-note's detail) and the call's parameters as JSON, with what its retries carry (tries, backoff).
+What Redis holds for a request is its kind (``search``: a page of note search; ``detail``: a
+note's detail call, with the held note it delivers under ``Meta.HELD_NOTE``) and the call's parameters as JSON, with what its retries carry (tries, backoff).
 The worker that takes it builds and signs the URL for its own ``JUSTONEAPI_BASE_URL`` (the spider's
 builder of that kind): workers whose API hosts are written differently, or two sandboxes, share one
 crawl. JSON, never pickle: whoever can write to Redis must not be able to run code on the workers;
 and no URL, so no host and no token either. The dupefilter's fingerprints follow the call too
-(its kind and what names it: the query and the page), not the URL.
+(its kind and what names it: the query and the page, or the note), not the URL.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from rednote_crawl.names import Meta
-from rednote_crawl.search import SearchCall
+from rednote_crawl.search import DetailCall, SearchCall
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -42,11 +42,16 @@ class Kind:
     builder: str  # the spider's method: call -> Request
 
     def identity(self, call: Any) -> Any:
+        if isinstance(call, DetailCall):
+            return [self.name, call.note_id]  # one detail call per note and crawl
         query, page, *_ = call.to_json()  # the query and its page; not where its ranks start, nor options
         return [self.name, query, page]
 
 
-KINDS = {kind.name: kind for kind in (Kind("search", SearchCall, "page_request"),)}
+KINDS = {
+    kind.name: kind
+    for kind in (Kind("search", SearchCall, "page_request"), Kind("detail", DetailCall, "detail_request"))
+}
 
 
 class RequestCodec:

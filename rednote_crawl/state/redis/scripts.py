@@ -181,11 +181,14 @@ return added
 
 # The whole of a paid page, in one call: its notes checked against the seen notes and the new
 # ones appended to the items list, the requests it made pushed (with their dupefilter entries),
-# its lease acked, the crawl's counters. Nothing of it can be half done.
-# KEYS: items, stats, seen count, requests, data, dupefilter, leases, a seen bucket per note, applied, crawl.
-# ARGV: crawl id, lease ('' none), notes n, requests m, then n x (record, field, id, note as JSON),
+# its lease acked, the crawl's counters. Nothing of it can be half done. A new note that wants its
+# details (-a details=) is held instead: it goes into ``held`` and its detail call into the queue
+# (leased like a page), and that call delivers it whole (DETAIL).
+# KEYS: items, stats, seen count, requests, data, dupefilter, leases, held, a seen bucket per note, applied, crawl.
+# ARGV: crawl id, lease ('' none), notes n, requests m, then n x (record, field, id, note as JSON,
+# then its detail call's id, request, score, fingerprint: all '' when it wants none),
 # then m x (id, request, score, fingerprint, '1' if a query's first page).
-# -> for each note, 1 when it is new
+# -> for each note, 1 when it is new and delivered, 2 when it is new and held for its details, 0 else
 PAGE = once(
     SEEN_ADD,
     QUEUE,
@@ -193,15 +196,22 @@ PAGE = once(
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
 local new, count = {}, 0
 for i = 1, n do
-  local a = 4 + (i - 1) * 4
-  new[i] = seen_add(KEYS[7 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  local a = 4 + (i - 1) * 8
+  new[i] = seen_add(KEYS[8 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
   if new[i] == 1 then
-    redis.call('RPUSH', KEYS[1], ARGV[a + 4])
+    if ARGV[a + 5] ~= '' then
+      redis.call('HSET', KEYS[8], ARGV[a + 3], ARGV[a + 4])
+      push(KEYS[4], KEYS[5], KEYS[6], KEYS[2], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], '')
+      redis.call('HINCRBY', KEYS[2], 'details_held', 1)
+      new[i] = 2
+    else
+      redis.call('RPUSH', KEYS[1], ARGV[a + 4])
+    end
     count = count + 1
   end
 end
 for j = 1, m do
-  local a = 4 + n * 4 + (j - 1) * 5
+  local a = 4 + n * 8 + (j - 1) * 5
   push(KEYS[4], KEYS[5], KEYS[6], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
 end
 if ARGV[2] ~= '' and ack(KEYS[7], KEYS[4], KEYS[5], ARGV[2]) == 1 then
@@ -212,6 +222,25 @@ if count > 0 then
   redis.call('INCRBY', KEYS[3], count)
 end
 return new
+""",
+)
+
+# A held note's detail call ended (fetched, failed, the note gone): the note, whole, into the items
+# list, out of ``held``, and the call's lease acked, together. A note another worker already
+# delivered (the lease had run out) is not delivered again.
+# KEYS: items, held, leases, requests, data, stats, applied, crawl. ARGV: crawl id, lease ('' none),
+# note id, the note as JSON, how its call ended (api.Details). -> 1 delivered, 0 delivered before
+DETAIL = once(
+    QUEUE,
+    """
+local delivered = 0
+if redis.call('HDEL', KEYS[2], ARGV[3]) == 1 then
+  redis.call('RPUSH', KEYS[1], ARGV[4])
+  redis.call('HINCRBY', KEYS[6], 'details_' .. ARGV[5], 1)
+  delivered = 1
+end
+if ARGV[2] ~= '' then ack(KEYS[3], KEYS[4], KEYS[5], ARGV[2]) end
+return delivered
 """,
 )
 
@@ -363,6 +392,7 @@ SCRIPTS = {
     "pop": POP,
     "push": PUSH,
     "page": PAGE,
+    "detail": DETAIL,
     "ack": ACK,
     "release": RELEASE,
     "beat": BEAT,
@@ -373,5 +403,5 @@ SCRIPTS = {
     "verdict": VERDICT,
 }
 # The scripts run once per operation id (``once``): their key list ends with applied:<id>, crawl.
-IDEMPOTENT = frozenset({"pop", "push", "page", "ack", "release", "rate", "send", "refund"})
+IDEMPOTENT = frozenset({"pop", "push", "page", "detail", "ack", "release", "rate", "send", "refund"})
 SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()}

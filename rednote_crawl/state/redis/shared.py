@@ -211,22 +211,32 @@ class SharedCrawl:
     async def page(
         self,
         lease: str,
-        notes: list[tuple[str, bytes]],
+        notes: list[tuple[str, bytes] | tuple[str, bytes, tuple[str, str, float, str, bool] | None]],
         requests: list[tuple[str, str, float, str, bool]],
         op: str | None = None,
-    ) -> list[bool] | None:
-        """A paid page in one call (scripts.PAGE): which of its notes are new; None: the crawl is gone.
+    ) -> list[int] | None:
+        """A paid page in one call (scripts.PAGE): for each note (id, JSON, its detail call to push if it
+        wants one) 1 new and delivered, 2 new and held for its details, 0 not new; None: the crawl is gone.
         ``op`` names the page's store: called again with it, the script answers as the first time."""
         k = self.keys
-        keys = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases]
-        keys += [k.seen_bucket(note_id) for note_id, _ in notes]
+        keys = [k.items, k.stats, k.seen_count, k.requests, k.data, k.dupefilter, k.leases, k.held]
+        keys += [k.seen_bucket(note[0]) for note in notes]
         args: list[Any] = [lease, len(notes), len(requests)]
-        for note_id, line in notes:
+        for note_id, line, *detail in notes:
             args += [seen_record(note_id), seen_field(note_id), note_id, line]
+            args += list(detail[0][:4]) if detail and detail[0] else ["", "", "", ""]
         for id_, request, score, fingerprint, start in requests:
             args += [id_, request, score, fingerprint, "1" if start else ""]
         answer = await self.call("page", keys, args, op)
-        return None if answer is None else [bool(new) for new in answer]
+        return None if answer is None else [int(new) for new in answer]
+
+    async def detail(self, lease: str, note_id: str, line: bytes, status: str, op: str | None = None) -> bool | None:
+        """A held note, whole, delivered by its detail call (scripts.DETAIL), the call's lease acked with it:
+        True when delivered now, False when delivered before (by another worker); None: the crawl is gone."""
+        k = self.keys
+        keys = [k.items, k.held, k.leases, k.requests, k.data, k.stats]
+        answer = await self.call("detail", keys, [lease, note_id, line, status], op)
+        return None if answer is None else bool(answer)
 
     async def release(self, lease_ids: list[str]) -> int:
         return await self.call("release", [self.keys.leases, self.keys.requests], [REQUEUE_SCORE, *lease_ids]) or 0

@@ -1,0 +1,132 @@
+"""Detail calls in a distributed crawl (issue 23, point 3): a new note that wants its details is held in
+Redis by its page's script, its detail call is leased like a page, and the worker that makes the call
+delivers the note, whole, in the script that acks it. Real workers on a real redis-server, the sandbox."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections import Counter
+
+import orjson
+import pytest
+
+from tests.conftest import expected_ids, paid_twice, wait_until
+from tests.test_distributed import CONCURRENCY, KEYS, workers  # noqa: F401 - the workers fixture
+
+pytestmark = pytest.mark.crawl
+
+KEYWORDS = ["海信", "Nike"]
+
+
+def items(redis_server) -> list[dict]:
+    return [orjson.loads(line) for line in redis_server.client().lrange(KEYS.items, 0, -1)]
+
+
+def assert_whole_once(redis_server, sandbox, pages_paid_twice: int = 0) -> list[str]:
+    """Every note of the keywords delivered once, each with its details; nothing left held or queued."""
+    notes = items(redis_server)
+    ids = [note["note_id"] for note in notes]
+    assert len(ids) == len(set(ids)), "a note was delivered twice"
+    assert set(ids) == expected_ids(KEYWORDS), "a note was lost"
+    for note in notes:
+        assert note["details"] == "fetched" and note["ip_location"] and note["images_original"], note["note_id"]
+        assert note["keyword"] in KEYWORDS and note["page"] >= 1 and note["rank"] >= 1
+    assert set(sandbox.paid_details()) == set(ids), "a detail call for every note"
+    twice = paid_twice(sandbox)
+    assert sum(n - 1 for n in twice.values()) <= pages_paid_twice, f"search pages paid twice: {twice}"
+    client = redis_server.client()
+    assert client.hlen(KEYS.held) == 0, "no note left held"
+    assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
+    return ids
+
+
+def test_two_workers_deliver_every_note_once_whole_each_detail_call_paid_once(
+    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+):
+    sandbox = sandbox_factory(latency=0.02)
+    first = workers(sandbox, seeds, "-a", "details=new", CONCURRENT_REQUESTS="4")
+    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+    second = workers(sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")  # no keywords: work from Redis, detail calls too
+    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
+
+    ids = assert_whole_once(redis_server, sandbox)
+    assert sorted(sandbox.paid_details()) == sorted(ids), "each detail call paid once"
+    stats = redis_server.client().hgetall(KEYS.stats)
+    assert int(stats["details_held"]) == int(stats["details_fetched"]) == int(stats["notes"]) == len(ids)
+    for worker in (first, second):
+        assert "Summary of note_search: finished, exit status 0" in worker.log
+    for worker in (first, second):  # each made detail calls, the one started without keywords too
+        made = re.search(r"details: +(\d+) detail calls of the \d+ calls sent", worker.log)
+        assert made and int(made[1]) > 0, worker.log[-2000:]
+
+
+def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
+    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+):
+    sandbox = sandbox_factory(latency=0.3)
+    client = redis_server.client()
+    victim = workers(sandbox, seeds, "-a", "details=new")
+
+    def detail_calls_leased() -> int:
+        leased = client.zrange(KEYS.leases, 0, -1)
+        return sum('"kind":"detail"' in (client.hget(KEYS.data, lease) or "") for lease in leased)
+
+    wait_until(lambda: detail_calls_leased() > 0 and sandbox.paid_details())  # the only worker: its leases
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.wait()
+    held = client.hlen(KEYS.held)
+    assert held > 0, "notes were waiting for their details at the kill"
+    assert client.llen(KEYS.items) < len(expected_ids(KEYWORDS)), "killed midway"
+    sandbox.config.latency = 0
+    survivor = workers(sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")
+    assert survivor.wait() == 0, survivor.log[-3000:]
+
+    ids = assert_whole_once(redis_server, sandbox, pages_paid_twice=CONCURRENCY)
+    twice = {note: n for note, n in Counter(sandbox.paid_details()).items() if n > 1}
+    assert sum(n - 1 for n in twice.values()) <= CONCURRENCY, f"only the killed worker's calls in flight: {twice}"
+    assert int(client.hget(KEYS.stats, "leases_expired") or 0) >= 1, "the killed worker's calls came back"
+    assert len(ids) == int(client.hget(KEYS.stats, "notes"))
+
+
+def test_a_failed_detail_call_delivers_its_note_without_details_and_unasked_notes_go_at_once(
+    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+):
+    sandbox = sandbox_factory(faults=["html502@detail"])
+    worker = workers(sandbox, seeds, "-a", "details=cut", JUSTONEAPI_RETRY_TIMES="1", CONCURRENT_REQUESTS="4")
+    assert worker.wait() == 0, worker.log[-3000:]
+
+    notes = items(redis_server)
+    ids = [note["note_id"] for note in notes]
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS), "each note once, none lost"
+    cut = {note["note_id"] for note in notes if note["desc_truncated"]}
+    assert cut and {note["note_id"] for note in notes if note["details"] == "failed"} == cut
+    assert all(note["details"] == "not_asked" for note in notes if note["note_id"] not in cut)
+    detail_calls = [e["note_id"] for e in sandbox.log if e.get("kind") == "detail"]
+    assert sorted(detail_calls) == sorted([*cut, *cut]), "one try and one retry each, for the cut previews only"
+    assert redis_server.client().hlen(KEYS.held) == 0
+
+
+def test_a_detail_call_goes_to_redis_as_its_note_and_comes_before_any_page():
+    from scrapy.utils.test import get_crawler
+
+    from rednote_crawl.api import Query
+    from rednote_crawl.names import Meta
+    from rednote_crawl.search import DetailCall, SearchCall
+    from rednote_crawl.spiders.note_search import NoteSearchSpider
+    from rednote_crawl.state.redis.requests import RequestCodec
+
+    crawler = get_crawler(NoteSearchSpider, {"JUSTONEAPI_TOKEN": "t"})
+    spider = NoteSearchSpider.from_crawler(crawler, keyword="a")
+    codec = RequestCodec(spider, KEYS.dupefilter)
+    request = spider.detail_request(DetailCall("65bf5360000000002c03f684"))
+    request.meta[Meta.HELD_NOTE] = {"note_id": "65bf5360000000002c03f684", "title": "t"}
+    _, encoded, score, fingerprint, starts_query = codec.push(request)
+    assert orjson.loads(encoded)["kind"] == "detail" and "token" not in encoded and not starts_query
+    back = codec.decode(encoded)
+    assert back.meta[Meta.CALL] == DetailCall("65bf5360000000002c03f684") and back.callback == spider.parse_detail
+    assert back.meta[Meta.HELD_NOTE]["title"] == "t", "the call carries the note it delivers"
+    assert fingerprint and fingerprint == codec.fingerprint(spider.detail_request(DetailCall("65bf5360000000002c03f684")))
+    assert fingerprint != codec.fingerprint(spider.detail_request(DetailCall("65bf5360000000002c03f685")))
+    page = spider.page_request(SearchCall(Query("a", "general", "_0", "any"), 1000, 0, 1000))
+    assert score < codec.push(page)[2], "a held note's call is taken before any page"
