@@ -147,19 +147,23 @@ def efficiency(
 
 
 def with_details(
-    seconds: float, rates: tuple[float, ...] = (2, 8, 20), crawlers: tuple[str, ...] = ("rednote_crawl_adaptive",)
+    seconds: float,
+    rates: tuple[float, ...] = (2, 8, 20),
+    crawlers: tuple[str, ...] = ("rednote_crawl_adaptive",),
+    workers: tuple[int, ...] = (1, 4),
 ) -> list[dict[str, Any]]:
     """Issue 23, point 7: with ``-a details=new`` the token's rate is shared between search pages and
-    note detail calls (one worker: details are not distributed yet). Every code-0 answer counts, of
-    either kind; ``detail_share`` is the detail calls' part of the calls."""
+    note detail calls, on one worker and on four sharing the crawl in Redis. Every code-0 answer
+    counts, of either kind; ``detail_share`` is the detail calls' part of the calls."""
     results = []
     for rate in rates:
-        for crawler in crawlers:
-            with tempfile.TemporaryDirectory() as folder:
-                result = run_one(crawler, rate, 1, seconds, Path(folder), ("-a", "details=new"))
-                result["details"] = "new"
-            print(f"  details=new, rate {rate}/s, {crawler}: {result}", flush=True)
-            results.append(result)
+        for count in workers:
+            for crawler in crawlers:
+                with tempfile.TemporaryDirectory() as folder:
+                    result = run_one(crawler, rate, count, seconds, Path(folder), ("-a", "details=new"))
+                    result["details"] = "new"
+                print(f"  details=new, rate {rate}/s, {count} worker(s), {crawler}: {result}", flush=True)
+                results.append(result)
     return results
 
 
