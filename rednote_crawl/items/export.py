@@ -15,6 +15,8 @@ feed: the local home writes them whole from the job's database at the end of eve
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from scrapy.exporters import BaseItemExporter
@@ -27,34 +29,43 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 
-def _failed(crawler: Crawler | None, file: Any, exc: OSError) -> None:
-    if crawler is None:
-        raise exc
-    name = getattr(file, "name", None) or "the output"
-    stop_storage_failed(crawler, f"cannot write the output file {name}: {exc.strerror or exc}")
+class _StopsOnFailure:
+    """A feed exporter built with its crawler: a write that fails stops the crawl (exit 8)."""
+
+    crawler: Crawler | None
+    file: Any
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> Any:
+        return cls(file, crawler=crawler, **kwargs)  # type: ignore[call-arg]
+
+    @contextlib.contextmanager
+    def _flushed_or_stop(self) -> Iterator[None]:
+        """Write, then flush; an ``OSError`` stops the crawl, naming the file (without a crawler: raised)."""
+        try:
+            yield
+            self.file.flush()
+        except OSError as exc:
+            if self.crawler is None:
+                raise
+            name = getattr(self.file, "name", None) or "the output"
+            stop_storage_failed(self.crawler, f"cannot write the output file {name}: {exc.strerror or exc}")
 
 
-class OrjsonLinesItemExporter(BaseItemExporter):
+class OrjsonLinesItemExporter(_StopsOnFailure, BaseItemExporter):
     def __init__(self, file: IO[bytes], crawler: Crawler | None = None, **kwargs: Any) -> None:
         super().__init__(dont_fail=True, **kwargs)
         self.file = file
         self.crawler = crawler
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> OrjsonLinesItemExporter:
-        return cls(file, crawler=crawler, **kwargs)
-
     def export_item(self, item: Any) -> None:
         # -s FEED_EXPORT_FIELDS=... picks and orders fields; otherwise the item goes out whole.
         data = dict(self.get_serialized_fields(item)) if self.fields_to_export else as_dict(item)
-        try:
+        with self._flushed_or_stop():
             self.file.write(dumps(data) + b"\n")
-            self.file.flush()
-        except OSError as exc:
-            _failed(self.crawler, self.file, exc)
 
 
-class CsvFeedExporter(FlatCsvItemExporter):
+class CsvFeedExporter(_StopsOnFailure, FlatCsvItemExporter):
     """``-O notes.csv``: flat rows, UTF-8 with a BOM; a failed write stops the crawl (exit 8)."""
 
     def __init__(self, file: IO[bytes], crawler: Crawler | None = None, **kwargs: Any) -> None:
@@ -62,32 +73,18 @@ class CsvFeedExporter(FlatCsvItemExporter):
         self.file = file
         self.crawler = crawler
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> CsvFeedExporter:
-        return cls(file, crawler=crawler, **kwargs)
-
     def export_item(self, item: Any) -> None:
-        try:
+        with self._flushed_or_stop():
             super().export_item(item)
-            self.file.flush()
-        except OSError as exc:
-            _failed(self.crawler, self.file, exc)
 
 
-class XlsxFeedExporter(XlsxItemExporter):
+class XlsxFeedExporter(_StopsOnFailure, XlsxItemExporter):
     """``-O notes.xlsx``: the workbook is written when the crawl ends; a failed write stops it (exit 8)."""
 
     def __init__(self, file: IO[bytes], crawler: Crawler | None = None, **kwargs: Any) -> None:
         super().__init__(file, **kwargs)
         self.crawler = crawler
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> XlsxFeedExporter:
-        return cls(file, crawler=crawler, **kwargs)
-
     def finish_exporting(self) -> None:
-        try:
+        with self._flushed_or_stop():
             super().finish_exporting()
-            self.file.flush()
-        except OSError as exc:
-            _failed(self.crawler, self.file, exc)
