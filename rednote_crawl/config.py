@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "JUSTONEAPI_SEEN_NOTES": "skip",  # notes found by an earlier crawl of the job: skip or update
     "JUSTONEAPI_DETAILS_UPDATE": False,  # -a details=: fetch the details of notes earlier crawls found too
     "JUSTONEAPI_REDIS_LEASE": 60,  # distributed: seconds before a dead worker's requests go to another
+    "JUSTONEAPI_REDIS_HEARTBEAT": 1.0,  # distributed: seconds between a worker's heartbeats, looks for work, retries
     "JUSTONEAPI_STATE_DIR": None,  # where learned rate limits are kept (default: .scrapy/, else the user's cache)
     # Where the crawl's state lives: set by the add-on (local, or Redis when REDIS_URL is set).
     "JUSTONEAPI_STATE_CLASS": None,
@@ -229,6 +230,7 @@ class ApiConfig:
     state_dir: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # distributed mode (it may hold a password)
     redis_lease: float = DEFAULTS["JUSTONEAPI_REDIS_LEASE"]
+    redis_heartbeat: float = DEFAULTS["JUSTONEAPI_REDIS_HEARTBEAT"]
     sandbox: bool = False  # the offline sandbox (it brings its own token)
     notify: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs (they hold webhook keys, passwords)
     notify_on: str = DEFAULTS["JUSTONEAPI_NOTIFY_ON"]
@@ -279,6 +281,13 @@ class ApiConfig:
                 "JUSTONEAPI_SEEN_NOTES=update does not apply to a distributed crawl: "
                 "to deliver notes that earlier crawls found, forget them with `scrapy redis reset --notes`"
             )
+        redis_lease = _number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2)
+        redis_heartbeat = _number(settings, "JUSTONEAPI_REDIS_HEARTBEAT", float, 0.05)
+        if redis_lease < 2 * redis_heartbeat:
+            raise ConfigError(
+                f"JUSTONEAPI_REDIS_LEASE={redis_lease} is shorter than two heartbeats (JUSTONEAPI_REDIS_HEARTBEAT="
+                f"{redis_heartbeat}): a live worker's leases would run out; raise the lease or shorten the heartbeat"
+            )
         return cls(
             token=token,
             base_url=base_url,
@@ -298,7 +307,8 @@ class ApiConfig:
             job_dir=str(settings.get("JUSTONEAPI_JOB_DIR") or "").strip() or None,
             state_dir=str(settings.get("JUSTONEAPI_STATE_DIR") or "").strip() or None,
             redis_url=redis,
-            redis_lease=_number(settings, "JUSTONEAPI_REDIS_LEASE", float, 2),
+            redis_lease=redis_lease,
+            redis_heartbeat=redis_heartbeat,
             sandbox=sandbox,
             notify=notify_urls(settings, environ),
             notify_on=notify_on,

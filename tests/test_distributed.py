@@ -47,7 +47,8 @@ WORKER = {
     **FAST,
     "CONCURRENT_REQUESTS": str(CONCURRENCY),  # 3 workers x 2 < 10 queries: work for all
     "JUSTONEAPI_REDIS_LEASE": "2",
-    "MAX_IDLE_TIME_BEFORE_CLOSE": "1",
+    "JUSTONEAPI_REDIS_HEARTBEAT": "0.25",  # leases renewed, stops and idleness seen, Redis tried again: 4 times a second
+    "MAX_IDLE_TIME_BEFORE_CLOSE": "0.3",
 }
 
 

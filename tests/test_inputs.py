@@ -81,6 +81,8 @@ def test_no_token_points_at_the_sandbox():
         ("JUSTONEAPI_SEEN_NOTES", "keep", "use one of: skip, update"),
         ("JUSTONEAPI_KEEP_RAW", "maybe", "JUSTONEAPI_KEEP_RAW='maybe' is not a boolean"),
         ("JUSTONEAPI_BACKOFF_MAX", "0.1", "JUSTONEAPI_BACKOFF_MAX=0.1 is below JUSTONEAPI_BACKOFF_BASE"),
+        ("JUSTONEAPI_REDIS_HEARTBEAT", "0", "JUSTONEAPI_REDIS_HEARTBEAT='0' is too small"),
+        ("JUSTONEAPI_REDIS_HEARTBEAT", "31", "JUSTONEAPI_REDIS_LEASE=60.0 is shorter than two heartbeats"),
     ],
 )
 def test_bad_settings_name_the_setting(name, value, message):

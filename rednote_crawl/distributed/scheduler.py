@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WAKE_EVERY = 1.0  # seconds: how often an idle worker asks Redis for work
 SPARE = 1  # requests a worker leases beyond those it is sending
 
 
@@ -138,7 +137,7 @@ class LeasedScheduler(BaseScheduler):
     async def _refill_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wanted.wait(), timeout=WAKE_EVERY)
+                await asyncio.wait_for(self._wanted.wait(), timeout=self.shared.beat)
             self._wanted.clear()
             while self.unsent < self.target and not self.shared.lost:
                 try:

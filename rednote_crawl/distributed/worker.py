@@ -1,6 +1,6 @@
 """A worker of a distributed crawl: heartbeat, crawl-wide stops, idle close, progress.
 
-Every ``HEARTBEAT`` seconds, in one call: renew this worker's leases, say it is alive, look for
+Every ``JUSTONEAPI_REDIS_HEARTBEAT`` seconds, in one call: renew this worker's leases, say it is alive, look for
 a stop set by another worker and read the crawl's figures (for the progress line and the
 summary). A worker that finds the crawl gone from
 Redis (lost or reset under it: ``SharedCrawl.lost``) stops with ``justoneapi_redis_state_lost``. A stop (a fatal answer, the budget) seen by any
@@ -22,7 +22,7 @@ from scrapy.exceptions import DontCloseSpider
 from rednote_crawl import signals, stops
 from rednote_crawl.names import Meta
 from rednote_crawl.search import DetailCall, call_of, close_spider, stop_crawl, stopping
-from rednote_crawl.state.redis import HEARTBEAT, redis_state
+from rednote_crawl.state.redis import redis_state
 from rednote_crawl.state.redis.client import REDIS_ERRORS, display_url
 from rednote_crawl.stops import StopEvent
 
@@ -73,7 +73,7 @@ class DistributedWorker:
 
     async def _heartbeats(self) -> None:
         while not self.state.closing:
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(self.shared.beat)
             if not self.state.closing:
                 await self.heartbeat()
 
@@ -85,7 +85,7 @@ class DistributedWorker:
             self.shared.health.failed(exc)
         except Exception:
             logger.exception(
-                "The heartbeat of worker %s failed; it beats again in %s s", self.shared.worker_id, HEARTBEAT
+                "The heartbeat of worker %s failed; it beats again in %s s", self.shared.worker_id, self.shared.beat
             )
 
     async def _beat(self) -> None:

@@ -40,7 +40,7 @@ from rednote_crawl.state import CallAccount, CrawlState, PageStore, PaidPage, Sl
 from rednote_crawl.state.figures import KeywordFigures
 from rednote_crawl.state.limits import token_key
 from rednote_crawl.state.redis.account import SharedRateLimiter, stop_event
-from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS, check_reachable, connect, display_url
+from rednote_crawl.state.redis.client import REDIS_ERRORS, check_reachable, connect, display_url
 from rednote_crawl.state.redis.leases import LeaseBook
 from rednote_crawl.state.redis.requests import RequestCodec
 from rednote_crawl.state.redis.shared import OldCrawl, SharedCrawl, new_op
@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 # token hash -> the limit learned for it (JSON); shared by every crawl on this Redis, kept by `reset`.
 TOKEN_LIMITS = "justoneapi:token-limits"
 SAFE_LEASE = 10  # seconds: leases are renewed every second, by Redis calls with 5 s timeouts
-HEARTBEAT = 1.0  # seconds between two heartbeats of a worker (distributed/worker.py)
 CLOSE_WAIT = 10.0  # seconds a closing worker waits for its writes to reach Redis
 
 
@@ -159,7 +158,7 @@ class RedisPages(PageStore):
                 answer = await call()
             except REDIS_ERRORS as exc:
                 self.shared.health.failed(exc)
-                await asyncio.sleep(RETRY_REDIS)
+                await asyncio.sleep(self.shared.beat)
                 continue
             return answer
 
@@ -195,7 +194,9 @@ class RedisState(CrawlState):
         super().__init__(crawler, config)
         url = config.redis_url
         assert url is not None, "RedisState needs REDIS_URL"
-        self.shared = SharedCrawl(url, crawler.settings, crawler.spidercls.name, config.redis_lease, crawler.stats)
+        self.shared = SharedCrawl(
+            url, crawler.settings, crawler.spidercls.name, config.redis_lease, crawler.stats, config.redis_heartbeat
+        )
         self.account = RedisAccount(self.shared, config)
         self.pages = RedisPages(self)
         self.leases = LeaseBook(self.shared, crawler.stats)
@@ -246,7 +247,7 @@ class RedisState(CrawlState):
 
     async def heartbeat(self) -> dict[str, str] | None:
         """Renew this worker's leases, say it is alive, read the crawl's figures; the crawl-wide stop or None."""
-        stop, figures = await self.leases.renew(HEARTBEAT)
+        stop, figures = await self.leases.renew(self.shared.beat)
         self.shared.health.ok()
         if figures:
             self.figures = {**figures, "stopped": int(stop is not None)}

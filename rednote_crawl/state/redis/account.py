@@ -27,7 +27,7 @@ import orjson
 
 from rednote_crawl import stops
 from rednote_crawl.state.rate import AdaptiveRateLimiter, RateState, accept, book, cut
-from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS
+from rednote_crawl.state.redis.client import REDIS_ERRORS
 from rednote_crawl.state.redis.shared import SharedCrawl, new_op
 from rednote_crawl.stops import StopEvent
 
@@ -117,7 +117,7 @@ class SharedRateLimiter(AdaptiveRateLimiter):
                     answer = await self._book_once(sleep)
                 except REDIS_ERRORS as exc:
                     self.shared.health.failed(exc)
-                    if await sleep(RETRY_REDIS) is False:
+                    if await sleep(self.shared.beat) is False:
                         return (stops.SHUTDOWN.reason, "the worker is shutting down", self.shared.worker_id)
                     continue
                 if answer != "again":

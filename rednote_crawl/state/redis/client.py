@@ -42,7 +42,6 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
     "decode_responses": True,
     "encoding": "utf-8",
 }
-RETRY_REDIS = 1.0  # seconds between tries while Redis is away
 
 
 # Error replies redis-py gives a class of their own, and strips of their code.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from rednote_crawl.state.redis.client import REDIS_ERRORS, RETRY_REDIS
+from rednote_crawl.state.redis.client import REDIS_ERRORS
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -41,8 +41,10 @@ class Outbox:
         health: RedisHealth,
         load_scripts: Callable[[], Awaitable[None]],
         gone: Callable[[Any], bool],
+        retry: float,
     ) -> None:
         self.server = server
+        self.retry = retry  # seconds before a failed or refused batch goes again
         self.health = health
         self._load_scripts = load_scripts
         self._gone = gone
@@ -84,7 +86,7 @@ class Outbox:
                 answers = await self._pipeline([w.command for w in batch])
             except REDIS_ERRORS as exc:
                 self.health.failed(exc)
-                await asyncio.sleep(RETRY_REDIS)
+                await asyncio.sleep(self.retry)
                 continue
             # Up to the first error reply: stored. From it on, the writes stay, in order, and go again
             # (a write after it that Redis did take is idempotent: its script answers as it did).
@@ -99,7 +101,7 @@ class Outbox:
                     write.then(answer)
             if refusal is not None:
                 self.health.failed(refusal)
-                await asyncio.sleep(RETRY_REDIS)
+                await asyncio.sleep(self.retry)
                 continue
             self.health.ok()
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 
+from rednote_crawl.config import DEFAULTS
 from rednote_crawl.names import Stat
 from rednote_crawl.state.redis import scripts
 from rednote_crawl.state.redis.client import RedisHealth, connect, display_url
@@ -54,16 +55,25 @@ class SharedCrawl:
     (``join``) uses the blocking client ``sync``: nothing runs beside it then.
     """
 
-    def __init__(self, url: str, settings: BaseSettings, spider: str, lease_seconds: float, stats: Any = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: BaseSettings,
+        spider: str,
+        lease_seconds: float,
+        stats: Any = None,
+        beat: float = DEFAULTS["JUSTONEAPI_REDIS_HEARTBEAT"],
+    ) -> None:
         self.url = url
         self.sync = connect(url, settings)
         self.server = connect(url, settings, asynchronous=True)
         self.keys = Keys(spider)
         self.lease_ms = int(lease_seconds * 1000)
+        self.beat = beat  # seconds: the heartbeat, and how soon the worker looks for work or tries Redis again
         self.stats = stats
         self.health = RedisHealth(url, stats)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.outbox = Outbox(self.server, self.health, self._load_scripts, self._gone)
+        self.outbox = Outbox(self.server, self.health, self._load_scripts, self._gone, beat)
         self.crawl_id: str | None = None  # the crawl this worker joined (JOIN)
         self.lost: str | None = None  # why the crawl is gone from Redis, once a script found it so
         self._call_round_trips = 0
