@@ -1,6 +1,7 @@
 """Issue 22: notes an analyst can open (CSV with a BOM, Excel), the platform's dates, reports as
-real tables, the search names, and one schema of the output item. In-process where it can be;
-two subprocess crawls (-O notes.csv; a job folder with a workbook, stopped and resumed)."""
+real tables, the search names, and one schema of the output item. The crawls (-O notes.csv; a job
+folder with a workbook, stopped and resumed) run in the test process (conftest.py); a real browser
+(chromium, a subprocess) measures the HTML report's tables."""
 
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def test_export_picks_the_format_from_the_extension_and_refuses_others(tmp_path)
 def test_a_resumed_job_writes_its_workbook_and_csv_whole_each_note_once(sandbox, crawl, tmp_path):
     job, book, table = tmp_path / "job", tmp_path / "notes.xlsx", tmp_path / "notes.csv"
     args = ("-O", str(book), "-O", str(table), "-s", f"JUSTONEAPI_JOB_DIR={job}")
-    keywords = ["海信", "小米", "Nike"]
+    keywords = ["华为", "元气森林", "小米"]  # 15 pages, sharing notes
     first = crawl(sandbox, *args, keywords=keywords, output=False, settings={"JUSTONEAPI_MAX_REQUESTS": "6", "CONCURRENT_REQUESTS": "2"})
     assert first.returncode == 6, first.log[-2000:]
     assert openpyxl.load_workbook(book)["notes"].max_row > 1, "a stopped run leaves a readable workbook"

@@ -6,14 +6,11 @@ HttpCompressionMiddleware dropping a gzip body that inflates past DOWNLOAD_MAXSI
 downloader middleware) included; distributed, the page's lease is acked and the worker closes.
 An answer that arrived whole but breaks the contract (invalid UTF-8 in a string, JSON nested too
 deep) is read as far as it goes, its other notes kept, and not retried; a cut-off body stays transient.
-Most tests run the crawl in this process against the in-thread sandbox; the Redis one runs workers.
+The tests run the crawl in this process against the in-thread sandbox, the Redis worker too.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,8 @@ from rednote_crawl.run.redis_status import crawl_status
 from rednote_crawl.search import Accounted, SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.keys import Keys
-from tests.conftest import FAST, ROOT, TOKEN, crawl_here, expected_ids, paid_twice
+from tests.conftest import TOKEN, crawl_args, crawl_here, expected_ids, paid_twice, scrapy_in_process
+from tests.test_distributed import WORKER
 
 KEYWORDS = ["海信", "Nike"]
 
@@ -198,18 +196,16 @@ def test_broken_pages_in_a_crawl_are_paid_once_and_their_other_notes_delivered(s
 
 @pytest.mark.crawl
 def test_a_dropped_page_on_redis_is_acked_and_the_worker_exits_3(sandbox_factory, redis_server, tmp_path):
+    """`scrapy crawl` as a Redis worker (the distributed tests' WORKER settings), in this process: its
+    exit status and log are the command's."""
     server = sandbox_factory(faults=["gzipbomb@Nike#2"])
     seeds = tmp_path / "keywords.txt"
     seeds.write_text("\n".join(KEYWORDS) + "\n", encoding="utf-8")
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "note_search", "-a", f"keywords={seeds}"]
-    worker = {**FAST, "DOWNLOAD_MAXSIZE": str(2**20), "MAX_IDLE_TIME_BEFORE_CLOSE": "1", "JUSTONEAPI_REDIS_LEASE": "2"}
-    for name, value in worker.items():
-        cmd += ["-s", f"{name}={value}"]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_"))}
-    environ |= {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url, "REDIS_URL": redis_server.url}
-    environ |= {"PYTHONWARNINGS": "error::DeprecationWarning"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, timeout=90, check=False)
-    log = proc.stderr.decode() + proc.stdout.decode()
+    settings = {**WORKER, "DOWNLOAD_MAXSIZE": str(2**20)}
+    cmd = crawl_args(seeds=seeds, settings=settings, state=tmp_path / "state")
+    environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": server.url, "REDIS_URL": redis_server.url}
+    proc = scrapy_in_process(*cmd, env=environ, timeout=90)
+    log = proc.stderr + proc.stdout
     assert proc.returncode == stops.EXIT_INCOMPLETE, log[-3000:]
     assert "dropped by another component" in log
     status = crawl_status(redis_server.client(), Keys("note_search"))

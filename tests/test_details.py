@@ -155,31 +155,31 @@ def detail_log(sandbox):
 
 
 def test_details_none_costs_what_it_cost(sandbox, crawl):
-    result = crawl(sandbox, keywords=["耳机"])
+    result = crawl(sandbox, keywords=["华为"])
     assert result.returncode == 0 and not detail_log(sandbox)
     assert all("details" not in item for item in result.items)
     assert "details:" not in result.log
 
 
 def test_details_new_merges_every_new_note_whole_once(sandbox, crawl):
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机", "咖啡"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为", "小米"])
     assert result.returncode == 0, result.log[-3000:]
     ids = result.note_ids()
-    assert sorted(ids) == sorted(expected_ids(["耳机", "咖啡"]))  # each note once, none lost
+    assert sorted(ids) == sorted(expected_ids(["华为", "小米"]))  # each note once, none lost
     assert sorted(sandbox.paid_details()) == sorted(ids)  # one paid detail call per new note, no more
     validator = jsonschema.Draft202012Validator(note_schema())
     for item in result.items:
         validator.validate(item)  # the output's schema holds the detail fields
         assert item["details"] == "fetched" and item["desc_truncated"] is False
         assert item["ip_location"] and item["images_original"]
-        assert item["keyword"] in ("耳机", "咖啡") and item["page"] >= 1 and item["rank"] >= 1
+        assert item["keyword"] in ("华为", "小米") and item["page"] >= 1 and item["rank"] >= 1
     search_calls = len(sandbox.log) - len(detail_log(sandbox))
     assert f"{len(ids)} detail calls of the {len(sandbox.log)} calls sent ({search_calls} for search pages)" in result.log
     assert f"{len(sandbox.log) / len(ids):.2f} calls per new note" in result.log
 
 
 def test_details_cut_asks_only_for_cut_previews(sandbox, crawl):
-    result = crawl(sandbox, "-a", "details=cut", keywords=["耳机"])
+    result = crawl(sandbox, "-a", "details=cut", keywords=["华为"])
     assert result.returncode == 0
     cut = {i["note_id"] for i in result.items if i["details"] == "fetched"}
     assert cut and sorted(cut) == sorted(sandbox.paid_details())
@@ -189,9 +189,9 @@ def test_details_cut_asks_only_for_cut_previews(sandbox, crawl):
 
 def test_a_detail_call_that_fails_never_loses_its_note(sandbox_factory, crawl):
     sandbox = sandbox_factory(faults=["html502@detail"])
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_RETRY_TIMES": "1"})
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings={"JUSTONEAPI_RETRY_TIMES": "1"})
     assert result.returncode == 0, result.log[-2000:]
-    assert sorted(result.note_ids()) == sorted(expected_ids(["耳机"]))
+    assert sorted(result.note_ids()) == sorted(expected_ids(["华为"]))
     assert {i["details"] for i in result.items} == {"failed"}
     assert all(i["desc_truncated"] in (True, False) and i["images_original"] == [] for i in result.items)
     assert len(detail_log(sandbox)) == 2 * len(result.items)  # one try and one retry each
@@ -199,7 +199,7 @@ def test_a_detail_call_that_fails_never_loses_its_note(sandbox_factory, crawl):
 
 def test_a_gone_note_ends_its_call_not_the_crawl(sandbox_factory, crawl):
     sandbox = sandbox_factory(faults=["404:0.3@detail"])
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为"])
     assert result.returncode == 0
     statuses = [i["details"] for i in result.items]
     assert "note_gone" in statuses and "fetched" in statuses
@@ -209,7 +209,7 @@ def test_a_gone_note_ends_its_call_not_the_crawl(sandbox_factory, crawl):
 
 def test_a_fatal_code_on_a_detail_call_stops_the_crawl(sandbox_factory, crawl):
     sandbox = sandbox_factory(faults=["601@detail"])
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机", "咖啡"])
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为", "小米"])
     assert result.returncode != 0 and "601" in result.log
     assert len([e for e in detail_log(sandbox) if e.get("code") == 601]) <= 16  # at most those in flight
     # Without a job folder nothing can hold a note for a later run: every new note still goes out, saying why
@@ -220,24 +220,24 @@ def test_a_fatal_code_on_a_detail_call_stops_the_crawl(sandbox_factory, crawl):
 
 def test_notes_earlier_crawls_found_get_details_only_when_asked(sandbox, crawl, tmp_path):
     settings = {"JUSTONEAPI_JOB_DIR": str(tmp_path / "job"), "JUSTONEAPI_SEEN_NOTES": "update"}
-    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)
+    first = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings=settings)
     paid = len(sandbox.paid_details())
     assert first.returncode == 0 and paid == len(first.items)
-    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings)  # the next day
+    second = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings=settings)  # the next day
     assert second.returncode == 0 and len(second.items) == len(first.items)  # written again (update)
     assert {i["details"] for i in second.items} == {"not_asked"} and len(sandbox.paid_details()) == paid
-    third = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={**settings, "JUSTONEAPI_DETAILS_UPDATE": "1"})
+    third = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings={**settings, "JUSTONEAPI_DETAILS_UPDATE": "1"})
     assert {i["details"] for i in third.items} == {"fetched"} and len(sandbox.paid_details()) == 2 * paid
 
 
 def test_the_budget_covers_both_kinds(sandbox, crawl):
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_MAX_REQUESTS": "8"})
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings={"JUSTONEAPI_MAX_REQUESTS": "8"})
     assert len(sandbox.log) <= 8 and detail_log(sandbox)
     assert result.returncode != 0
 
 
 def test_the_token_is_in_no_detail_url_log_or_output(sandbox, crawl):
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"LOG_LEVEL": "DEBUG"})
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings={"LOG_LEVEL": "DEBUG"})
     assert "get-note-detail/v1?noteId=" in result.log
     from tests.conftest import TOKEN
 
@@ -247,7 +247,7 @@ def test_the_token_is_in_no_detail_url_log_or_output(sandbox, crawl):
 def test_a_resumed_job_pays_each_detail_once_and_delivers_held_notes(sandbox, crawl, tmp_path):
     job = tmp_path / "job"
     settings = {"JUSTONEAPI_JOB_DIR": str(job), "JUSTONEAPI_MAX_REQUESTS": "6"}
-    first = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings, output=False)
+    first = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings=settings, output=False)
     assert first.returncode != 0  # the budget stopped it, with notes held for their details
     assert "held for the next run" in first.log and " 0 held for the next run" not in first.log
     output = job / "crawl-0001.jsonl"
@@ -255,11 +255,11 @@ def test_a_resumed_job_pays_each_detail_once_and_delivers_held_notes(sandbox, cr
     paid_first = sandbox.paid_details()
     assert len(after_first) == len(paid_first) > 0  # only the notes whose details came went out
     del settings["JUSTONEAPI_MAX_REQUESTS"]
-    second = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings=settings, output=False)
+    second = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings=settings, output=False)
     assert second.returncode == 0, second.log[-2000:]
     items = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     written = [i["note_id"] for i in items]
-    assert sorted(written) == sorted(expected_ids(["耳机"]))  # every note once across the two runs
+    assert sorted(written) == sorted(expected_ids(["华为"]))  # every note once across the two runs
     assert sorted(sandbox.paid_details()) == sorted(set(sandbox.paid_details()))  # no detail paid twice
     assert len(sandbox.paid_details()) == len(written)
     assert all(i["details"] == "fetched" for i in items)
@@ -344,7 +344,7 @@ def test_the_report_counts_detail_calls_apart(sandbox, crawl, tmp_path):
 
     job = tmp_path / "job"
     sandbox.config.faults.append(__import__("rednote_crawl.sandbox.server", fromlist=["Fault"]).Fault.parse("404:0.2@detail"))
-    result = crawl(sandbox, "-a", "details=new", keywords=["耳机"], settings={"JUSTONEAPI_JOB_DIR": str(job)}, output=False)
+    result = crawl(sandbox, "-a", "details=new", keywords=["华为"], settings={"JUSTONEAPI_JOB_DIR": str(job)}, output=False)
     assert result.returncode == 0
     gone = len([e for e in sandbox.log if e.get("kind") == "detail" and e.get("code") == 404])
     fetched = len(sandbox.paid_details())
@@ -367,7 +367,7 @@ def test_kill_9_with_details_then_resume(sandbox_factory, tmp_path):
 
     server = sandbox_factory(latency=0.03)
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("耳机\n咖啡\n", encoding="utf-8")
+    seeds.write_text("华为\n小米\n", encoding="utf-8")
     job, output = tmp_path / "job", tmp_path / "notes.jsonl"
     cmd = command(seeds, job, output, "-a", "details=new")
     ready = lambda: len(server.paid_details()) >= 40  # noqa: E731 - in the middle of the detail calls
@@ -376,7 +376,7 @@ def test_kill_9_with_details_then_resume(sandbox_factory, tmp_path):
     result = run(cmd, server)
     assert result.returncode == 0, result.stderr[-2000:]
     ids = output_ids(output)
-    assert sorted(ids) == sorted(expected_ids(["耳机", "咖啡"]))  # each note once, none lost
+    assert sorted(ids) == sorted(expected_ids(["华为", "小米"]))  # each note once, none lost
     items = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     assert all(item["details"] == "fetched" for item in items)
     repaid = Counter(server.paid_details())

@@ -1,6 +1,8 @@
 """Detail calls in a distributed crawl (issue 23, point 3): a new note that wants its details is held in
 Redis by its page's script, its detail call is leased like a page, and the worker that makes the call
-delivers the note, whole, in the script that acks it. Real workers on a real redis-server, the sandbox."""
+delivers the note, whole, in the script that acks it. Real workers on a real redis-server, the sandbox:
+a ``scrapy crawl`` subprocess where a process is killed or two workers share the crawl (the other one
+then runs in this process, ``worker_here``), a worker in this process otherwise."""
 
 from __future__ import annotations
 
@@ -12,26 +14,34 @@ import orjson
 import pytest
 
 from tests.conftest import expected_ids, paid_twice, wait_until
+from tests.test_crawl_verdict import worker_here
 from tests.test_distributed import CONCURRENCY, KEYS, workers  # noqa: F401 - the workers fixture
 
 pytestmark = pytest.mark.crawl
 
-KEYWORDS = ["海信", "Nike"]
+KEYWORDS = ["海信", "小米"]  # two queries (14 pages, 180 notes): work for both workers at once
+ONE = ["海信"]  # for the tests of one worker at a time: how many notes does not matter there
+
+
+def keyword_file(tmp_path, keywords: list[str]):
+    path = tmp_path / "keywords.txt"
+    path.write_text("\n".join(keywords) + "\n", encoding="utf-8")
+    return path
 
 
 def items(redis_server) -> list[dict]:
     return [orjson.loads(line) for line in redis_server.client().lrange(KEYS.items, 0, -1)]
 
 
-def assert_whole_once(redis_server, sandbox, pages_paid_twice: int = 0) -> list[str]:
+def assert_whole_once(redis_server, sandbox, keywords: list[str] = KEYWORDS, pages_paid_twice: int = 0) -> list[str]:
     """Every note of the keywords delivered once, each with its details; nothing left held or queued."""
     notes = items(redis_server)
     ids = [note["note_id"] for note in notes]
     assert len(ids) == len(set(ids)), "a note was delivered twice"
-    assert set(ids) == expected_ids(KEYWORDS), "a note was lost"
+    assert set(ids) == expected_ids(keywords), "a note was lost"
     for note in notes:
         assert note["details"] == "fetched" and note["ip_location"] and note["images_original"], note["note_id"]
-        assert note["keyword"] in KEYWORDS and note["page"] >= 1 and note["rank"] >= 1
+        assert note["keyword"] in keywords and note["page"] >= 1 and note["rank"] >= 1
     assert set(sandbox.paid_details()) == set(ids), "a detail call for every note"
     twice = paid_twice(sandbox)
     assert sum(n - 1 for n in twice.values()) <= pages_paid_twice, f"search pages paid twice: {twice}"
@@ -42,31 +52,32 @@ def assert_whole_once(redis_server, sandbox, pages_paid_twice: int = 0) -> list[
 
 
 def test_two_workers_deliver_every_note_once_whole_each_detail_call_paid_once(
-    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+    sandbox_factory, workers, seeds, redis_server, tmp_path  # noqa: F811
 ):
     sandbox = sandbox_factory(latency=0.02)
     first = workers(sandbox, seeds, "-a", "details=new", CONCURRENT_REQUESTS="4")
     wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")  # no keywords: work from Redis, detail calls too
-    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
+    # The second worker, in this process: no keywords, work from Redis, detail calls too.
+    second = worker_here(sandbox, redis_server, None, tmp_path / "state", "-a", "details=new", CONCURRENT_REQUESTS="4")
+    assert [first.wait(), second.returncode] == [0, 0], first.log[-3000:] + second.stderr[-3000:]
 
     ids = assert_whole_once(redis_server, sandbox)
     assert sorted(sandbox.paid_details()) == sorted(ids), "each detail call paid once"
     stats = redis_server.client().hgetall(KEYS.stats)
     assert int(stats["details_held"]) == int(stats["details_fetched"]) == int(stats["notes"]) == len(ids)
-    for worker in (first, second):
-        assert "Summary of note_search: finished, exit status 0" in worker.log
-    for worker in (first, second):  # each made detail calls, the one started without keywords too
-        made = re.search(r"details: +(\d+) detail calls of the \d+ calls sent", worker.log)
-        assert made and int(made[1]) > 0, worker.log[-2000:]
+    for log in (first.log, second.stderr):
+        assert "Summary of note_search: finished, exit status 0" in log
+    for log in (first.log, second.stderr):  # each made detail calls, the one started without keywords too
+        made = re.search(r"details: +(\d+) detail calls of the \d+ calls sent", log)
+        assert made and int(made[1]) > 0, log[-2000:]
 
 
 def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
-    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+    sandbox_factory, workers, redis_server, tmp_path  # noqa: F811
 ):
     sandbox = sandbox_factory(latency=0.3)
     client = redis_server.client()
-    victim = workers(sandbox, seeds, "-a", "details=new")
+    victim = workers(sandbox, keyword_file(tmp_path, ONE), "-a", "details=new")
 
     def detail_calls_leased() -> int:
         leased = client.zrange(KEYS.leases, 0, -1)
@@ -77,12 +88,15 @@ def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
     victim.wait()
     held = client.hlen(KEYS.held)
     assert held > 0, "notes were waiting for their details at the kill"
-    assert client.llen(KEYS.items) < len(expected_ids(KEYWORDS)), "killed midway"
+    assert client.llen(KEYS.items) < len(expected_ids(ONE)), "killed midway"
     sandbox.config.latency = 0
-    survivor = workers(sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")
-    assert survivor.wait() == 0, survivor.log[-3000:]
+    # After the kill, one worker: in this process.
+    survivor = worker_here(
+        sandbox, redis_server, None, tmp_path / "state", "-a", "details=new", CONCURRENT_REQUESTS="4"
+    )
+    assert survivor.returncode == 0, survivor.stderr[-3000:]
 
-    ids = assert_whole_once(redis_server, sandbox, pages_paid_twice=CONCURRENCY)
+    ids = assert_whole_once(redis_server, sandbox, ONE, pages_paid_twice=CONCURRENCY)
     twice = {note: n for note, n in Counter(sandbox.paid_details()).items() if n > 1}
     assert sum(n - 1 for n in twice.values()) <= CONCURRENCY, f"only the killed worker's calls in flight: {twice}"
     assert int(client.hget(KEYS.stats, "leases_expired") or 0) >= 1, "the killed worker's calls came back"
@@ -90,15 +104,17 @@ def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
 
 
 def test_a_failed_detail_call_delivers_its_note_without_details_and_unasked_notes_go_at_once(
-    sandbox_factory, workers, seeds, redis_server  # noqa: F811
+    sandbox_factory, redis_server, tmp_path
 ):
     sandbox = sandbox_factory(faults=["html502@detail"])
-    worker = workers(sandbox, seeds, "-a", "details=cut", JUSTONEAPI_RETRY_TIMES="1", CONCURRENT_REQUESTS="4")
-    assert worker.wait() == 0, worker.log[-3000:]
+    settings = {"JUSTONEAPI_RETRY_TIMES": "1", "CONCURRENT_REQUESTS": "4"}
+    seeds = keyword_file(tmp_path, ONE)  # one worker: in this process
+    worker = worker_here(sandbox, redis_server, seeds, tmp_path / "state", "-a", "details=cut", **settings)
+    assert worker.returncode == 0, worker.stderr[-3000:]
 
     notes = items(redis_server)
     ids = [note["note_id"] for note in notes]
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS), "each note once, none lost"
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(ONE), "each note once, none lost"
     cut = {note["note_id"] for note in notes if note["desc_truncated"]}
     assert cut and {note["note_id"] for note in notes if note["details"] == "failed"} == cut
     assert all(note["details"] == "not_asked" for note in notes if note["note_id"] not in cut)

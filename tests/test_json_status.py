@@ -172,7 +172,12 @@ def test_redis_status_as_json_is_what_the_text_says(sandbox, crawl, redis_server
         sandbox,
         keywords=["海信", "Nike", "小米"],
         output=False,
-        settings={"JUSTONEAPI_MAX_REQUESTS": "4", "CONCURRENT_REQUESTS": "1", "MAX_IDLE_TIME_BEFORE_CLOSE": "1"},
+        settings={
+            "JUSTONEAPI_MAX_REQUESTS": "4",
+            "CONCURRENT_REQUESTS": "1",
+            "JUSTONEAPI_REDIS_HEARTBEAT": "0.25",  # as the distributed tests' workers: stops and idleness seen at once
+            "MAX_IDLE_TIME_BEFORE_CLOSE": "0.3",
+        },
         env={"REDIS_URL": url},
     )
     assert result.returncode == 6, result.log[-2000:]

@@ -139,7 +139,12 @@ def test_a_distributed_crawl_over_tls_with_an_acl_user_seeds_works_reports_and_d
         sandbox,
         keywords=KEYWORDS,
         output=False,
-        settings={"REDIS_PARAMS": params(certificates), "MAX_IDLE_TIME_BEFORE_CLOSE": "1", "LOG_LEVEL": "DEBUG"},
+        settings={
+            "REDIS_PARAMS": params(certificates),
+            "JUSTONEAPI_REDIS_HEARTBEAT": "0.25",  # as the distributed tests' workers: idleness seen at once
+            "MAX_IDLE_TIME_BEFORE_CLOSE": "0.3",
+            "LOG_LEVEL": "DEBUG",
+        },
         env={"REDIS_URL": url},
     )
     assert worker.returncode == 0, worker.log[-3000:]

@@ -21,7 +21,11 @@ from tests.conftest import TOKEN, crawl_args, expected_ids, paid_twice, scrapy_i
 pytestmark = pytest.mark.crawl
 
 CORPUS = Corpus()
-KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶"]
+# Three queries of 4 to 6 pages (15), each sharing notes with the others: every stop and resume below.
+KEYWORDS = ["华为", "元气森林", "小米"]
+# The killed crawls: more queries at once than CONCURRENCY (requests in flight up to the window, as
+# many as it lets through), 30 pages: pages are left after each kill.
+KILLED = ["华为", "元气森林", "花西子", "Dior", "魅族", "小米"]
 CONCURRENCY = 4
 
 
@@ -51,52 +55,61 @@ def kill_when(cmd: list[str], server, ready, sig: int = signal.SIGKILL) -> int:
     return proc.wait(30)
 
 
+def keyword_file(tmp_path: Path, keywords: list[str]) -> Path:
+    seeds = tmp_path / "killed-seeds.txt"
+    seeds.write_text("\n".join(keywords) + "\n", encoding="utf-8")
+    return seeds
+
+
 def output_ids(path: Path) -> list[str]:
     lines = path.read_bytes().splitlines()
     return [orjson.loads(line)["note_id"] for line in lines]  # every line is whole JSON
 
 
-def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, seeds, tmp_path):
+def test_kill_9_early_mid_crawl_and_during_export_then_resume(sandbox_factory, tmp_path):
     server = sandbox_factory(latency=0.05)
     job, output = tmp_path / "job", tmp_path / "notes.jsonl"
-    cmd = command(seeds, job, output)
-    calls = [0]
+    cmd = command(keyword_file(tmp_path, KILLED), job, output)
 
-    def calls_since(n: int):
+    def calls(n: int):  # made as its run starts
         start = len(server.log)
-        calls[0] += 1
         return lambda: len(server.log) >= start + n
 
+    def written(more: int):  # made as its run starts: notes written by this run (a page's notes: ~30 KB)
+        start = output.stat().st_size if output.exists() else 0
+        return lambda: output.exists() and output.stat().st_size > start + more
+
     kills = [
-        calls_since(2),  # early: the first answers are in flight
-        calls_since(12),  # mid-crawl, requests in flight
-        lambda: output.exists() and output.stat().st_size > 150_000,  # while notes are being written
+        lambda: calls(2),  # early: the first answers are in flight
+        lambda: calls(10),  # mid-crawl, requests in flight
+        lambda: written(40_000),  # while notes are being written
     ]
-    for ready in kills:
-        assert kill_when(cmd, server, ready) == -signal.SIGKILL
+    for kill in kills:
+        assert kill_when(cmd, server, kill()) == -signal.SIGKILL
     server.config.latency = 0  # the latency only kept requests in flight at the kills
     final = run(cmd, server)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
     assert len(ids) == len(set(ids)), "no note written twice"
-    assert set(ids) == expected_ids(KEYWORDS), "no note lost"
+    assert set(ids) == expected_ids(KILLED), "no note lost"
     repaid = paid_twice(server)
     assert sum(n - 1 for n in repaid.values()) <= CONCURRENCY * len(kills), "only pages in flight at a kill"
     # Every page of every query was paid for, in the end.
     paid = {(k, int(p)) for k, _, _, _, p in server.paid_pages()}
-    assert paid == {(k, p) for k in KEYWORDS for p in range(1, len(CORPUS.layout(k, "general", "_0", "any")) + 1)}
+    assert paid == {(k, p) for k in KILLED for p in range(1, len(CORPUS.layout(k, "general", "_0", "any")) + 1)}
 
 
-def test_answers_waiting_to_be_stored_count_as_in_flight(sandbox, seeds, tmp_path):
+def test_answers_waiting_to_be_stored_count_as_in_flight(sandbox, tmp_path):
     """Scrapy frees a downloader slot when the answer arrives: with a slow job database the answers
     waiting to be stored would pile up, and a kill would make us pay for all of them again."""
+    seeds = keyword_file(tmp_path, KILLED)
     job, output = tmp_path / "job", tmp_path / "notes.jsonl"
     cmd = command(seeds, job, output, "-s", "JUSTONEAPI_STATE_CLASS=tests.slow_storage.SlowStorage")
     start = len(sandbox.log)
     assert kill_when(cmd, sandbox, lambda: len(sandbox.log) >= start + 12) == -signal.SIGKILL
     final = run(command(seeds, job, output), sandbox)
     assert final.returncode == 0, final.stderr
-    assert set(output_ids(output)) == expected_ids(KEYWORDS)
+    assert set(output_ids(output)) == expected_ids(KILLED)
     assert 0 < sum(n - 1 for n in paid_twice(sandbox).values()) <= CONCURRENCY
 
 
@@ -134,10 +147,10 @@ def test_a_budget_or_quota_stop_resumes_exactly_where_it_stopped(sandbox_factory
     assert not paid_twice(server), "a clean stop costs no page twice"
 
 
-def test_ctrl_c_then_resume(sandbox_factory, seeds, tmp_path):
+def test_ctrl_c_then_resume(sandbox_factory, tmp_path):
     server = sandbox_factory(latency=0.3)
     job, output = tmp_path / "job", tmp_path / "notes.jsonl"
-    cmd = command(seeds, job, output)
+    cmd = command(keyword_file(tmp_path, KILLED), job, output)
     start = len(server.log)
     status = kill_when(cmd, server, lambda: len(server.log) >= start + 6, signal.SIGINT)
     assert status == 1  # stopped by Ctrl-C
@@ -145,7 +158,7 @@ def test_ctrl_c_then_resume(sandbox_factory, seeds, tmp_path):
     final = run(cmd, server)
     assert final.returncode == 0, final.stderr
     ids = output_ids(output)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KILLED)
     assert sum(n - 1 for n in paid_twice(server).values()) <= CONCURRENCY
 
 
@@ -171,15 +184,15 @@ def test_the_default_output_of_a_job_is_one_file_per_crawl(sandbox, seeds, tmp_p
 
 def test_since_stops_paging_a_time_sorted_query_at_the_cutoff(sandbox, tmp_path):
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("Nike\n", encoding="utf-8")
-    keys = CORPUS.result_keys("Nike", "time_descending", "_0", "any")
+    seeds.write_text("海信\n", encoding="utf-8")
+    keys = CORPUS.result_keys("海信", "time_descending", "_0", "any")
     cutoff = CORPUS.now - 30 * 86400
     cmd = command(seeds, tmp_path / "job", tmp_path / "notes.jsonl", "-a", "sort=latest", "-a", "since=2026-10-28")
     result = run(cmd, sandbox)
     assert result.returncode == 0, result.stderr
     newer = {CORPUS.note(k)["id"] for k in keys if CORPUS.note(k)["timestamp"] >= cutoff}
     assert set(output_ids(tmp_path / "notes.jsonl")) == newer
-    layout = CORPUS.layout("Nike", "time_descending", "_0", "any")
+    layout = CORPUS.layout("海信", "time_descending", "_0", "any")
     first_older_page = next(
         n
         for n, page in enumerate(layout, 1)
@@ -208,8 +221,8 @@ def test_dry_run_sends_nothing_and_touches_nothing(sandbox, seeds, tmp_path):
     output.write_text("keep me\n")
     result = run(command(seeds, tmp_path / "job", output, "--dry-run", "-a", "sort=general,latest"), sandbox)
     assert result.returncode == 0, result.stderr
-    assert "6 keywords x 2 filter combinations = 12 queries, at most 20 pages each" in result.stdout
-    assert "at most 240 paid pages" in result.stdout
+    assert "3 keywords x 2 filter combinations = 6 queries, at most 20 pages each" in result.stdout
+    assert "at most 120 paid pages" in result.stdout
     assert not sandbox.log and output.read_text() == "keep me\n" and not list((tmp_path / "job").glob("*"))
 
 
@@ -318,7 +331,7 @@ def test_update_mode_with_an_appended_output_writes_every_note_of_the_day(sandbo
 
 def test_ranks_survive_a_resume(sandbox, tmp_path):
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("Nike\n", encoding="utf-8")
+    seeds.write_text("海信\n", encoding="utf-8")
     args = ("-a", "sort=latest", "-a", "since=2026-10-01")
     assert run(command(seeds, tmp_path / "a", tmp_path / "a.jsonl", *args), sandbox).returncode == 0
     assert (

@@ -123,7 +123,7 @@ def test_the_probe_runs_on_the_sandbox_without_a_token():
 @pytest.mark.crawl
 def test_a_resumed_run_accounts_for_every_note_and_reports_the_whole_crawl_as_scrapy_report_does(sandbox, tmp_path):
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("海信\n小米\nNike\n", encoding="utf-8")
+    seeds.write_text("华为\n元气森林\n小米\n", encoding="utf-8")
     job, out = tmp_path / "job", tmp_path / "notes.jsonl"
     crawl = crawl_args(seeds=seeds, output=out, settings={"JUSTONEAPI_JOB_DIR": job}, state=tmp_path / "state")
     first = run(*crawl, "-s", "JUSTONEAPI_MAX_REQUESTS=6", "-s", "CONCURRENT_REQUESTS=2", server=sandbox)

@@ -12,18 +12,31 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rednote_crawl.state.jobfolder import JobFolder
-from tests.conftest import ROOT, TOKEN
-from tests.test_monitors import Receiver, closed_port, receiver  # noqa: F401 - the fixture
+from tests.conftest import ROOT, TOKEN, scrapy_in_process
+from tests.test_monitors import Receiver, closed_port
 
 pytestmark = pytest.mark.crawl
 
 DEPLOY = ROOT / "deploy"
-QUICK = ["-s", "JUSTONEAPI_SANDBOX=1", "-s", "JUSTONEAPI_MAX_PAGES=2", "-s", "JUSTONEAPI_MAX_RPS=0"]
+QUICK = ["-s", "JUSTONEAPI_SANDBOX=1", "-s", "JUSTONEAPI_MAX_PAGES=1", "-s", "JUSTONEAPI_MAX_RPS=0"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """test_monitors.py's webhook receiver, polled for its shutdown every 0.05 s (not 0.5 s)."""
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def installed(tmp_path: Path) -> tuple[Path, Path]:
@@ -47,13 +60,17 @@ def unit_value(unit: Path, key: str) -> str:
     return re.search(rf"^{key}=(.*)$", unit.read_text(encoding="utf-8"), re.M).group(1)
 
 
-def run_as_the_unit(service: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """ExecStart, in WorkingDirectory, with EnvironmentFile's variables and no others of the project's."""
+def run_as_the_unit(service: Path, env: dict[str, str], here: bool = False) -> subprocess.CompletedProcess[str]:
+    """ExecStart, in WorkingDirectory, with EnvironmentFile's variables and no others of the project's;
+    ``here``: its `scrapy ...` in this process (scrapy.cmdline), for a run whose process shows nothing more."""
     cmd = shlex.split(unit_value(service, "ExecStart")) + QUICK
+    folder = Path(unit_value(service, "WorkingDirectory"))
+    if here:
+        assert Path(cmd[0]).name == "scrapy"
+        return scrapy_in_process(*cmd[1:], env=env, cwd=folder)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("JUSTONEAPI_", "REDIS_", "SCRAPY_"))}
     return subprocess.run(
-        cmd, cwd=unit_value(service, "WorkingDirectory"), env={**environ, **env}, capture_output=True, text=True,
-        timeout=120, check=False,
+        cmd, cwd=folder, env={**environ, **env}, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -70,7 +87,7 @@ def test_the_systemd_units_verify(tmp_path):
     assert "JUSTONEAPI_TOKEN" not in unit_value(service, "ExecStart"), "secrets in the environment file"
 
 
-def test_the_services_command_runs_the_daily_crawl_and_refuses_a_second_one(tmp_path, receiver):  # noqa: F811
+def test_the_services_command_runs_the_daily_crawl_and_refuses_a_second_one(tmp_path, receiver):
     service, _ = installed(tmp_path)
     env = {"JUSTONEAPI_NOTIFY": receiver.url}  # as /etc/rednote-crawl.env holds it
     first = run_as_the_unit(service, env)
@@ -78,10 +95,11 @@ def test_the_services_command_runs_the_daily_crawl_and_refuses_a_second_one(tmp_
     assert (tmp_path / "brands" / "crawl-0001.jsonl").stat().st_size > 0
     assert receiver.posts == [], "a run that went well tells no one (JUSTONEAPI_NOTIFY_ON=failure)"
     # The next run starts while this one still holds the job folder: refused, and someone is told.
+    # (It runs in this process: the lock is flock(2)'s, on the open file, so the test's own holds it off.)
     held = JobFolder.take(tmp_path / "brands")
     assert held is not None
     try:
-        second = run_as_the_unit(service, env)
+        second = run_as_the_unit(service, env, here=True)
     finally:
         held.close()
     assert second.returncode == 2, second.stderr[-3000:]
@@ -109,7 +127,7 @@ def test_the_cron_line_runs_the_daily_crawl(tmp_path):
     assert (tmp_path / "brands" / "crawl-0001.jsonl").exists()
 
 
-def test_a_stopped_crawl_notifies_and_keeps_its_exit_status(crawl, sandbox_factory, receiver):  # noqa: F811
+def test_a_stopped_crawl_notifies_and_keeps_its_exit_status(crawl, sandbox_factory, receiver):
     sandbox = sandbox_factory(token_codes={TOKEN: 601})
     dead = f"json://127.0.0.1:{closed_port()}/hook/key-0a1b2c3d4e5f6a7b8c9d"
     result = crawl(sandbox, keywords=["海信", "Nike"], settings={"JUSTONEAPI_NOTIFY": f"{receiver.url} {dead}"})
