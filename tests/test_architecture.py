@@ -4,6 +4,7 @@ home the crawl's state has, and the stops are described in one table."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from rednote_crawl.addon import COMPONENTS, REDIS_COMPONENTS, JustOneApiAddon
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rednote_crawl"
 ROOT = PACKAGE.parent
+
+@functools.cache
+def syntax(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once for every check (read only)."""
+    return ast.parse(path.read_text(encoding="utf-8"))
+
 
 # Each part of the package and its layer: a module may import only from lower layers (or its own part).
 LAYERS: dict[str, int] = {
@@ -58,7 +65,7 @@ def part_of(path: Path) -> str:
 def imported_parts(path: Path) -> set[tuple[str, str]]:
     """(part, full module name) of every rednote_crawl import in the file, type-only ones included."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(syntax(path)):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "rednote_crawl":
             if node.module == "rednote_crawl":
@@ -128,7 +135,7 @@ def test_no_module_imports_one_that_imports_it_back():
 def interface_members() -> dict[str, set[str]]:
     """Each interface class of state/__init__.py: its methods, annotated names and what its __init__ sets."""
     members: dict[str, set[str]] = {}
-    for node in ast.parse(STATE.read_text(encoding="utf-8")).body:
+    for node in syntax(STATE).body:
         if not isinstance(node, ast.ClassDef):
             continue
         found = set()
@@ -176,7 +183,7 @@ def test_components_use_only_the_interface_of_the_state(path):
     for part, name in imported_parts(path):
         if part == "state":
             assert name == "rednote_crawl.state", f"{path.name} reaches into a home of the state: {name}"
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = syntax(path)
     members = interface_members()
     bound = bound_to_the_state(tree)
     for expression in list(bound):  # a part read from a bound state: bound too
@@ -195,12 +202,12 @@ def test_components_use_only_the_interface_of_the_state(path):
 def home_classes() -> set[str]:
     """Every class the homes define (state/local.py, state/redis/)."""
     paths = [PACKAGE / "state" / "local.py", *(PACKAGE / "state" / "redis").glob("*.py")]
-    return {n.name for p in paths for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)}
+    return {n.name for p in paths for n in ast.walk(syntax(p)) if isinstance(n, ast.ClassDef)}
 
 
 @pytest.mark.parametrize("path", [p for p in SOURCES if part_of(p) not in ("state", "distributed")], ids=str)
 def test_only_the_state_and_the_distributed_components_name_a_home(path):
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = syntax(path)
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
     }
@@ -265,7 +272,7 @@ def defined_names() -> set[str]:
     """Every class, function, method, constant and attribute the package defines."""
     found: set[str] = set()
     for path in SOURCES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(syntax(path)):
             if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 found.add(node.name)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):

@@ -1,13 +1,21 @@
-"""Distributed crawls: several `scrapy crawl` workers, a real redis-server, the sandbox."""
+"""Distributed crawls: several `scrapy crawl` workers, a real redis-server, the sandbox.
+
+Several workers at once are several processes: `scrapy crawl` subprocesses (``workers``), and often one
+worker in this process (``run_worker_here``: `scrapy crawl` on this process's reactor) while a thread
+beside it starts the others, or breaks Redis, or kills one. A worker alone runs in this process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -41,6 +49,11 @@ pytestmark = pytest.mark.crawl
 CORPUS = Corpus()
 KEYWORDS = ["海信", "Nike", "小米", "蔚来", "Apple", "喜茶", "华为", "特斯拉", "星巴克", "优衣库"]
 PAGES = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in KEYWORDS)
+# Sandbox latency while a first worker crawls alone, before the others' processes have started (a
+# second or several on a busy machine): 4 pages a second at 2 requests in flight; lowered once they have joined.
+ALONE = 0.5
+FEW = KEYWORDS[:5]  # where how many pages does not matter: 5 queries, 57 pages
+FEW_PAGES = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in FEW)
 KEYS = Keys("note_search")
 CONCURRENCY = 2
 WORKER = {
@@ -85,6 +98,84 @@ def workers(tmp_path: Path, redis_server: RedisServer):
             worker.proc.wait()
 
 
+@dataclass
+class Here:
+    """A worker that ran in this process: its exit status and its log (as ``scrapy crawl`` writes it).
+    While it runs (for the thread beside it), ``log`` is the messages it has logged so far."""
+
+    returncode: int | None = None
+    output: str = ""
+    said: list[str] = field(default_factory=list)
+    ended: threading.Event = field(default_factory=threading.Event)  # set when the crawl has ended
+
+    @property
+    def log(self) -> str:
+        return self.output if self.returncode is not None else "\n".join(list(self.said))
+
+
+class _Said(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_worker_here(
+    redis_server: RedisServer,
+    sandbox,
+    keywords: Path | None = None,
+    *args: str,
+    env: dict | None = None,
+    meanwhile: Callable[[Here], None] | None = None,
+    **settings: str,
+) -> Here:
+    """A worker as ``workers`` starts one (the same WORKER settings), but in this process (`scrapy crawl`
+    on its reactor): it returns when the crawl ends. ``meanwhile(worker)`` runs in a thread beside it (start
+    other workers, break Redis, kill one); what it raises is raised here once the crawl has ended."""
+    cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings}, state=redis_server.folder.parent / "here")
+    environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
+    here = Here()
+    failed: list[BaseException] = []
+
+    def beside() -> None:
+        try:
+            assert meanwhile is not None
+            meanwhile(here)
+        except BaseException as exc:  # raised in the test once the crawl ends
+            failed.append(exc)
+
+    thread = threading.Thread(target=beside, daemon=True)
+    said = _Said(here.said)
+    logging.root.addHandler(said)
+    try:
+        if meanwhile is not None:
+            thread.start()
+        done = scrapy_in_process(*cmd, env={**environ, **(env or {})}, timeout=90)
+    finally:
+        logging.root.removeHandler(said)
+        here.ended.set()
+    if meanwhile is not None:
+        thread.join(60)
+    if failed:
+        raise failed[0]
+    here.returncode, here.output = done.returncode, done.stderr + done.stdout
+    assert "DeprecationWarning" not in here.output, "the crawl uses a deprecated API"
+    return here
+
+
+def keyword_file(tmp_path: Path, keywords: list[str]) -> Path:
+    path = tmp_path / f"{len(keywords)}-keywords.txt"
+    path.write_text("\n".join(keywords) + "\n", encoding="utf-8")
+    return path
+
+
+def worker_count(redis_server: RedisServer) -> int:
+    """Workers in the crawl now (each says it is alive in Redis)."""
+    return len(list(redis_server.client().scan_iter(match=KEYS.worker("*"))))
+
+
 def redis_command(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
     """``scrapy redis ARGS...`` in this process (it starts no crawl; the killed drain runs as a subprocess)."""
     return scrapy_in_process("redis", *args, env={"REDIS_URL": redis_server.url})
@@ -120,11 +211,18 @@ def everything_in(redis_server: RedisServer) -> bytes:
 
 
 def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_factory, workers, seeds, redis_server):
-    sandbox = sandbox_factory(latency=0.05)
-    first = workers(sandbox, seeds, JUSTONEAPI_MAX_RPS="15")
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    others = [workers(sandbox, None, JUSTONEAPI_MAX_RPS="15") for _ in range(2)]  # no keywords: work from Redis
-    assert [w.wait() for w in (first, *others)] == [0, 0, 0], first.log[-3000:]
+    sandbox = sandbox_factory(latency=ALONE)
+    client = redis_server.client()
+    others: list[Worker] = []
+
+    def others_join(first: Here) -> None:
+        wait_until(lambda: client.zcard(KEYS.requests) > 0)
+        others.extend(workers(sandbox) for _ in range(2))  # no keywords: work from Redis
+        wait_until(lambda: worker_count(redis_server) == 3)
+        sandbox.config.latency = 0.05
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=others_join)  # seeds the keywords
+    assert [first.returncode] + [w.wait() for w in others] == [0, 0, 0], first.log[-3000:]
 
     ids = delivered(redis_server)
     assert len(ids) == len(set(ids)), "a note was delivered twice"
@@ -135,15 +233,14 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
         assert "Summary of note_search: finished, exit status 0" in worker.log
     helped = [w for w in others if "calls sent" in w.log and " 0 calls sent" not in w.log]
     assert helped, "the workers started without keywords did some of the work"
-    client = redis_server.client()
     assert client.zcard(KEYS.requests) == client.zcard(KEYS.leases) == client.hlen(KEYS.data) == 0
     assert client.scard(KEYS.dupefilter) >= PAGES, "the shared state outlives the workers"
     assert TOKEN.encode() not in everything_in(redis_server)
     assert TOKEN not in "".join(w.log for w in (first, *others))
     stats = client.hgetall(KEYS.stats)  # the crawl-wide counters `scrapy redis status` shows
     assert (int(stats["pages_paid"]), int(stats["queries"]), int(stats["notes"])) == (PAGES, len(KEYWORDS), len(ids))
-    again = workers(sandbox, seeds)  # the same keywords, same crawl: nothing is asked again, and it says so
-    assert again.wait() == 0 and "is already in this crawl" in again.log and "scrapy redis reset" in again.log
+    again = run_worker_here(redis_server, sandbox, seeds)  # the same keywords, same crawl: nothing is asked again
+    assert again.returncode == 0 and "is already in this crawl" in again.log and "scrapy redis reset" in again.log
     assert len(sandbox.paid_pages()) == PAGES
     status = redis_command(redis_server, "status").stdout
     assert (
@@ -153,22 +250,28 @@ def test_workers_share_the_crawl_each_page_paid_once_each_note_once(sandbox_fact
 
 
 def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, seeds, redis_server):
-    sandbox = sandbox_factory(latency=0.2)
+    sandbox = sandbox_factory(latency=ALONE)
     client = redis_server.client()
-    first = workers(sandbox, seeds)
-    wait_until(lambda: client.zcard(KEYS.requests) > 0)
-    victim = workers(sandbox)
-    survivor = workers(sandbox)
+    joined: list[Worker] = []
 
     def victim_holds_requests() -> bool:
         beats = [client.get(k) or "" for k in client.scan_iter(match=KEYS.worker("*"))]
         return len(sandbox.paid_pages()) > 20 and len(beats) == 3 and all(not b.startswith("0 ") for b in beats)
 
-    wait_until(victim_holds_requests)
-    victim.proc.send_signal(signal.SIGKILL)
-    victim.wait()
-    sandbox.config.latency = 0.05  # the latency only kept the victim's requests in flight at the kill
-    assert first.wait() == 0 and survivor.wait() == 0, survivor.log[-3000:]
+    def kill_one(first: Here) -> None:
+        wait_until(lambda: client.zcard(KEYS.requests) > 0)
+        victim = workers(sandbox)
+        joined.append(workers(sandbox))  # the survivor
+        wait_until(lambda: worker_count(redis_server) == 3)
+        sandbox.config.latency = 0.2  # the victim's requests in flight at the kill
+        wait_until(victim_holds_requests)
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.wait()
+        sandbox.config.latency = 0.02
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=kill_one)
+    (survivor,) = joined
+    assert first.returncode == 0 and survivor.wait() == 0, first.log[-3000:] + survivor.log[-3000:]
 
     ids = delivered(redis_server)
     assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
@@ -177,12 +280,18 @@ def test_a_worker_killed_with_kill_9_loses_nothing(sandbox_factory, workers, see
     assert int(client.hget(KEYS.stats, "leases_expired") or 0) >= 1, "the killed worker's requests came back"
 
 
-def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_factory, workers, seeds, redis_server):
+def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_factory, workers, tmp_path, redis_server):
     sandbox = sandbox_factory(latency=0.05)
-    first = workers(sandbox, seeds, JUSTONEAPI_MAX_REQUESTS="12")
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, JUSTONEAPI_MAX_REQUESTS="12")
-    assert [first.wait(), second.wait()] == [6, 6]
+    seeds = keyword_file(tmp_path, FEW)
+    joined: list[Worker] = []
+
+    def second_joins(first: Here) -> None:
+        wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+        joined.append(workers(sandbox, None, JUSTONEAPI_MAX_REQUESTS="12"))
+
+    first = run_worker_here(redis_server, sandbox, seeds, JUSTONEAPI_MAX_REQUESTS="12", meanwhile=second_joins)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [6, 6]
     assert len(sandbox.log) <= 12, "the budget is the crawl's, not each worker's"
 
     client = redis_server.client()
@@ -197,12 +306,14 @@ def test_the_budget_holds_for_all_workers_and_the_queue_outlives_them(sandbox_fa
     assert "STOPPED:  justoneapi_budget_spent" in status.stdout
     assert "scrapy redis resume" in status.stdout
 
-    refused = workers(sandbox)
-    assert refused.wait() == 6 and "run `scrapy redis resume`" in refused.log
+    refused = run_worker_here(redis_server, sandbox)
+    assert refused.returncode == 6 and "run `scrapy redis resume`" in refused.log
     assert redis_command(redis_server, "resume").returncode == 0
-    assert [w.wait() for w in (workers(sandbox), workers(sandbox))] == [0, 0]
+    sandbox.config.latency = 0.02
+    later = workers(sandbox)  # two workers finish the crawl: a process, and one here
+    assert [run_worker_here(redis_server, sandbox).returncode, later.wait()] == [0, 0], later.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(FEW)
     assert paid_twice(sandbox) == {}, "a page paid for before the stop was asked for again"
 
 
@@ -211,8 +322,8 @@ def test_one_fatal_answer_stops_every_worker(sandbox_factory, workers, seeds, re
     sandbox = sandbox_factory(latency=0.2, token_codes={broke: 601})
     first = workers(sandbox, seeds)
     wait_until(lambda: len(sandbox.paid_pages()) > 5)
-    second = workers(sandbox, None, env={"JUSTONEAPI_TOKEN": broke})  # the one that meets code 601
-    assert [first.wait(), second.wait()] == [5, 5]
+    second = run_worker_here(redis_server, sandbox, env={"JUSTONEAPI_TOKEN": broke})  # the one that meets code 601
+    assert [first.wait(), second.returncode] == [5, 5]
     assert "the API answered code 601" in second.log
     assert "Stopping: worker" in first.log and "justoneapi_insufficient_balance" in first.log
     times = [entry["time"] for entry in sandbox.log if entry.get("code") == 601]
@@ -221,22 +332,32 @@ def test_one_fatal_answer_stops_every_worker(sandbox_factory, workers, seeds, re
     assert redis_server.client().hget(KEYS.stop, "reason") == "justoneapi_insufficient_balance"
 
 
-def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, seeds, redis_server):
-    sandbox = sandbox_factory(latency=0.05)
-    settings = {"JUSTONEAPI_MAX_RPS": "20", "JUSTONEAPI_REDIS_LEASE": "30"}
-    first = workers(sandbox, seeds, **settings)
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, **settings)
+def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, tmp_path, redis_server):
+    sandbox = sandbox_factory(latency=ALONE)
+    seeds = keyword_file(tmp_path, FEW)
+    settings = {"JUSTONEAPI_REDIS_LEASE": "30"}
     client = redis_server.client()
-    wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2 and len(sandbox.paid_pages()) >= 15)
-    redis_server.stop()
-    # Down until both workers have met the outage, and for a heartbeat (1 s) of each after that.
-    wait_until(lambda: all("is unreachable" in w.log for w in (first, second)), timeout=30)
-    time.sleep(1.5)
-    redis_server.start()
-    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+    joined: list[Worker] = []
+
+    def outage(first: Here) -> None:
+        wait_until(lambda: client.zcard(KEYS.requests) > 0)
+        second = workers(sandbox, None, **settings)
+        joined.append(second)
+        wait_until(lambda: worker_count(redis_server) == 2)
+        sandbox.config.latency = 0.3  # calls in flight when Redis goes away
+        wait_until(lambda: len(sandbox.paid_pages()) >= 15)
+        redis_server.stop()
+        # Down until both workers have met the outage, and for two heartbeats (0.25 s) of each after that.
+        wait_until(lambda: all("is unreachable" in w.log for w in (first, second)), timeout=30)
+        time.sleep(0.5)
+        redis_server.start()
+        sandbox.config.latency = 0.02
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=outage, **settings)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(FEW)
     assert paid_twice(sandbox) == {}
     for worker in (first, second):
         assert worker.log.count("is unreachable") == 1, worker.log[-3000:]
@@ -246,7 +367,7 @@ def test_workers_wait_out_a_redis_outage(sandbox_factory, workers, seeds, redis_
 
 def test_drain_killed_midway_writes_every_note_once(tmp_path, redis_server):
     client = redis_server.client()
-    notes = [orjson.dumps({"note_id": f"n{i:06d}", "title": "x" * 200}).decode() for i in range(200_000)]
+    notes = [orjson.dumps({"note_id": f"n{i:06d}", "title": "x" * 200}).decode() for i in range(100_000)]
     for start in range(0, len(notes), 10_000):
         client.rpush(KEYS.items, *notes[start : start + 10_000])
     out = tmp_path / "notes.jsonl"
@@ -317,13 +438,13 @@ def test_one_rate_limit_for_the_token_across_workers(sandbox_factory, workers, t
     seeds = tmp_path / "eight.txt"
     seeds.write_text("小米\n华为\n优衣库\n海信\nNike\n蔚来\nApple\n喜茶\n", encoding="utf-8")
     sandbox = sandbox_factory(latency=0.1, rate_limit=10)
-    # 3 slots for 8 queries: work is left for the workers that join late on a busy machine
+    # Started at once, each with the keywords (each query is seeded once): they call side by side
+    # from the start; 3 slots for 8 queries, 3 pages a query (24 calls, 3 s at 8/s together).
     one_each = {"JUSTONEAPI_MAX_RPS": "8", "CONCURRENT_REQUESTS": "1"}
-    first = workers(sandbox, seeds, **one_each)
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    others = [workers(sandbox, None, **one_each) for _ in range(2)]
-    assert [w.wait() for w in (first, *others)] == [0, 0, 0]
-    assert sum(" 0 calls sent" not in w.log for w in (first, *others)) >= 2, "workers called side by side"
+    three = [workers(sandbox, seeds, "-a", "max_pages=3", **one_each) for _ in range(3)]
+    assert [w.wait() for w in three] == [0, 0, 0]
+    assert sum(" 0 calls sent" not in w.log for w in three) >= 2, "workers called side by side"
+    assert int(redis_server.client().hget(KEYS.stats, "queries")) == 8, "each query seeded once"
     times = sorted(entry["time"] for entry in sandbox.log)
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
     assert busiest <= 10, f"{busiest} calls in one second"
@@ -363,16 +484,25 @@ def test_a_302_seen_by_one_worker_pauses_every_worker_and_a_limit_measured_is_sh
     asyncio.run(main())
 
 
-def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(sandbox_factory, workers, seeds, redis_server):
+def test_retries_and_rate_limits_across_workers_lose_and_repeat_nothing(
+    sandbox_factory, workers, tmp_path, redis_server
+):
     """Retries replace their request in Redis; a page with no notes acks only once its next page is pushed."""
+    keywords = FEW  # the faults fall on the same pages in every run (stable_hash): 500s and 302s among them
+    seeds = keyword_file(tmp_path, keywords)
     sandbox = sandbox_factory(latency=0.02, faults=["500:0.15", "302:0.05", "html502:0.05"])
     busy = {"CONCURRENT_ITEMS": "1", "JUSTONEAPI_MAX_RPS": "0"}
-    first = workers(sandbox, seeds, **busy)
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, **busy)
-    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+    joined: list[Worker] = []
+
+    def second_joins(first: Here) -> None:
+        wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+        joined.append(workers(sandbox, None, **busy))
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=second_joins, **busy)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(keywords)
     assert paid_twice(sandbox) == {}
     codes = Counter(entry.get("code") for entry in sandbox.log)
     assert codes[500] and codes[302], "the faults were met"
@@ -496,16 +626,23 @@ def test_a_crawl_lost_from_redis_stops_every_worker_and_nothing_says_finished(
     """Redis loses the crawl under running workers (FLUSHALL: as a restart without persistence, or
     a failover to a replica that lagged): each worker stops with exit status 10, and writes nothing
     of the lost crawl into what Redis holds now."""
-    sandbox = sandbox_factory(latency=0.1)
+    sandbox = sandbox_factory(latency=ALONE)
     settings = {"JUSTONEAPI_MAX_RPS": "10", "JUSTONEAPI_REDIS_LEASE": "30"}
-    first = workers(sandbox, seeds, **settings)
     client = redis_server.client()
-    wait_until(lambda: client.zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, **settings)
-    wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2 and len(sandbox.paid_pages()) >= 10)
-    assert client.get(KEYS.crawl), "the crawl's id is in Redis"
-    client.flushall()
-    assert [first.wait(), second.wait()] == [10, 10], first.log[-3000:]
+    joined: list[Worker] = []
+
+    def flush(first: Here) -> None:
+        wait_until(lambda: client.zcard(KEYS.requests) > 0)
+        joined.append(workers(sandbox, None, **settings))
+        wait_until(lambda: worker_count(redis_server) == 2)
+        sandbox.config.latency = 0.1
+        wait_until(lambda: len(sandbox.paid_pages()) >= 10)
+        assert client.get(KEYS.crawl), "the crawl's id is in Redis"
+        client.flushall()
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=flush, **settings)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [10, 10], first.log[-3000:] + second.log[-3000:]
     for worker in (first, second):
         assert "the crawl's state in Redis at redis://127.0.0.1" in worker.log and "was lost" in worker.log
         assert "Summary of note_search: justoneapi_redis_state_lost, exit status 10" in worker.log, worker.log[-3000:]

@@ -1,13 +1,19 @@
 """A shared crawl under what a production Redis and a team really do (issue 20): Redis refusing
-writes while it answers, batches sent again after a timeout, workers that differ, two drains."""
+writes while it answers, batches sent again after a timeout, workers that differ, two drains.
+
+A worker alone runs in this process (``run_worker_here``), with a thread beside it that breaks
+Redis; two workers at once are a ``scrapy crawl`` subprocess and one here; the even sharing is
+measured between worker processes alike, all subprocesses."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -19,6 +25,7 @@ from scrapy import Request
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
+import rednote_crawl.state.redis as redis_state
 from bench.redis_proxy import DelayProxy
 from rednote_crawl.api import Query
 from rednote_crawl.downloader.handler import TokenAuthDownloadHandler, UnsignedCall
@@ -26,23 +33,38 @@ from rednote_crawl.names import Meta
 from rednote_crawl.run.drain import TRIM, DrainBusy, drain
 from rednote_crawl.search import SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
-from rednote_crawl.state.redis import scripts
+from rednote_crawl.state.redis import RedisState, scripts
 from rednote_crawl.state.redis.client import display_url
 from rednote_crawl.state.redis.keys import Keys
 from rednote_crawl.state.redis.shared import OldCrawl, SharedCrawl
 from tests import test_distributed
-from tests.conftest import RedisServer, expected_ids, paid_twice
-from tests.test_distributed import KEYWORDS, PAGES, delivered, everything_in, wait_until
+from tests.conftest import REACTOR_LOOP, CrawlerProcessInTests, RedisServer, expected_ids, paid_twice
+from tests.test_distributed import (
+    ALONE,
+    CORPUS,
+    FEW,
+    FEW_PAGES,
+    KEYWORDS,
+    Here,
+    Worker,
+    delivered,
+    everything_in,
+    keyword_file,
+    run_worker_here,
+    wait_until,
+    worker_count,
+)
 
 workers = test_distributed.workers  # the fixture (seeds is conftest.py's, from KEYWORDS)
 
 pytestmark = pytest.mark.crawl
 
 KEYS = Keys("note_search")
+BEAT = 0.2  # seconds: how often a SharedCrawl made here tries a refused write again
 
 
 def joined(url: str, **params: object) -> SharedCrawl:
-    shared = SharedCrawl(url, Settings({"REDIS_PARAMS": params}), "note_search", 60)
+    shared = SharedCrawl(url, Settings({"REDIS_PARAMS": params}), "note_search", 60, beat=BEAT)
     shared.join()
     return shared
 
@@ -119,7 +141,7 @@ def test_a_refused_write_stays_in_order_until_redis_takes_it(redis_server, tmp_p
         shared.ack([lease], "pages_failed")
         with pytest.raises(redis.ResponseError):  # a script is refused whole: nothing of it runs
             await shared.pop(1)
-        await asyncio.sleep(2.5)  # the outbox tries again every second
+        await asyncio.sleep(3 * BEAT)  # the outbox tries again every BEAT
         assert len(shared.outbox) == 2 and answers == [[1]], "a refused write was dropped or ran"
         assert not shared.health.up
         refusal.off(kind)
@@ -139,69 +161,110 @@ def test_a_refused_write_stays_in_order_until_redis_takes_it(redis_server, tmp_p
 
 
 def test_workers_ride_out_refused_writes_mid_crawl_and_pay_nothing_twice(
-    sandbox_factory, workers, seeds, redis_server, tmp_path
+    sandbox_factory, workers, redis_server, tmp_path
 ):
-    sandbox = sandbox_factory(latency=0.05)
-    settings = {"JUSTONEAPI_MAX_RPS": "20", "JUSTONEAPI_REDIS_LEASE": "30"}
-    first = workers(sandbox, seeds, **settings)
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(sandbox, None, **settings)
+    sandbox = sandbox_factory(latency=ALONE)
+    seeds = keyword_file(tmp_path, FEW)
+    settings = {"JUSTONEAPI_REDIS_LEASE": "30"}
     client = redis_server.client()
-    wait_until(lambda: len(list(client.scan_iter(match=KEYS.worker("*")))) == 2)
     refusal = Refusal(redis_server, tmp_path)
-    for kind, at in (("NOREPLICAS", PAGES * 0.3), ("OOM", PAGES * 0.6)):
-        wait_until(lambda at=at: len(sandbox.paid_pages()) >= at)
-        refusal.on(kind)
-        time.sleep(2)
-        paid = len(sandbox.paid_pages())
-        time.sleep(1)
-        assert len(sandbox.paid_pages()) <= paid + 2, "the workers went on calling while Redis refused writes"
-        refusal.off(kind)
-    assert [first.wait(), second.wait()] == [0, 0], first.log[-3000:]
+    joined: list[Worker] = []
+
+    def refuse_twice(first: Here) -> None:
+        wait_until(lambda: client.zcard(KEYS.requests) > 0)
+        second = workers(sandbox, None, **settings)
+        joined.append(second)
+        wait_until(lambda: worker_count(redis_server) == 2)
+        sandbox.config.latency = 0.05
+        for n, (kind, at) in enumerate((("NOREPLICAS", FEW_PAGES * 0.3), ("OOM", FEW_PAGES * 0.6)), 1):
+            wait_until(lambda at=at: len(sandbox.paid_pages()) >= at)
+            refusal.on(kind)
+            try:
+                # Both workers have met the refusal, and their calls in flight then have landed.
+                wait_until(lambda n=n: all(w.log.count("refuses writes") >= n for w in (first, second)), 30)
+                time.sleep(0.25)
+                paid = len(sandbox.paid_pages())
+                time.sleep(0.5)  # two heartbeats of each worker, two tries of its writes
+                assert len(sandbox.paid_pages()) <= paid + 2, "the workers went on calling while Redis refused writes"
+            finally:
+                refusal.off(kind)
+
+    first = run_worker_here(redis_server, sandbox, seeds, meanwhile=refuse_twice, **settings)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(FEW)
     assert paid_twice(sandbox) == {}
-    assert len(sandbox.paid_pages()) == PAGES
+    assert len(sandbox.paid_pages()) == FEW_PAGES
     stats = redis_server.client().hgetall(KEYS.stats)
-    assert int(stats["pages_paid"]) == PAGES and int(stats.get("pages_failed", 0)) == 0
+    assert int(stats["pages_paid"]) == FEW_PAGES and int(stats.get("pages_failed", 0)) == 0
     for worker in (first, second):
         assert "refuses writes" in worker.log and "unreachable" not in worker.log, worker.log[-3000:]
         assert "Traceback" not in worker.log and " 0 failed" in worker.log.split("Summary of note_search")[-1]
 
 
-def test_a_seeder_refused_while_seeding_seeds_every_query(sandbox_factory, workers, redis_server, tmp_path):
+def refused_once_joined(monkeypatch: pytest.MonkeyPatch, refusal: Refusal, kind: str) -> None:
+    """Redis refuses writes from the moment a worker in this process has joined the crawl: before it
+    seeds a query (its pushes wait in its outbox) or takes a request (so no call is made meanwhile)."""
+    opened = RedisState.open
+
+    def open_then_refuse(self: RedisState, feeds: dict) -> dict:
+        feeds = opened(self, feeds)
+        refusal.on(kind)
+        return feeds
+
+    monkeypatch.setattr(RedisState, "open", open_then_refuse)
+
+
+def test_a_seeder_refused_while_seeding_seeds_every_query(sandbox_factory, redis_server, tmp_path, monkeypatch):
     keywords = [f"kw{i:03d}" for i in range(120)]
     path = tmp_path / "many.txt"
     path.write_text("\n".join(keywords) + "\n", encoding="utf-8")
     sandbox = sandbox_factory()
     refusal = Refusal(redis_server, tmp_path)
     client = redis_server.client()
-    seeder = workers(sandbox, path, "-a", "max_pages=1", JUSTONEAPI_MAX_RPS="40")
-    wait_until(lambda: client.exists(KEYS.crawl), 30)
-    refusal.on("NOREPLICAS")
-    time.sleep(3)
-    refusal.off("NOREPLICAS")
-    assert seeder.wait() == 0, seeder.log[-3000:]
+    refused_once_joined(monkeypatch, refusal, "NOREPLICAS")
+
+    def accept_again(seeder: Here) -> None:
+        wait_until(lambda: "refuses writes" in seeder.log, 30)
+        time.sleep(1)  # four heartbeats of the seeder, and four tries of its writes
+        refusal.off("NOREPLICAS")
+
+    seeder = run_worker_here(redis_server, sandbox, path, "-a", "max_pages=1", meanwhile=accept_again)
+    assert seeder.returncode == 0, seeder.log[-3000:]
     stats = client.hgetall(KEYS.stats)
     assert int(stats["queries"]) == len(keywords) and int(stats["pages_paid"]) == len(keywords)
     assert len(sandbox.paid_pages()) == len(keywords) and paid_twice(sandbox) == {}
     assert seeder.log.count("refuses writes") == 1 and "TypeError" not in seeder.log and "ERROR" not in seeder.log
 
 
-def test_a_seeder_that_could_not_seed_does_not_exit_0(sandbox_factory, workers, redis_server, tmp_path):
+def test_a_seeder_that_could_not_seed_does_not_exit_0(sandbox_factory, redis_server, tmp_path, monkeypatch):
     sandbox = sandbox_factory()
     refusal = Refusal(redis_server, tmp_path)
-    client = redis_server.client()
     path = tmp_path / "few.txt"
     path.write_text("a\nb\nc\n", encoding="utf-8")
-    seeder = workers(sandbox, path, "-a", "max_pages=1")
-    wait_until(lambda: client.exists(KEYS.crawl), 30)
-    refusal.on("NOREPLICAS")
-    wait_until(lambda: "refuses writes" in seeder.log, 30)
-    seeder.proc.send_signal(2)  # Ctrl-C while its pushes wait in the outbox
-    assert seeder.wait() != 0
+    refused_once_joined(monkeypatch, refusal, "NOREPLICAS")
+    # A closing worker waits CLOSE_WAIT (10 s) for its writes to reach Redis: here, 4 heartbeats.
+    monkeypatch.setattr(redis_state, "CLOSE_WAIT", 1.0)
+    crawls: list[CrawlerProcessInTests] = []
+    made = CrawlerProcessInTests.__init__
+
+    def keep(self: CrawlerProcessInTests, *args: object, **kwargs: object) -> None:
+        made(self, *args, **kwargs)
+        crawls.append(self)
+
+    monkeypatch.setattr(CrawlerProcessInTests, "__init__", keep)
+
+    def ctrl_c(seeder: Here) -> None:
+        wait_until(lambda: "refuses writes" in seeder.log, 30)
+        # Ctrl-C while its pushes wait in the outbox: what Scrapy's handler of a first Ctrl-C does
+        REACTOR_LOOP.call_soon_threadsafe(lambda: REACTOR_LOOP.create_task(crawls[0].stop()))
+
+    seeder = run_worker_here(redis_server, sandbox, path, "-a", "max_pages=1", meanwhile=ctrl_c)
     refusal.off("NOREPLICAS")
+    assert seeder.returncode != 0
     assert "writes of this worker are not stored" in seeder.log
+    assert not sandbox.log, "no request was taken while Redis refused writes"
 
 
 # --- 2. every write idempotent ---------------------------------------------------------------------
@@ -254,50 +317,50 @@ def test_every_script_sent_twice_changes_nothing_the_second_time(redis_server):
     assert stats["calls"] == "1", "two calls spent (rate, send), one refunded: each once"
 
 
-def test_replies_later_than_the_client_timeout_cost_no_call_twice(sandbox_factory, workers, seeds, redis_server):
+def test_replies_later_than_the_client_timeout_cost_no_call_twice(sandbox_factory, redis_server, tmp_path):
     """A proxy delays Redis's replies past the worker's timeout now and then: every timed-out write
     is sent again, and each is applied once: the budget, the calls and the pages are exact."""
+    keywords = ["海信", "小米", "华为", "优衣库"]  # short queries (24 pages): each a few late replies long
+    pages = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in keywords)
+    seeds = tmp_path / "four.txt"
+    seeds.write_text("\n".join(keywords) + "\n", encoding="utf-8")
     sandbox = sandbox_factory(latency=0.05)
     with DelayProxy(redis_server.port, delay=0.0) as proxy:
-        stop = threading.Event()
 
-        def late_now_and_then() -> None:
-            while not stop.wait(0.7):
+        def late_now_and_then(worker: Here) -> None:
+            wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+            while not worker.ended.wait(0.45):
                 proxy.delay = 0.6  # past the 0.3 s timeout below
-                stop.wait(0.25)
+                worker.ended.wait(0.25)
                 proxy.delay = 0.0
 
-        toggler = threading.Thread(target=late_now_and_then, daemon=True)
-        worker = workers(
+        worker = run_worker_here(
+            redis_server,
             sandbox,
             seeds,
             env={"REDIS_URL": proxy.url},
+            meanwhile=late_now_and_then,
             REDIS_PARAMS='{"socket_timeout": 0.3}',
-            JUSTONEAPI_MAX_REQUESTS=str(PAGES),
+            JUSTONEAPI_MAX_REQUESTS=str(pages),
             JUSTONEAPI_MAX_RPS="30",
             JUSTONEAPI_REDIS_LEASE="30",
         )
-        wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-        toggler.start()
-        try:
-            status = worker.wait(120)
-        finally:
-            stop.set()
-    assert status == 0, worker.log[-3000:]
+    assert worker.returncode == 0, worker.log[-3000:]
     assert "Redis at" in worker.log, "replies did come late"
     stats = redis_server.client().hgetall(KEYS.stats)
-    assert int(stats["calls"]) == len(sandbox.log) == PAGES
-    assert int(stats["pages_paid"]) == PAGES and paid_twice(sandbox) == {}
+    assert int(stats["calls"]) == len(sandbox.log) == pages
+    assert int(stats["pages_paid"]) == pages and paid_twice(sandbox) == {}
     ids = delivered(redis_server)
     assert int(stats["notes"]) == len(ids) == len(set(ids))
+    assert set(ids) == expected_ids(keywords)
     assert f"{len(ids)} new" in worker.log, "a new note was reported as repeated"
 
 
-def test_a_stop_gives_back_the_calls_booked_and_never_sent(sandbox_factory, workers, seeds, redis_server):
+def test_a_stop_gives_back_the_calls_booked_and_never_sent(sandbox_factory, seeds, redis_server):
     broke = "tok-with-no-balance"
     sandbox = sandbox_factory(latency=0.3, token_codes={broke: 601})
-    worker = workers(sandbox, seeds, env={"JUSTONEAPI_TOKEN": broke}, CONCURRENT_REQUESTS="8")
-    assert worker.wait() == 5
+    worker = run_worker_here(redis_server, sandbox, seeds, env={"JUSTONEAPI_TOKEN": broke}, CONCURRENT_REQUESTS="8")
+    assert worker.returncode == 5
     assert int(redis_server.client().hget(KEYS.stats, "calls")) == len(sandbox.log)
 
 
@@ -325,18 +388,26 @@ def test_display_url_masks_user_and_password():
 # --- 3. a request is the worker's to send --------------------------------------------------------------
 
 
-def test_workers_on_different_api_hosts_finish_one_crawl(sandbox_factory, workers, seeds, redis_server):
+def test_workers_on_different_api_hosts_finish_one_crawl(sandbox_factory, workers, tmp_path, redis_server):
     """Two sandboxes (two newcomers, each with its own): each worker signs and sends the calls it
     takes to its own API base; nothing in Redis names a host."""
-    here, there = sandbox_factory(latency=0.05), sandbox_factory(latency=0.05)
-    first = workers(here, seeds, JUSTONEAPI_MAX_RPS="20")
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = workers(there, None, JUSTONEAPI_MAX_RPS="20")
-    assert [first.wait(), second.wait()] == [0, 0], second.log[-3000:]
+    here, there = sandbox_factory(latency=ALONE), sandbox_factory(latency=0.05)
+    seeds = keyword_file(tmp_path, FEW)
+    joined: list[Worker] = []
+
+    def second_joins(first: Here) -> None:
+        wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
+        joined.append(workers(there, None))
+        wait_until(lambda: worker_count(redis_server) == 2)
+        here.config.latency = 0.05
+
+    first = run_worker_here(redis_server, here, seeds, meanwhile=second_joins)
+    (second,) = joined
+    assert [first.returncode, second.wait()] == [0, 0], first.log[-3000:] + second.log[-3000:]
     ids = delivered(redis_server)
-    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(KEYWORDS)
+    assert len(ids) == len(set(ids)) and set(ids) == expected_ids(FEW)
     pages = here.paid_pages() + there.paid_pages()
-    assert len(pages) == len(set(pages)) == PAGES, "each page paid once, across both hosts"
+    assert len(pages) == len(set(pages)) == FEW_PAGES, "each page paid once, across both hosts"
     assert there.paid_pages(), "the second worker sent its calls to its own host"
     assert all(entry.get("code") == 0 for entry in [*here.log, *there.log]), "every call was signed"
     for host in (here.url, there.url):
@@ -377,17 +448,86 @@ def pages_read(log: str) -> int:
     return int(found.group(1))
 
 
+class GateProxy:
+    """redis-server behind two more ports on 127.0.0.1: ``url`` forwards at once; ``gated_url`` holds
+    what a client sends until ``gate`` is set (a worker started early joins the crawl only then)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.gate = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self.url = self._listen(gated=False)
+        self.gated_url = self._listen(gated=True)
+
+    def _listen(self, gated: bool) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self._sockets.append(listener)
+        threading.Thread(target=self._accept, args=(listener, gated), daemon=True).start()
+        return f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+    def _accept(self, listener: socket.socket, gated: bool) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._connect, args=(client, gated), daemon=True).start()
+
+    def _connect(self, client: socket.socket, gated: bool) -> None:
+        self._sockets.append(client)
+        if gated:
+            self.gate.wait()
+        try:
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:  # redis-server is gone: so is this connection
+            client.close()
+            return
+        self._sockets.append(server)
+        for source, sink in ((client, server), (server, client)):
+            source.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._forward, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _forward(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side closed: close the other
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> GateProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.gate.set()
+        for sock in self._sockets:
+            sock.close()
+
+
+SHARED_PAGES = 5  # pages a query: 49 pages in all, 10 queries (-a max_pages)
+
+
 @pytest.mark.parametrize("count", [2, 4])
 def test_workers_started_a_moment_apart_share_the_pages_evenly(sandbox_factory, workers, seeds, redis_server, count):
+    """The first worker seeds and crawls; the others join a moment later (once it has paid for 5
+    pages), however long their processes take to start on a busy machine: they start with it, and a
+    proxy holds their first words to Redis until then. Every worker reaches Redis through the proxy."""
     sandbox = sandbox_factory(latency=0.05)
-    settings = {"CONCURRENT_REQUESTS": "16", "JUSTONEAPI_MAX_RPS": "10"}  # about 10 s: time for 4 to start
-    first = workers(sandbox, seeds, **settings)
-    wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    others = [workers(sandbox, None, **settings) for _ in range(count - 1)]
-    assert [w.wait() for w in (first, *others)] == [0] * count, first.log[-2000:]
+    pages = sum(min(len(CORPUS.layout(k, "general", "_0", "any")), SHARED_PAGES) for k in KEYWORDS)
+    settings = {"CONCURRENT_REQUESTS": "16", "JUSTONEAPI_MAX_RPS": "10"}  # about 5 s
+    with GateProxy(redis_server.port) as proxy:
+        first = workers(sandbox, seeds, "-a", f"max_pages={SHARED_PAGES}", env={"REDIS_URL": proxy.url}, **settings)
+        others = [workers(sandbox, None, env={"REDIS_URL": proxy.gated_url}, **settings) for _ in range(count - 1)]
+        wait_until(lambda: len(sandbox.paid_pages()) >= 5)
+        proxy.gate.set()
+        ended = [w.wait() for w in (first, *others)]
+    assert ended == [0] * count, first.log[-2000:]
     read = [pages_read(w.log) for w in (first, *others)]
-    assert sum(read) == PAGES and paid_twice(sandbox) == {}
-    fair = PAGES / count
+    assert sum(read) == pages and paid_twice(sandbox) == {}
+    fair = pages / count
     assert min(read) >= fair / 3, f"pages read by each worker: {read} (fair: {fair:.0f})"
 
 

@@ -167,4 +167,6 @@ class DistributedWorker:
             self.book.finished(lease, "queries_rejected")
 
     async def spider_closed(self, reason: str) -> None:
+        if self.task is not None:
+            self.task.cancel()
         await self.shared.aclose()
