@@ -1,6 +1,8 @@
-"""Fixtures: the sandbox served over loopback, and `scrapy crawl` run as a user runs it: in this
-process (``scrapy.cmdline`` on this process's asyncio reactor, see ``scrapy_crawl``), or in a
-subprocess where only a process shows the behaviour (``crawl(..., subprocess=True)``)."""
+"""The suite's one set of runners and fixtures: the sandbox served over loopback, a real redis-server,
+and `scrapy crawl` run as a user runs it: in this process (``scrapy_in_process``: ``scrapy.cmdline``
+on this process's asyncio reactor; ``run_worker_here`` for a distributed worker), or in a subprocess
+where only a process shows the behaviour (``start_scrapy``; the ``workers`` fixture for distributed
+workers)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -517,3 +520,115 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command as a user would, with none of the project's variables but ``env``."""
     return subprocess.run(cmd, cwd=cwd, env=scrapy_env(env), capture_output=True, text=True, timeout=120, check=False)
+
+
+# --- distributed workers: `scrapy crawl` subprocesses, and one in this process --------------------
+
+CONCURRENCY = 2
+WORKER = {
+    **FAST,
+    "CONCURRENT_REQUESTS": str(CONCURRENCY),  # 3 workers x 2 < 10 queries: work for all
+    "JUSTONEAPI_REDIS_LEASE": "2",
+    "JUSTONEAPI_REDIS_HEARTBEAT": "0.25",  # leases renewed, stops and idleness seen, Redis tried again: 4 times a second
+    "MAX_IDLE_TIME_BEFORE_CLOSE": "0.3",
+}
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def wait(self, timeout: float = 90) -> int:
+        return self.proc.wait(timeout)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_server: RedisServer):
+    started: list[Worker] = []
+
+    def start(sandbox, keywords: Path | None = None, *args: str, env: dict | None = None, **settings: str) -> Worker:
+        cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings})
+        environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with log_path.open("wb") as log:
+            proc = start_scrapy(*cmd, env={**environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        started.append(Worker(proc, log_path))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+
+
+@dataclass
+class Here:
+    """A worker that ran in this process: its exit status and its log (as ``scrapy crawl`` writes it).
+    While it runs (for the thread beside it), ``log`` is the messages it has logged so far."""
+
+    returncode: int | None = None
+    output: str = ""
+    said: list[str] = field(default_factory=list)
+    ended: threading.Event = field(default_factory=threading.Event)  # set when the crawl has ended
+
+    @property
+    def log(self) -> str:
+        return self.output if self.returncode is not None else "\n".join(list(self.said))
+
+
+class _Said(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_worker_here(
+    redis_server: RedisServer,
+    sandbox,
+    keywords: Path | None = None,
+    *args: str,
+    env: dict | None = None,
+    meanwhile: Callable[[Here], None] | None = None,
+    **settings: str,
+) -> Here:
+    """A worker as ``workers`` starts one (the same WORKER settings), but in this process (`scrapy crawl`
+    on its reactor): it returns when the crawl ends. ``meanwhile(worker)`` runs in a thread beside it (start
+    other workers, break Redis, kill one); what it raises is raised here once the crawl has ended."""
+    cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings}, state=redis_server.folder.parent / "here")
+    environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
+    here = Here()
+    failed: list[BaseException] = []
+
+    def beside() -> None:
+        try:
+            assert meanwhile is not None
+            meanwhile(here)
+        except BaseException as exc:  # raised in the test once the crawl ends
+            failed.append(exc)
+
+    thread = threading.Thread(target=beside, daemon=True)
+    said = _Said(here.said)
+    logging.root.addHandler(said)
+    try:
+        if meanwhile is not None:
+            thread.start()
+        done = scrapy_in_process(*cmd, env={**environ, **(env or {})}, timeout=90)
+    finally:
+        logging.root.removeHandler(said)
+        here.ended.set()
+    if meanwhile is not None:
+        thread.join(60)
+    if failed:
+        raise failed[0]
+    here.returncode, here.output = done.returncode, done.stderr + done.stdout
+    assert "DeprecationWarning" not in here.output, "the crawl uses a deprecated API"
+    return here

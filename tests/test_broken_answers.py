@@ -33,8 +33,7 @@ from rednote_crawl.run.redis_status import crawl_status
 from rednote_crawl.search import Accounted, SearchCall
 from rednote_crawl.spiders.note_search import NoteSearchSpider
 from rednote_crawl.state.redis.keys import Keys
-from tests.conftest import TOKEN, crawl_args, crawl_here, expected_ids, paid_twice, scrapy_in_process
-from tests.test_distributed import WORKER
+from tests.conftest import TOKEN, WORKER, crawl_args, crawl_here, expected_ids, paid_twice, scrapy_in_process
 
 KEYWORDS = ["海信", "Nike"]
 

@@ -3,24 +3,21 @@ the sandbox, and a real webhook on 127.0.0.1. Each worker tells its own run; the
 crawl end claims its verdict in Redis and tells the crawl's, with the crawl's figures.
 
 Two workers at once are two processes: a ``scrapy crawl`` subprocess and a worker in this process
-(``scrapy crawl`` on this process's reactor, ``worker_here``); a crawl of one worker at a time runs
+(``scrapy crawl`` on this process's reactor, ``run_worker_here``); a crawl of one worker at a time runs
 in this process only."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-from pathlib import Path
 
 import orjson
 import pytest
 
 from rednote_crawl.state.redis.keys import Keys
 from tests import test_distributed, test_schedules
-from tests.conftest import TOKEN, RedisServer, crawl_args, expected_ids, scrapy_in_process, wait_until
+from tests.conftest import expected_ids, run_worker_here, wait_until
 
-workers = test_distributed.workers  # the fixtures (seeds is conftest.py's, from KEYWORDS)
 receiver = test_schedules.receiver  # test_monitors.py's receiver, quick to shut down
 
 pytestmark = pytest.mark.crawl
@@ -29,22 +26,6 @@ KEYWORDS = ["海信", "Nike", "小米", "蔚来"]  # 4 queries: work for two wor
 ONE_AT_A_TIME = ["海信", "小米"]  # a crawl of one worker: what its figures are does not matter, only that they agree
 KEYS = Keys("note_search")
 WHOLE = "the whole distributed crawl"
-
-
-def worker_here(
-    sandbox,
-    redis_server: RedisServer,
-    seeds: Path | None,
-    state: Path,
-    *args: str,
-    env: dict | None = None,
-    **settings: str,
-) -> subprocess.CompletedProcess[str]:
-    """A worker as ``workers`` starts one (the same WORKER settings), but in this process: it returns
-    when its crawl ends, with its exit status and its log (in stderr)."""
-    cmd = crawl_args(*args, seeds=seeds, settings={**test_distributed.WORKER, **settings}, state=state)
-    environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
-    return scrapy_in_process(*cmd, env={**environ, **(env or {})}, timeout=90)
 
 
 def split(posts: list[tuple[str, dict]]) -> tuple[list[dict], list[dict]]:
@@ -66,8 +47,8 @@ def test_the_worker_that_sees_the_crawl_end_tells_the_whole_crawl_once(
     notify = {"JUSTONEAPI_NOTIFY": receiver.url, "JUSTONEAPI_NOTIFY_ON": "always"}
     first = workers(sandbox, seeds, **notify)
     wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
-    second = worker_here(sandbox, redis_server, None, tmp_path / "state", **notify)  # no keywords: work from Redis
-    assert [first.wait(), second.returncode] == [0, 0], first.log[-3000:] + second.stderr[-3000:]
+    second = run_worker_here(redis_server, sandbox, None, **notify)  # no keywords: work from Redis
+    assert [first.wait(), second.returncode] == [0, 0], first.log[-3000:] + second.log[-3000:]
 
     crawl, own = split(receiver.posts)
     assert len(own) == 2, "each worker tells its own run"
@@ -83,7 +64,7 @@ def test_the_worker_that_sees_the_crawl_end_tells_the_whole_crawl_once(
     assert "Exit status 0: finished" in body
     # The workers' own figures are parts of the crawl's: none of them alone is the whole.
     assert sum(figure(m["message"], "New notes") for m in own) == notes
-    judged = [log for log in (first.log, second.stderr) if "The whole crawl: exit status 0, finished" in log]
+    judged = [log for log in (first.log, second.log) if "The whole crawl: exit status 0, finished" in log]
     assert len(judged) == 1, "one worker judges the crawl"
     verdict = redis_server.client().get(KEYS.verdict)
     assert verdict.startswith(redis_server.client().get(KEYS.crawl) + " finished ")
@@ -99,8 +80,8 @@ def test_a_failed_crawl_gives_one_crawl_wide_failure_message(
     first = workers(sandbox, seeds, env=env, **notify)
     client = redis_server.client()
     wait_until(lambda: client.zcard(KEYS.requests) > 0 or client.exists(KEYS.stop))  # the crawl is seeded
-    second = worker_here(sandbox, redis_server, None, tmp_path / "state", env=env, **notify)
-    assert [first.wait(), second.returncode] == [5, 5], first.log[-3000:] + second.stderr[-3000:]
+    second = run_worker_here(redis_server, sandbox, None, env=env, **notify)
+    assert [first.wait(), second.returncode] == [5, 5], first.log[-3000:] + second.log[-3000:]
 
     crawl, own = split(receiver.posts)
     assert len(own) == 2 and all("FAILED, exit status 5" in m["title"] for m in own)
@@ -146,8 +127,8 @@ def test_the_crawl_wide_verdict_judges_the_history_redis_keeps(sandbox_factory, 
     seeds.write_text("\n".join(ONE_AT_A_TIME) + "\n", encoding="utf-8")
     sandbox = sandbox_factory()
     monitor = {"JUSTONEAPI_NOTIFY": receiver.url, "JUSTONEAPI_MONITOR_SILENT_AFTER": "1", "CONCURRENT_REQUESTS": "8"}
-    crawl = worker_here(sandbox, redis_server, seeds, tmp_path / "state", **monitor)
-    assert crawl.returncode == 0, crawl.stderr[-3000:]
+    crawl = run_worker_here(redis_server, sandbox, seeds, **monitor)
+    assert crawl.returncode == 0, crawl.log[-3000:]
     client = redis_server.client()
     (first,) = [orjson.loads(entry) for entry in client.lrange(KEYS.history, 0, -1)]
     notes = len(expected_ids(ONE_AT_A_TIME))
@@ -155,11 +136,11 @@ def test_the_crawl_wide_verdict_judges_the_history_redis_keeps(sandbox_factory, 
     assert receiver.posts == [], "nothing failed: no message (on failure, the default)"
 
     assert test_distributed.redis_command(redis_server, "reset").returncode == 0  # a new crawl, the same seen notes
-    again = worker_here(sandbox, redis_server, seeds, tmp_path / "state", **monitor)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run_worker_here(redis_server, sandbox, seeds, **monitor)
+    assert again.returncode == 0, again.log[-3000:]
     assert [orjson.loads(e)["new"] for e in client.lrange(KEYS.history, 0, -1)] == [notes, 0]
     crawl, _ = split(receiver.posts)
     assert len(crawl) == 1, [m["title"] for m in receiver.posts]
     assert "no new note for (all keywords) after 1 crawl with some" in crawl[0]["message"]
-    assert "The whole crawl: exit status 0, finished; 0 new notes" in again.stderr
-    assert "failed monitors: silent_keywords" in again.stderr
+    assert "The whole crawl: exit status 0, finished; 0 new notes" in again.log
+    assert "failed monitors: silent_keywords" in again.log

@@ -2,7 +2,7 @@
 Redis by its page's script, its detail call is leased like a page, and the worker that makes the call
 delivers the note, whole, in the script that acks it. Real workers on a real redis-server, the sandbox:
 a ``scrapy crawl`` subprocess where a process is killed or two workers share the crawl (the other one
-then runs in this process, ``worker_here``), a worker in this process otherwise."""
+then runs in this process, ``run_worker_here``), a worker in this process otherwise."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.conftest import expected_ids, paid_twice, wait_until
-from tests.test_crawl_verdict import worker_here
-from tests.test_distributed import CONCURRENCY, KEYS, workers  # noqa: F401 - the workers fixture
+from tests.conftest import CONCURRENCY, expected_ids, paid_twice, run_worker_here, wait_until
+from tests.test_distributed import KEYS
 
 pytestmark = pytest.mark.crawl
 
@@ -52,28 +51,28 @@ def assert_whole_once(redis_server, sandbox, keywords: list[str] = KEYWORDS, pag
 
 
 def test_two_workers_deliver_every_note_once_whole_each_detail_call_paid_once(
-    sandbox_factory, workers, seeds, redis_server, tmp_path  # noqa: F811
+    sandbox_factory, workers, seeds, redis_server, tmp_path
 ):
     sandbox = sandbox_factory(latency=0.02)
     first = workers(sandbox, seeds, "-a", "details=new", CONCURRENT_REQUESTS="4")
     wait_until(lambda: redis_server.client().zcard(KEYS.requests) > 0)
     # The second worker, in this process: no keywords, work from Redis, detail calls too.
-    second = worker_here(sandbox, redis_server, None, tmp_path / "state", "-a", "details=new", CONCURRENT_REQUESTS="4")
-    assert [first.wait(), second.returncode] == [0, 0], first.log[-3000:] + second.stderr[-3000:]
+    second = run_worker_here(redis_server, sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")
+    assert [first.wait(), second.returncode] == [0, 0], first.log[-3000:] + second.log[-3000:]
 
     ids = assert_whole_once(redis_server, sandbox)
     assert sorted(sandbox.paid_details()) == sorted(ids), "each detail call paid once"
     stats = redis_server.client().hgetall(KEYS.stats)
     assert int(stats["details_held"]) == int(stats["details_fetched"]) == int(stats["notes"]) == len(ids)
-    for log in (first.log, second.stderr):
+    for log in (first.log, second.log):
         assert "Summary of note_search: finished, exit status 0" in log
-    for log in (first.log, second.stderr):  # each made detail calls, the one started without keywords too
+    for log in (first.log, second.log):  # each made detail calls, the one started without keywords too
         made = re.search(r"details: +(\d+) detail calls of the \d+ calls sent", log)
         assert made and int(made[1]) > 0, log[-2000:]
 
 
 def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
-    sandbox_factory, workers, redis_server, tmp_path  # noqa: F811
+    sandbox_factory, workers, redis_server, tmp_path
 ):
     sandbox = sandbox_factory(latency=0.3)
     client = redis_server.client()
@@ -91,10 +90,8 @@ def test_a_worker_killed_with_kill_9_while_it_holds_detail_calls_loses_no_note(
     assert client.llen(KEYS.items) < len(expected_ids(ONE)), "killed midway"
     sandbox.config.latency = 0
     # After the kill, one worker: in this process.
-    survivor = worker_here(
-        sandbox, redis_server, None, tmp_path / "state", "-a", "details=new", CONCURRENT_REQUESTS="4"
-    )
-    assert survivor.returncode == 0, survivor.stderr[-3000:]
+    survivor = run_worker_here(redis_server, sandbox, None, "-a", "details=new", CONCURRENT_REQUESTS="4")
+    assert survivor.returncode == 0, survivor.log[-3000:]
 
     ids = assert_whole_once(redis_server, sandbox, ONE, pages_paid_twice=CONCURRENCY)
     twice = {note: n for note, n in Counter(sandbox.paid_details()).items() if n > 1}
@@ -109,8 +106,8 @@ def test_a_failed_detail_call_delivers_its_note_without_details_and_unasked_note
     sandbox = sandbox_factory(faults=["html502@detail"])
     settings = {"JUSTONEAPI_RETRY_TIMES": "1", "CONCURRENT_REQUESTS": "4"}
     seeds = keyword_file(tmp_path, ONE)  # one worker: in this process
-    worker = worker_here(sandbox, redis_server, seeds, tmp_path / "state", "-a", "details=cut", **settings)
-    assert worker.returncode == 0, worker.stderr[-3000:]
+    worker = run_worker_here(redis_server, sandbox, seeds, "-a", "details=cut", **settings)
+    assert worker.returncode == 0, worker.log[-3000:]
 
     notes = items(redis_server)
     ids = [note["note_id"] for note in notes]

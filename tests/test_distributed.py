@@ -8,14 +8,10 @@ beside it starts the others, or breaks Redis, or kills one. A worker alone runs 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -32,13 +28,15 @@ from rednote_crawl.state.redis.keys import Keys
 from rednote_crawl.state.redis.requests import RequestCodec
 from rednote_crawl.state.redis.shared import SharedCrawl
 from tests.conftest import (
-    FAST,
+    CONCURRENCY,
     ROOT,
     TOKEN,
+    Here,
     RedisServer,
-    crawl_args,
+    Worker,
     expected_ids,
     paid_twice,
+    run_worker_here,
     scrapy_in_process,
     start_scrapy,
     wait_until,
@@ -55,116 +53,6 @@ ALONE = 0.5
 FEW = KEYWORDS[:5]  # where how many pages does not matter: 5 queries, 57 pages
 FEW_PAGES = sum(len(CORPUS.layout(k, "general", "_0", "any")) for k in FEW)
 KEYS = Keys("note_search")
-CONCURRENCY = 2
-WORKER = {
-    **FAST,
-    "CONCURRENT_REQUESTS": str(CONCURRENCY),  # 3 workers x 2 < 10 queries: work for all
-    "JUSTONEAPI_REDIS_LEASE": "2",
-    "JUSTONEAPI_REDIS_HEARTBEAT": "0.25",  # leases renewed, stops and idleness seen, Redis tried again: 4 times a second
-    "MAX_IDLE_TIME_BEFORE_CLOSE": "0.3",
-}
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def wait(self, timeout: float = 90) -> int:
-        return self.proc.wait(timeout)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-@pytest.fixture
-def workers(tmp_path: Path, redis_server: RedisServer):
-    started: list[Worker] = []
-
-    def start(sandbox, keywords: Path | None = None, *args: str, env: dict | None = None, **settings: str) -> Worker:
-        cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings})
-        environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        with log_path.open("wb") as log:
-            proc = start_scrapy(*cmd, env={**environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
-        started.append(Worker(proc, log_path))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.wait()
-
-
-@dataclass
-class Here:
-    """A worker that ran in this process: its exit status and its log (as ``scrapy crawl`` writes it).
-    While it runs (for the thread beside it), ``log`` is the messages it has logged so far."""
-
-    returncode: int | None = None
-    output: str = ""
-    said: list[str] = field(default_factory=list)
-    ended: threading.Event = field(default_factory=threading.Event)  # set when the crawl has ended
-
-    @property
-    def log(self) -> str:
-        return self.output if self.returncode is not None else "\n".join(list(self.said))
-
-
-class _Said(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def run_worker_here(
-    redis_server: RedisServer,
-    sandbox,
-    keywords: Path | None = None,
-    *args: str,
-    env: dict | None = None,
-    meanwhile: Callable[[Here], None] | None = None,
-    **settings: str,
-) -> Here:
-    """A worker as ``workers`` starts one (the same WORKER settings), but in this process (`scrapy crawl`
-    on its reactor): it returns when the crawl ends. ``meanwhile(worker)`` runs in a thread beside it (start
-    other workers, break Redis, kill one); what it raises is raised here once the crawl has ended."""
-    cmd = crawl_args(*args, seeds=keywords, settings={**WORKER, **settings}, state=redis_server.folder.parent / "here")
-    environ = {"JUSTONEAPI_TOKEN": TOKEN, "JUSTONEAPI_BASE_URL": sandbox.url, "REDIS_URL": redis_server.url}
-    here = Here()
-    failed: list[BaseException] = []
-
-    def beside() -> None:
-        try:
-            assert meanwhile is not None
-            meanwhile(here)
-        except BaseException as exc:  # raised in the test once the crawl ends
-            failed.append(exc)
-
-    thread = threading.Thread(target=beside, daemon=True)
-    said = _Said(here.said)
-    logging.root.addHandler(said)
-    try:
-        if meanwhile is not None:
-            thread.start()
-        done = scrapy_in_process(*cmd, env={**environ, **(env or {})}, timeout=90)
-    finally:
-        logging.root.removeHandler(said)
-        here.ended.set()
-    if meanwhile is not None:
-        thread.join(60)
-    if failed:
-        raise failed[0]
-    here.returncode, here.output = done.returncode, done.stderr + done.stdout
-    assert "DeprecationWarning" not in here.output, "the crawl uses a deprecated API"
-    return here
-
-
 def keyword_file(tmp_path: Path, keywords: list[str]) -> Path:
     path = tmp_path / f"{len(keywords)}-keywords.txt"
     path.write_text("\n".join(keywords) + "\n", encoding="utf-8")

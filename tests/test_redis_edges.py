@@ -37,25 +37,28 @@ from rednote_crawl.state.redis import RedisState, scripts
 from rednote_crawl.state.redis.client import display_url
 from rednote_crawl.state.redis.keys import Keys
 from rednote_crawl.state.redis.shared import OldCrawl, SharedCrawl
-from tests import test_distributed
-from tests.conftest import REACTOR_LOOP, CrawlerProcessInTests, RedisServer, expected_ids, paid_twice
+from tests.conftest import (
+    REACTOR_LOOP,
+    CrawlerProcessInTests,
+    Here,
+    RedisServer,
+    Worker,
+    expected_ids,
+    paid_twice,
+    run_worker_here,
+    wait_until,
+)
 from tests.test_distributed import (
     ALONE,
     CORPUS,
     FEW,
     FEW_PAGES,
     KEYWORDS,
-    Here,
-    Worker,
     delivered,
     everything_in,
     keyword_file,
-    run_worker_here,
-    wait_until,
     worker_count,
 )
-
-workers = test_distributed.workers  # the fixture (seeds is conftest.py's, from KEYWORDS)
 
 pytestmark = pytest.mark.crawl
 
