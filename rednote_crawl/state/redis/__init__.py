@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 # token hash -> the limit learned for it (JSON); shared by every crawl on this Redis, kept by `reset`.
 TOKEN_LIMITS = "justoneapi:token-limits"
-SAFE_LEASE = 10  # seconds: leases are renewed every second, by Redis calls with 5 s timeouts
+SAFE_LEASE = 10  # seconds: leases are renewed every heartbeat (1 s by default), by Redis calls with 5 s timeouts
 CLOSE_WAIT = 10.0  # seconds a closing worker waits for its writes to reach Redis
 
 
