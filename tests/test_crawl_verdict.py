@@ -15,10 +15,10 @@ import orjson
 import pytest
 
 from rednote_crawl.state.redis.keys import Keys
-from tests import test_distributed, test_schedules
+from tests import test_distributed, test_monitors
 from tests.conftest import expected_ids, run_worker_here, wait_until
 
-receiver = test_schedules.receiver  # test_monitors.py's receiver, quick to shut down
+receiver = test_monitors.receiver  # the fixture: a webhook receiver on 127.0.0.1
 
 pytestmark = pytest.mark.crawl
 

@@ -12,31 +12,21 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rednote_crawl.state.jobfolder import JobFolder
+from tests import test_monitors
 from tests.conftest import ROOT, TOKEN, scrapy_in_process
-from tests.test_monitors import Receiver, closed_port
+from tests.test_monitors import closed_port
+
+receiver = test_monitors.receiver  # the fixture: a webhook receiver on 127.0.0.1
 
 pytestmark = pytest.mark.crawl
 
 DEPLOY = ROOT / "deploy"
 QUICK = ["-s", "JUSTONEAPI_SANDBOX=1", "-s", "JUSTONEAPI_MAX_PAGES=1", "-s", "JUSTONEAPI_MAX_RPS=0"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """test_monitors.py's webhook receiver, polled for its shutdown every 0.05 s (not 0.5 s)."""
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def installed(tmp_path: Path) -> tuple[Path, Path]:
